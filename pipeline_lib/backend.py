@@ -1,0 +1,59 @@
+"""The array-module seam: NumPy on the CPU, CuPy (optional) on the GPU.
+
+This is the only module that imports cupy. Everything else asks for `xp`
+and calls `xp.*`; data moves to the host only at I/O edges via `to_host`.
+"""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+try:  # CuPy is an optional extra ("pip install .[gpu]").
+    import cupy as _cupy
+except Exception:  # pragma: no cover - depends on the machine
+    _cupy = None
+
+
+def gpu_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device."""
+    if _cupy is None:
+        return False
+    try:
+        return _cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # pragma: no cover - depends on the machine
+        return False
+
+
+def get_xp(mode: str = "CPU") -> types.ModuleType:
+    """The array module for a Caffe `solver_mode` name ("CPU" or "GPU")."""
+    mode = mode.upper()
+    if mode == "CPU":
+        return np
+    if mode == "GPU":
+        if not gpu_available():
+            raise RuntimeError(
+                "solver_mode GPU needs CuPy and a CUDA device; install the 'gpu' extra "
+                "(pip install '.[gpu]') or set solver_mode: CPU"
+            )
+        return _cupy
+    raise ValueError(f"unknown solver_mode {mode!r}: expected CPU or GPU")
+
+
+def get_array_module(*arrays) -> types.ModuleType:
+    """NumPy or CuPy, whichever owns the given arrays."""
+    if _cupy is not None:
+        return _cupy.get_array_module(*arrays)
+    return np
+
+
+def to_host(array) -> np.ndarray:
+    """A NumPy copy (or view) of a NumPy or CuPy array."""
+    if _cupy is not None and isinstance(array, _cupy.ndarray):
+        return _cupy.asnumpy(array)
+    return np.asarray(array)
+
+
+def is_gpu_array(array) -> bool:
+    return _cupy is not None and isinstance(array, _cupy.ndarray)

@@ -1,0 +1,33 @@
+"""Shared fixtures: the array-module (`xp`) fixture and test paths."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from pipeline_lib import backend  # noqa: E402
+
+TESTS = Path(__file__).parent
+DATA = TESTS / "data"
+
+
+def _xp_params():
+    params = [pytest.param(np, id="numpy")]
+    params.append(pytest.param("cupy", id="cupy", marks=[
+        pytest.mark.gpu,
+        pytest.mark.skipif(not backend.gpu_available(), reason="no CuPy/CUDA device"),
+    ]))
+    return params
+
+
+@pytest.fixture(params=_xp_params())
+def xp(request):
+    """NumPy, and CuPy where a GPU is present."""
+    if request.param == "cupy":
+        return backend.get_xp("GPU")
+    return request.param
