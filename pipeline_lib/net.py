@@ -247,10 +247,14 @@ class Net:
     # -- running ------------------------------------------------------------------
     def forward(self) -> float:
         """Run every layer; return the weighted sum of the loss tops."""
-        for layer, bottoms, tops in zip(self.layers, self.bottoms, self.tops):
-            layer.reshape(bottoms, tops)
-            layer.forward(bottoms, tops)
+        for i in range(len(self.layers)):
+            self.forward_layer(i)
         return self.loss()
+
+    def forward_layer(self, i: int) -> None:
+        bottoms, tops = self.bottoms[i], self.tops[i]
+        self.layers[i].reshape(bottoms, tops)
+        self.layers[i].forward(bottoms, tops)
 
     def loss(self) -> float:
         total = 0.0
@@ -259,12 +263,18 @@ class Net:
         return total
 
     def backward(self) -> None:
+        self.seed_loss_diffs()
+        for i in range(len(self.layers) - 1, -1, -1):
+            self.backward_layer(i)
+
+    def seed_loss_diffs(self) -> None:
+        """Set each loss top's diff to its loss weight: where backward starts."""
         for blob, weight in self._loss_tops:
             blob.diff[...] = weight
-        for idx in range(len(self.layers) - 1, -1, -1):
-            if self._layer_needs_backward[idx]:
-                self.layers[idx].backward(self.tops[idx], self._propagate_down[idx],
-                                          self.bottoms[idx])
+
+    def backward_layer(self, i: int) -> None:
+        if self._layer_needs_backward[i]:
+            self.layers[i].backward(self.tops[i], self._propagate_down[i], self.bottoms[i])
 
     def forward_backward(self) -> float:
         loss = self.forward()

@@ -16,7 +16,8 @@ HERE = Path(__file__).parent
 def compile_proto(out_dir: Path, *extra_args: str) -> None:
     from grpc_tools import protoc
 
-    args = ["protoc", f"-I{HERE}", f"--python_out={out_dir}", *extra_args, str(HERE / "caffe.proto")]
+    args = ["protoc", f"-I{HERE}", f"--python_out={out_dir}", *extra_args,
+            str(HERE / "caffe.proto")]
     if protoc.main(args) != 0:
         raise RuntimeError(f"protoc failed on {HERE / 'caffe.proto'}")
 
