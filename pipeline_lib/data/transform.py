@@ -1,0 +1,150 @@
+"""Caffe's `transform_param` applied to a whole batch at once.
+
+Per image, in Caffe's order: crop (random offsets in TRAIN, centred in TEST),
+mirror (a coin flip per image whenever `mirror: true`, in any phase, as
+Caffe's DataTransformer does), subtract the mean (`mean_file`, cropped and
+mirrored with the image, or `mean_value` per channel), then multiply by
+`scale`. The arithmetic is `(x - mean) * scale` in the output dtype, as Caffe
+computes it in its `Dtype`.
+
+Random draws come only from the Generator given to the transformer, one set
+per batch: mirror flags for all images (when `mirror`), then row offsets,
+then column offsets (when cropping in TRAIN).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline_lib.proto import caffe_pb2
+
+# Luma weights applied to Caffe's B, G, R channel order (ITU-R BT.601, as OpenCV).
+_BGR_TO_GRAY = np.array([0.114, 0.587, 0.299], dtype=np.float64)
+
+
+class TransformError(ValueError):
+    """Input that the transformation parameters cannot be applied to."""
+
+
+class DataTransformer:
+    """Crop, mirror, mean subtraction and scaling for N x C x H x W batches."""
+
+    def __init__(self, transform_param: caffe_pb2.TransformationParameter, phase: int,
+                 rng: np.random.Generator, mean: np.ndarray | None = None,
+                 dtype=np.float32):
+        p = transform_param
+        self.param = p
+        self.phase = phase
+        self.rng = rng
+        self.dtype = np.dtype(dtype)
+        self.scale = float(p.scale)
+        self.crop_size = int(p.crop_size)
+        self.mirror = bool(p.mirror)
+        if p.force_color and p.force_gray:
+            raise TransformError("transform_param: cannot set both force_color and force_gray")
+        if p.HasField("mean_file") and len(p.mean_value):
+            raise TransformError(
+                "transform_param: cannot specify mean_file and mean_value at the same time")
+        if mean is None and p.HasField("mean_file"):
+            from pipeline_lib.data.mean_io import read_mean_binaryproto
+
+            mean = read_mean_binaryproto(p.mean_file)
+        if mean is not None and len(p.mean_value):
+            raise TransformError("transform_param: a mean image was given and mean_value is set")
+        self.mean = None if mean is None else np.asarray(mean, dtype=self.dtype)
+        if self.mean is not None and self.mean.ndim != 3:
+            raise TransformError(f"the mean image must be C x H x W, got shape {self.mean.shape}")
+        self.mean_values = np.asarray(list(p.mean_value), dtype=self.dtype)
+
+    # -- shapes -------------------------------------------------------------
+    def output_shape(self, input_chw_shape, batch: int) -> tuple[int, int, int, int]:
+        """Top shape for `batch` images of shape C x H x W (after decoding)."""
+        c, h, w = (int(d) for d in input_chw_shape)
+        self._check_input(c, h, w)
+        if self.crop_size:
+            h = w = self.crop_size
+        return (int(batch), c, h, w)
+
+    def _check_input(self, c: int, h: int, w: int) -> None:
+        if c < 1:
+            raise TransformError(f"input has {c} channels")
+        if self.crop_size and (h < self.crop_size or w < self.crop_size):
+            raise TransformError(
+                f"crop_size {self.crop_size} is larger than the input image {h} x {w}")
+        if self.mean is not None and self.mean.shape != (c, h, w):
+            raise TransformError(
+                f"mean image has shape {'x'.join(map(str, self.mean.shape))}, the input "
+                f"{c}x{h}x{w}; the mean file must match the (uncropped) input size")
+        n_values = len(self.mean_values)
+        if n_values not in (0, 1, c):
+            raise TransformError(
+                f"specify either 1 mean_value or as many as channels ({c}), got {n_values}")
+
+    # -- encoded images ----------------------------------------------------------
+    def force_channels(self, image: np.ndarray) -> np.ndarray:
+        """Apply force_color / force_gray to a decoded C x H x W image (BGR order)."""
+        c = image.shape[0]
+        if self.param.force_gray and c == 3:
+            gray = np.tensordot(_BGR_TO_GRAY, image.astype(np.float64), axes=(0, 0))[None]
+            if image.dtype == np.uint8:
+                gray = np.clip(np.rint(gray), 0, 255)
+            return gray.astype(image.dtype)
+        if self.param.force_color and c == 1:
+            return np.repeat(image, 3, axis=0)
+        return image
+
+    # -- randomness ----------------------------------------------------------------
+    def draw(self, n: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row offsets, column offsets and mirror flags for `n` images of H x W."""
+        mirror = (self.rng.integers(0, 2, size=n).astype(bool) if self.mirror
+                  else np.zeros(n, dtype=bool))
+        crop = self.crop_size
+        if crop and self.phase == caffe_pb2.TRAIN:
+            h_off = self.rng.integers(0, height - crop + 1, size=n)
+            w_off = self.rng.integers(0, width - crop + 1, size=n)
+        elif crop:
+            h_off = np.full(n, (height - crop) // 2)
+            w_off = np.full(n, (width - crop) // 2)
+        else:
+            h_off = np.zeros(n, dtype=np.int64)
+            w_off = np.zeros(n, dtype=np.int64)
+        return h_off, w_off, mirror
+
+    # -- the transform -----------------------------------------------------------
+    def transform(self, batch: np.ndarray) -> np.ndarray:
+        """Transform an N x C x H x W batch (uint8 or float); returns `self.dtype`."""
+        batch = np.asarray(batch)
+        if batch.ndim != 4:
+            raise TransformError(f"expected an N x C x H x W batch, got shape {batch.shape}")
+        n, c, h, w = batch.shape
+        self._check_input(c, h, w)
+        h_off, w_off, mirror = self.draw(n, h, w)
+        return self.apply(batch, h_off, w_off, mirror)
+
+    def apply(self, batch: np.ndarray, h_off: np.ndarray, w_off: np.ndarray,
+              mirror: np.ndarray) -> np.ndarray:
+        """The deterministic part of `transform`, for given offsets and flags."""
+        n, c, h, w = batch.shape
+        ch = cw = self.crop_size
+        if not self.crop_size:
+            ch, cw = h, w
+        mean = self.mean
+        if ch == h and cw == w and not mirror.any():
+            out = batch.astype(self.dtype)  # always a fresh array
+            if mean is not None:
+                out -= mean
+        else:
+            rows = (np.asarray(h_off)[:, None] + np.arange(ch))[:, None, :, None]
+            cols = np.asarray(w_off)[:, None] + np.arange(cw)
+            cols = np.where(mirror[:, None], cols[:, ::-1], cols)[:, None, None, :]
+            chans = np.arange(c)[None, :, None, None]
+            out = batch[np.arange(n)[:, None, None, None], chans, rows, cols].astype(
+                self.dtype, copy=False)
+            if mean is not None:
+                out -= mean[chans, rows, cols]
+        if len(self.mean_values):
+            # one value applies to every channel; otherwise one per channel
+            out -= self.mean_values.reshape(1, -1, 1, 1)
+        if self.scale != 1.0:
+            out *= self.dtype.type(self.scale)
+        return out
