@@ -8,12 +8,12 @@ fields; newer blobs carry `shape`. We read either (legacy first, as Caffe's
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from pipeline_lib.fsutil import atomic_write_bytes
 from pipeline_lib.proto import caffe_pb2
 
 
@@ -72,19 +72,4 @@ def mean_to_blobproto(mean: np.ndarray) -> caffe_pb2.BlobProto:
 
 def write_mean_binaryproto(mean: np.ndarray, path: str | os.PathLike) -> None:
     """Write `mean` (C x H x W) to `path` atomically (temp file, fsync, rename)."""
-    payload = mean_to_blobproto(mean).SerializeToString()
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o644)  # mkstemp makes 0600
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_bytes(path, mean_to_blobproto(mean).SerializeToString())

@@ -18,9 +18,6 @@ import numpy as np
 
 from pipeline_lib.proto import caffe_pb2
 
-# Luma weights applied to Caffe's B, G, R channel order (ITU-R BT.601, as OpenCV).
-_BGR_TO_GRAY = np.array([0.114, 0.587, 0.299], dtype=np.float64)
-
 
 class TransformError(ValueError):
     """Input that the transformation parameters cannot be applied to."""
@@ -81,17 +78,14 @@ class DataTransformer:
                 f"specify either 1 mean_value or as many as channels ({c}), got {n_values}")
 
     # -- encoded images ----------------------------------------------------------
-    def force_channels(self, image: np.ndarray) -> np.ndarray:
-        """Apply force_color / force_gray to a decoded C x H x W image (BGR order)."""
-        c = image.shape[0]
-        if self.param.force_gray and c == 3:
-            gray = np.tensordot(_BGR_TO_GRAY, image.astype(np.float64), axes=(0, 0))[None]
-            if image.dtype == np.uint8:
-                gray = np.clip(np.rint(gray), 0, 255)
-            return gray.astype(image.dtype)
-        if self.param.force_color and c == 1:
-            return np.repeat(image, 3, axis=0)
-        return image
+    @property
+    def decode_color(self) -> bool | None:
+        """How to decode encoded images: True force_color, False force_gray, None native."""
+        if self.param.force_color:
+            return True
+        if self.param.force_gray:
+            return False
+        return None
 
     # -- randomness ----------------------------------------------------------------
     def draw(self, n: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

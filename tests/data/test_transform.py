@@ -159,14 +159,8 @@ def test_bad_parameters_are_refused(tmp_path):
         DataTransformer(tp(mean_file=str(tmp_path / "nope.binaryproto")), TRAIN, rng)
 
 
-def test_force_gray_and_force_color():
+def test_decode_color_follows_force_flags():
     rng = np.random.default_rng(0)
-    bgr = np.zeros((3, 1, 2), np.uint8)
-    bgr[:, 0, 0] = (255, 0, 0)  # pure blue
-    bgr[:, 0, 1] = (0, 0, 255)  # pure red
-    gray = DataTransformer(tp(force_gray=True), TRAIN, rng).force_channels(bgr)
-    np.testing.assert_array_equal(gray, [[[29, 76]]])  # 0.114 * 255, 0.299 * 255
-    one = np.arange(6, dtype=np.uint8).reshape(1, 2, 3)
-    color = DataTransformer(tp(force_color=True), TRAIN, rng).force_channels(one)
-    np.testing.assert_array_equal(color, np.repeat(one, 3, axis=0))
-    assert DataTransformer(tp(), TRAIN, rng).force_channels(bgr) is bgr
+    assert DataTransformer(tp(force_gray=True), TRAIN, rng).decode_color is False
+    assert DataTransformer(tp(force_color=True), TRAIN, rng).decode_color is True
+    assert DataTransformer(tp(), TRAIN, rng).decode_color is None
