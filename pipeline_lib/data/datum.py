@@ -1,0 +1,133 @@
+"""Arrays to and from Caffe's `Datum` record, byte for byte as Caffe writes them.
+
+A Datum holds one C x H x W image and its label: raw uint8 pixels in `data`,
+or floats in `float_data`, or (with `encoded` set) the bytes of a JPEG/PNG
+file in `data`. Caffe decodes encoded images with OpenCV, which gives colour
+channels in BGR order; `datum_to_array` does the same with Pillow. Pixel
+values of lossy (JPEG) images may differ from OpenCV's by a few levels where
+the two link different libjpeg builds; PNG decodes identically.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from pipeline_lib.proto import caffe_pb2
+
+
+class DatumError(ValueError):
+    """A record that is not a usable Datum."""
+
+
+def array_to_datum(array: np.ndarray, label: int) -> caffe_pb2.Datum:
+    """A Datum for a C x H x W (or H x W) image: uint8 -> `data`, float -> `float_data`."""
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[np.newaxis]
+    if array.ndim != 3:
+        raise DatumError(f"expected a C x H x W (or H x W) image, got shape {array.shape}")
+    c, h, w = (int(d) for d in array.shape)
+    datum = caffe_pb2.Datum(channels=c, height=h, width=w)
+    if array.dtype == np.uint8:
+        datum.data = np.ascontiguousarray(array).tobytes()
+    elif np.issubdtype(array.dtype, np.floating):
+        datum.float_data.extend(array.astype(np.float32).ravel().tolist())
+    else:
+        raise DatumError(f"expected a uint8 or float image, got dtype {array.dtype}")
+    datum.label = int(label)
+    return datum
+
+
+def encoded_datum(file_bytes: bytes, label: int) -> caffe_pb2.Datum:
+    """A Datum carrying an image file's bytes as they are (Caffe's `--encoded`)."""
+    if not file_bytes:
+        raise DatumError("encoded datum needs the bytes of an image file, got none")
+    return caffe_pb2.Datum(data=bytes(file_bytes), label=int(label), encoded=True)
+
+
+def parse_datum(value: bytes, where: str = "record") -> caffe_pb2.Datum:
+    """Parse serialized Datum bytes; `where` names the record in errors."""
+    datum = caffe_pb2.Datum()
+    try:
+        datum.ParseFromString(value)
+    except (DecodeError, RuntimeError) as exc:
+        raise DatumError(f"{where}: corrupt record, not a serialized Datum ({exc})") from None
+    return datum
+
+
+def read_datum(reader, index: int) -> caffe_pb2.Datum:
+    """The Datum at `index` of a `db.DatabaseReader`; errors name the database and key."""
+    key = reader.key(index)
+    return parse_datum(reader.value(index), f"{reader.path} key {key.decode(errors='replace')}")
+
+
+def datum_to_array(
+    datum: caffe_pb2.Datum, color: bool | None = None, where: str = "datum"
+) -> np.ndarray:
+    """The image of a Datum as C x H x W: uint8 from `data`, float32 from `float_data`.
+
+    Encoded images are decoded; `color` None keeps the file's channels (1 for
+    grey, 3 BGR, 4 BGRA), True forces 3 BGR channels, False forces 1 grey
+    channel: Caffe's native, `force_color` and `force_gray` decodes.
+    """
+    if datum.encoded:
+        return _decode(datum.data, color, where)
+    shape = (datum.channels, datum.height, datum.width)
+    size = int(np.prod(shape, dtype=np.int64))
+    if datum.data:
+        if len(datum.data) != size:
+            raise DatumError(
+                f"{where}: data has {len(datum.data)} bytes, expected "
+                f"{shape[0]}x{shape[1]}x{shape[2]} = {size}"
+            )
+        return np.frombuffer(datum.data, dtype=np.uint8).reshape(shape).copy()
+    if len(datum.float_data):
+        if len(datum.float_data) != size:
+            raise DatumError(
+                f"{where}: float_data has {len(datum.float_data)} values, expected "
+                f"{shape[0]}x{shape[1]}x{shape[2]} = {size}"
+            )
+        return np.asarray(datum.float_data, dtype=np.float32).reshape(shape)
+    if size == 0:
+        raise DatumError(f"{where}: datum holds no image (no data, no float_data)")
+    raise DatumError(f"{where}: datum has shape {shape} but holds no data")
+
+
+def _decode(file_bytes: bytes, color: bool | None, where: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(file_bytes)) as img:
+            img.load()
+            if color is True:
+                img = img.convert("RGB")
+            elif color is False:
+                img = img.convert("L")
+            else:
+                img = _native(img, where)
+            pixels = np.asarray(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DatumError(f"{where}: cannot decode encoded image ({exc})") from None
+    if pixels.dtype != np.uint8:
+        raise DatumError(f"{where}: decoded image is {pixels.dtype}, Caffe needs 8-bit pixels")
+    if pixels.ndim == 2:
+        return pixels[np.newaxis].copy()
+    chw = pixels.transpose(2, 0, 1)
+    order = [2, 1, 0] + list(range(3, chw.shape[0]))  # RGB(A) -> BGR(A), as OpenCV gives
+    return np.ascontiguousarray(chw[order])
+
+
+def _native(img, where: str):
+    """The image in the channel layout OpenCV's unchanged decode would give."""
+    if img.mode in ("L", "RGB", "RGBA"):
+        return img
+    if img.mode == "1":
+        return img.convert("L")
+    if img.mode in ("LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        return img.convert("RGBA")
+    if img.mode in ("P", "CMYK", "YCbCr"):
+        return img.convert("RGB")
+    raise DatumError(f"{where}: encoded image has mode {img.mode}; Caffe needs 8-bit pixels")

@@ -1,0 +1,297 @@
+"""Key/value databases in Caffe's two formats: LMDB and LevelDB (via plyvel).
+
+`DatabaseWriter` builds a database in a temporary directory beside the
+target, commits in batches, and renames it into place only when closed
+without error, so a failed run leaves nothing half-written. The LMDB map
+doubles whenever it fills up. `DatabaseReader` gives keys in key order and
+random access to values; it opens LMDB read-only without a lock file.
+LevelDB has no read-only mode: it takes a LOCK file and may fold its log
+into a table on open, so open a copy of any database you must not change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipeline_lib.fsutil import make_temp_dir_beside, replace_dir
+
+BACKENDS = ("lmdb", "leveldb")
+DEFAULT_BATCH = 1000  # records per transaction, as Caffe's converters commit
+INITIAL_MAP_SIZE = 1 << 26  # 64 MiB; grows by doubling
+MAX_MAP_SIZE = 1 << 40
+
+
+class DatabaseError(RuntimeError):
+    """A database that is missing, of the wrong kind, locked or corrupt."""
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown database backend {backend!r}: expected one of {BACKENDS}")
+    return backend
+
+
+def detect_backend(path: str | os.PathLike) -> str:
+    """Return "lmdb" or "leveldb", from the files in the database directory."""
+    path = Path(path)
+    if not path.exists():
+        raise DatabaseError(f"{path}: no such database")
+    if not path.is_dir():
+        raise DatabaseError(f"{path}: not a database directory (LMDB and LevelDB are folders)")
+    if (path / "data.mdb").is_file():
+        return "lmdb"
+    if (path / "CURRENT").is_file():
+        return "leveldb"
+    raise DatabaseError(f"{path}: not a database: no data.mdb (LMDB) and no CURRENT file (LevelDB)")
+
+
+class DatabaseWriter:
+    """Write (key, value) records into a new LMDB or LevelDB database at `path`."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        backend: str = "lmdb",
+        overwrite: bool = False,
+        batch_size: int = DEFAULT_BATCH,
+        map_size: int = INITIAL_MAP_SIZE,
+    ) -> None:
+        self.path = Path(path)
+        self.backend = _check_backend(backend)
+        self.overwrite = overwrite
+        self.batch_size = max(1, int(batch_size))
+        self.count = 0
+        self._pending: list[tuple[bytes, bytes]] = []
+        self._closed = False
+        if (self.path.exists() or self.path.is_symlink()) and not overwrite:
+            raise FileExistsError(
+                f"{self.path}: output database already exists (remove it or pass overwrite=True)"
+            )
+        self._tmp = make_temp_dir_beside(self.path)
+        try:
+            if backend == "lmdb":
+                import lmdb
+
+                self._lmdb = lmdb
+                self._env = lmdb.open(
+                    str(self._tmp), map_size=int(map_size), subdir=True, meminit=False
+                )
+            else:
+                import plyvel
+
+                self._db = plyvel.DB(
+                    str(self._tmp),
+                    create_if_missing=True,
+                    error_if_exists=True,
+                    write_buffer_size=64 << 20,
+                )
+        except BaseException:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise
+
+    def __enter__(self) -> DatabaseWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    @property
+    def map_size(self) -> int:
+        """The current LMDB map size in bytes (0 for LevelDB)."""
+        return self._env.info()["map_size"] if self.backend == "lmdb" else 0
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if self._closed:
+            raise DatabaseError(f"{self.path}: put() after close()")
+        if not isinstance(key, bytes) or not isinstance(value, bytes):
+            raise TypeError(f"{self.path}: keys and values must be bytes")
+        self._pending.append((key, value))
+        self.count += 1
+        if len(self._pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the pending records as one transaction."""
+        if not self._pending:
+            return
+        if self.backend == "lmdb":
+            self._commit_lmdb()
+        else:
+            with self._db.write_batch() as batch:
+                for key, value in self._pending:
+                    batch.put(key, value)
+        self._pending.clear()
+
+    def _commit_lmdb(self) -> None:
+        while True:
+            try:
+                with self._env.begin(write=True) as txn:
+                    for key, value in self._pending:
+                        txn.put(key, value)
+                return
+            except self._lmdb.MapFullError:
+                # The transaction was aborted; grow the map and replay the batch.
+                size = self._env.info()["map_size"]
+                if size >= MAX_MAP_SIZE:
+                    raise DatabaseError(
+                        f"{self.path}: LMDB map reached {size} bytes and is still full"
+                    ) from None
+                self._env.set_mapsize(min(2 * size, MAX_MAP_SIZE))
+
+    def close(self) -> None:
+        """Commit what is pending and move the finished database into place."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+            self._close_handle()
+            replace_dir(self._tmp, self.path, self.overwrite)
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+
+    def abort(self) -> None:
+        """Drop everything written; the target path is left as it was."""
+        self._closed = True
+        self._pending.clear()
+        with contextlib.suppress(Exception):
+            self._close_handle()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _close_handle(self) -> None:
+        if self.backend == "lmdb":
+            if getattr(self, "_env", None) is not None:
+                self._env.sync(True)
+                self._env.close()
+                self._env = None
+        elif getattr(self, "_db", None) is not None:
+            self._db.close()
+            self._db = None
+
+
+class DatabaseReader:
+    """Read an LMDB or LevelDB database: keys in key order, values by index."""
+
+    def __init__(self, path: str | os.PathLike, backend: str | None = None) -> None:
+        self.path = Path(path)
+        found = detect_backend(self.path)
+        if backend is not None and _check_backend(backend) != found:
+            raise DatabaseError(f"{self.path}: expected a {backend} database, found {found}")
+        self.backend = found
+        self._keys: list[bytes] | None = None
+        if found == "lmdb":
+            import lmdb
+
+            self._errors: tuple[type[BaseException], ...] = (lmdb.Error,)
+            try:
+                self._env = lmdb.open(str(self.path), readonly=True, lock=False, subdir=True)
+                self._txn = self._env.begin(buffers=False)
+            except lmdb.Error as exc:
+                raise DatabaseError(f"{self.path}: cannot open LMDB database ({exc})") from None
+        else:
+            import plyvel
+
+            self._errors = (plyvel.Error,)
+            try:
+                self._db = plyvel.DB(str(self.path), create_if_missing=False, paranoid_checks=True)
+            except plyvel.IOError as exc:
+                raise DatabaseError(
+                    f"{self.path}: cannot open LevelDB database ({exc}); LevelDB allows one "
+                    "open handle at a time and needs write access to the folder"
+                ) from None
+            except plyvel.Error as exc:
+                raise DatabaseError(f"{self.path}: cannot open LevelDB database ({exc})") from None
+
+    def __enter__(self) -> DatabaseReader:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"DatabaseReader({str(self.path)!r}, backend={self.backend!r})"
+
+    def __len__(self) -> int:
+        if self.backend == "lmdb" and self._keys is None:
+            return int(self._env.stat()["entries"])
+        return len(self.keys())
+
+    def keys(self) -> list[bytes]:
+        """All keys in key order (read once, then cached)."""
+        if self._keys is None:
+            self._keys = [key for key, _ in self._scan(values=False)]
+        return self._keys
+
+    def key(self, index: int) -> bytes:
+        keys = self.keys()
+        try:
+            return keys[index]
+        except IndexError:
+            raise IndexError(f"{self.path}: record {index} out of range ({len(keys)})") from None
+
+    def value(self, index: int) -> bytes:
+        """The value of the `index`-th record in key order."""
+        key = self.key(index)
+        try:
+            if self.backend == "lmdb":
+                value = self._txn.get(key)
+            else:
+                value = self._db.get(key, verify_checksums=True)
+        except self._errors as exc:
+            raise DatabaseError(f"{self.path} key {_show(key)}: corrupt record ({exc})") from None
+        if value is None:
+            raise DatabaseError(f"{self.path} key {_show(key)}: record listed but missing")
+        return value
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        return self._scan(values=True)
+
+    def _scan(self, values: bool) -> Iterator[tuple[bytes, bytes]]:
+        last = None
+        try:
+            if self.backend == "lmdb":
+                cursor = self._txn.cursor()
+                if values:
+                    for key, value in cursor.iternext(keys=True, values=True):
+                        last = key
+                        yield key, value
+                else:
+                    for key in cursor.iternext(keys=True, values=False):
+                        last = key
+                        yield key, b""
+            else:
+                it = self._db.iterator(include_value=values, verify_checksums=True)
+                for item in it:
+                    key, value = item if values else (item, b"")
+                    last = key
+                    yield key, value
+        except self._errors as exc:
+            where = "at the first record" if last is None else f"after key {_show(last)}"
+            raise DatabaseError(f"{self.path}: corrupt record {where} ({exc})") from None
+
+    def close(self) -> None:
+        if self.backend == "lmdb":
+            if getattr(self, "_env", None) is not None:
+                self._txn.abort()
+                self._env.close()
+                self._env = None
+        elif getattr(self, "_db", None) is not None:
+            self._db.close()
+            self._db = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def _show(key: bytes) -> str:
+    text = key.decode("ascii", errors="replace")
+    return text if text.isprintable() else repr(key)

