@@ -70,6 +70,10 @@ def explain(message: str, source_line: str, column: int | None) -> str:
         return _bad_enum(m.group(1), m.group(2))
     if m := _EXPECTED_STRING.search(message):
         return _expected_string(m.group(1), source_line, column)
+    if message == 'Expected "}".':
+        return 'expected "}": a `{` block opened above is not closed'
+    if message == "Expected identifier or number, got }.":
+        return "unexpected `}` (one closing brace too many?)"
     return message
 
 
