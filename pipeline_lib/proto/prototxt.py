@@ -80,14 +80,17 @@ def read_text(path: StrPath, message_cls: type[M]) -> M:
     return parse_text(_read_utf8(path), message_cls, str(path))
 
 
-def parse_net_text(text: str, filename: str = "<string>") -> caffe_pb2.NetParameter:
-    """Parse a net prototxt and upgrade old syntax (V1 layers, input fields, ...)."""
+def parse_net_text(text: str, filename: str) -> caffe_pb2.NetParameter:
+    """Parse a net prototxt and upgrade old syntax (V1 layers, input fields, ...).
+
+    `filename` names the text in errors and in the upgrade log line.
+    """
     net = parse_text(text, caffe_pb2.NetParameter, filename)
     upgrade_net(net, filename)
     return net
 
 
-def parse_solver_text(text: str, filename: str = "<string>") -> caffe_pb2.SolverParameter:
+def parse_solver_text(text: str, filename: str) -> caffe_pb2.SolverParameter:
     """Parse a solver prototxt and upgrade old syntax (solver_type enum).
 
     Like Caffe's solver reader, a missing snapshot_prefix becomes `filename`
