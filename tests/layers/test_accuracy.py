@@ -68,3 +68,16 @@ def test_top_k_more_than_classes_is_an_error():
 def test_label_count_mismatch_is_an_error():
     with pytest.raises(ValueError, match="label count 3"):
         run(make_layer(acc_text()), [blob(SCORES), blob(LABELS[:3])])
+
+
+def test_caffe_lenet_scores_are_all_right():
+    # Caffe's ip2 outputs for the first 100 MNIST test images (tests/data/golden/SOURCE.md):
+    # the tutorial model classifies every one of them right.
+    from conftest import DATA
+
+    golden = np.load(DATA / "golden" / "caffe_lenet_test100_blobs.npz")
+    bottom = [blob(golden["ip2"], dtype=np.float32), blob(golden["label"], dtype=np.float32)]
+    acc, per_class = run(make_layer(acc_text(per_class=True), dtype=np.float32), bottom)
+    assert float(acc.data) == 1.0
+    present = np.isin(np.arange(10), golden["label"])
+    np.testing.assert_array_equal(per_class.data, present.astype(np.float32))
