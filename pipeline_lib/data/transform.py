@@ -128,14 +128,17 @@ class DataTransformer:
             if mean is not None:
                 out -= mean
         else:
-            rows = (np.asarray(h_off)[:, None] + np.arange(ch))[:, None, :, None]
-            cols = np.asarray(w_off)[:, None] + np.arange(cw)
-            cols = np.where(mirror[:, None], cols[:, ::-1], cols)[:, None, None, :]
-            chans = np.arange(c)[None, :, None, None]
-            out = batch[np.arange(n)[:, None, None, None], chans, rows, cols].astype(
-                self.dtype, copy=False)
-            if mean is not None:
-                out -= mean[chans, rows, cols]
+            # One strided window per image: a loop of slice copies runs an order of
+            # magnitude faster than a single fancy-indexed gather over the batch.
+            out = np.empty((n, c, ch, cw), self.dtype)
+            for i in range(n):
+                rows = slice(int(h_off[i]), int(h_off[i]) + ch)
+                cols = slice(int(w_off[i]), int(w_off[i]) + cw)
+                if mirror[i]:
+                    cols = slice(cols.stop - 1, cols.start - 1 if cols.start else None, -1)
+                out[i] = batch[i, :, rows, cols]
+                if mean is not None:
+                    out[i] -= mean[:, rows, cols]
         if len(self.mean_values):
             # one value applies to every channel; otherwise one per channel
             out -= self.mean_values.reshape(1, -1, 1, 1)
