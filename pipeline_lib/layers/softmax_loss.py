@@ -127,4 +127,5 @@ class SoftmaxWithLossLayer(Layer):
         onehot = xp.arange(self.classes)[None, :, None] == self.labels[:, None, :]
         grad = (prob3 - onehot) * self.valid[:, None, :]
         scale = top[0].diff.reshape(-1)[0] / self._normalizer(self.valid_count)
-        bottom[0].diff[...] = (grad * scale).reshape(bottom[0].shape)
+        grad *= xp.asarray(scale, dtype=grad.dtype)
+        bottom[0].diff[...] = grad.reshape(bottom[0].shape)
