@@ -1,0 +1,240 @@
+"""Convolution: 2-D, with padding, stride, dilation and groups, as batch-wide GEMMs.
+
+Weights are Caffe's (num_output, C/group, kh, kw), biases (num_output,). Output
+size rounds down: (H + 2p - (d(k-1)+1)) // s + 1. Like Caffe, several bottoms
+may share the layer's weights, each giving the top of the same index.
+
+Inside, the bottom is copied once to a padded channels-last (NHWC) buffer; its
+patches then form an (M x K) matrix for the whole batch (M = N*Ho*Wo, K =
+kh*kw*C/group) and each group is one GEMM. Backward: the weight gradient is
+one GEMM against the same patch matrix (kept from forward), the input gradient
+is one batched GEMM giving each kernel tap's patch gradient as a contiguous
+block, added back tap by tap (col2im). Very large patch matrices are made a
+slice of the batch at a time so their memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from pipeline_lib.conv_utils import Buffers, Window2D, col2im_add, im2col
+from pipeline_lib.layers.base import Blob, Layer, register
+
+#: Above this many bytes of patch matrix, the batch is processed in slices.
+MAX_COLUMN_BYTES = 256 * 2**20
+
+
+def read_window(layer: Layer, cp) -> Window2D:
+    """Kernel, stride, pad and dilation from a ConvolutionParameter, by Caffe's rules."""
+
+    def pair(name: str, repeated, h_name: str, w_name: str, default: int | None) -> tuple[int, int]:
+        has_hw = cp.HasField(h_name) or cp.HasField(w_name)
+        if has_hw:
+            if len(repeated):
+                raise layer.error(f"give either {name} or {h_name}/{w_name}, not both")
+            if name == "kernel_size" and not (cp.HasField(h_name) and cp.HasField(w_name)):
+                raise layer.error("kernel_h and kernel_w must be given together")
+            return getattr(cp, h_name), getattr(cp, w_name)
+        if len(repeated) == 0:
+            if default is None:
+                raise layer.error("kernel_size (or kernel_h and kernel_w) is required")
+            return default, default
+        if len(repeated) > 2:
+            raise layer.error(f"{name} given {len(repeated)} times; this layer is 2-D, "
+                              f"give it once or once per spatial axis (2)")
+        return repeated[0], repeated[-1]
+
+    kh, kw = pair("kernel_size", cp.kernel_size, "kernel_h", "kernel_w", None)
+    sh, sw = pair("stride", cp.stride, "stride_h", "stride_w", 1)
+    ph, pw = pair("pad", cp.pad, "pad_h", "pad_w", 0)
+    if len(cp.dilation) > 2:
+        raise layer.error(f"dilation given {len(cp.dilation)} times; give it once or twice")
+    dh, dw = (cp.dilation[0], cp.dilation[-1]) if len(cp.dilation) else (1, 1)
+    if min(kh, kw) <= 0:
+        raise layer.error(f"kernel size must be positive, got {kh}x{kw}")
+    if min(sh, sw) <= 0:
+        raise layer.error(f"stride must be positive, got {sh}x{sw}")
+    if min(dh, dw) <= 0:
+        raise layer.error(f"dilation must be positive, got {dh}x{dw}")
+    return Window2D(kh, kw, sh, sw, ph, pw, dh, dw)
+
+
+@register
+class ConvolutionLayer(Layer):
+    type = "Convolution"
+    num_bottom = (1, None)
+    num_top = (1, None)
+
+    # -- setup -------------------------------------------------------------------
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        self.check_counts(bottom, top)
+        if len(bottom) != len(top):
+            raise self.error(f"needs one top per bottom, got {len(bottom)} bottom(s) "
+                             f"and {len(top)} top(s)")
+        cp = self.param.convolution_param
+        shape = bottom[0].shape
+        if len(shape) != 4:
+            raise self.error(f"needs a 4-D bottom (N, C, H, W), got shape {shape}")
+        if cp.axis not in (1, -3):
+            raise self.error(f"only axis 1 (channels of NCHW) is supported, got axis {cp.axis}")
+        self.win = read_window(self, cp)
+        self.num_output = int(cp.num_output)
+        self.group = int(cp.group)
+        self.bias_term = bool(cp.bias_term)
+        channels = shape[1]
+        if self.num_output <= 0:
+            raise self.error("num_output must be positive")
+        if self.group <= 0 or channels % self.group or self.num_output % self.group:
+            raise self.error(f"group {self.group} must divide the bottom's {channels} channels "
+                             f"and num_output {self.num_output}")
+        self.channels = channels
+        w_shape = (self.num_output, channels // self.group, self.win.kernel_h, self.win.kernel_w)
+        if self.blobs:
+            want = [w_shape] + ([(self.num_output,)] if self.bias_term else [])
+            got = [b.shape for b in self.blobs]
+            if got != want:
+                raise self.error(f"learnable blobs have shapes {got}, expected {want}")
+        else:
+            self.blobs = [self.make_blob(w_shape, cp.weight_filler)]
+            if self.bias_term:
+                self.blobs.append(self.make_blob((self.num_output,), cp.bias_filler))
+        self.buffers = Buffers(self.xp)
+        self._cols_ready: set[int] = set()
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        shape = bottom[0].shape
+        if len(shape) != 4 or shape[1] != self.channels:
+            raise self.error(f"bottom shape {shape} does not fit the weights "
+                             f"(expected (N, {self.channels}, H, W))")
+        for i, b in enumerate(bottom[1:], 1):
+            if b.shape != shape:
+                raise self.error(f"bottom[{i}] has shape {b.shape}, bottom[0] has {shape}")
+        n, _, h, w = shape
+        oh, ow = self.win.conv_output(h, w)
+        if oh <= 0 or ow <= 0:
+            raise self.error(f"kernel {self.win.kernel_h}x{self.win.kernel_w} does not fit the "
+                             f"padded input {h}x{w}")
+        self.out_hw = (oh, ow)
+        for t in top:
+            t.reshape((n, self.num_output, oh, ow))
+        kdim = self.channels * self.win.kernel_h * self.win.kernel_w
+        per_image = oh * ow * kdim * self.dtype.itemsize
+        self.chunk = max(1, min(n, MAX_COLUMN_BYTES // max(per_image, 1)))
+        self._cols_ready.clear()
+
+    # -- helpers -------------------------------------------------------------------
+    def _chunks(self, n: int):
+        return [(a, min(a + self.chunk, n)) for a in range(0, n, self.chunk)]
+
+    def _padded_nhwc(self, x, key: str):
+        """The bottom slice as a zero-padded NHWC array (a view when nothing needs copying)."""
+        n, c, h, w = x.shape
+        win = self.win
+        if win.pad_h == 0 and win.pad_w == 0 and c == 1:
+            return x.reshape(n, h, w, 1)
+        buf = self.buffers.get(f"xpad{key}", (n, h + 2 * win.pad_h, w + 2 * win.pad_w, c),
+                               x.dtype, zeroed=True)
+        buf[:, win.pad_h:win.pad_h + h, win.pad_w:win.pad_w + w, :] = x.transpose(0, 2, 3, 1)
+        return buf
+
+    def _columns(self, x, key: str):
+        """Patch matrix of a bottom slice: (G, M, K/G) view of an (M, G, K/G) buffer."""
+        n = x.shape[0]
+        oh, ow = self.out_hw
+        g = self.group
+        kg = (self.channels // g) * self.win.kernel_h * self.win.kernel_w
+        col = self.buffers.get(f"col{key}", (self.chunk, oh, ow, g, kg), x.dtype)[:n]
+        im2col(self.xp, self._padded_nhwc(x, key), self.win, oh, ow, g,
+               col.reshape(n, oh, ow, g, self.win.kernel_h, self.win.kernel_w, -1))
+        return col.reshape(n * oh * ow, g, kg).transpose(1, 0, 2)
+
+    def _weight_matrix(self):
+        """Weights as (G, O/G, K/G) with K ordered (kh, kw, C/G) like the patch matrix."""
+        o, cg, kh, kw = self.blobs[0].shape
+        g = self.group
+        w = self.blobs[0].data.reshape(g, o // g, cg, kh, kw).transpose(0, 1, 3, 4, 2)
+        wm = self.buffers.get("wmat", (g, o // g, kh, kw, cg), w.dtype)
+        wm[...] = w
+        return wm.reshape(g, o // g, kh * kw * cg)
+
+    # -- forward / backward ---------------------------------------------------------
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        xp = self.xp
+        g, og = self.group, self.num_output // self.group
+        oh, ow = self.out_hw
+        cap = g * og * self.chunk * oh * ow
+        wm = self._weight_matrix()
+        bias = self.blobs[1].data.reshape(1, g, og, 1) if self.bias_term else None
+        self._cols_ready.clear()
+        for idx, (b, t) in enumerate(zip(bottom, top)):
+            n = b.shape[0]
+            for n0, n1 in self._chunks(n):
+                nc = n1 - n0
+                cols = self._columns(b.data[n0:n1], str(idx))  # (G, M, K/G)
+                res = self.buffers.take("res", (g, og, nc * oh * ow), wm.dtype, cap)
+                xp.matmul(wm, cols.transpose(0, 2, 1), out=res)
+                src = res.reshape(g, og, nc, oh * ow).transpose(2, 0, 1, 3)
+                dest = t.data[n0:n1].reshape(nc, g, og, oh * ow)
+                if bias is not None:
+                    xp.add(src, bias, out=dest)
+                else:
+                    dest[...] = src
+            if self.chunk >= n:
+                self._cols_ready.add(idx)
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        xp = self.xp
+        win = self.win
+        g, og = self.group, self.num_output // self.group
+        oh, ow = self.out_hw
+        kh, kw = win.kernel_h, win.kernel_w
+        cg = self.channels // g
+        kg = cg * kh * kw
+        weight = self.blobs[0]
+        dw_view = weight.diff.reshape(g, og, cg, kh, kw)
+        wq = None
+        if any(propagate_down[:len(bottom)]):
+            # each tap's weights, (G, taps, O/G, C/G), for the input-gradient GEMM
+            wq = self.buffers.get("wq", (g, kh, kw, og, cg), weight.data.dtype)
+            wq[...] = weight.data.reshape(g, og, cg, kh, kw).transpose(0, 3, 4, 1, 2)
+            wq = wq.reshape(g, kh * kw, og, cg)
+        for idx, (t, b) in enumerate(zip(top, bottom)):
+            dy = t.diff
+            n = dy.shape[0]
+            key = str(idx)
+            if self.bias_term:
+                self.blobs[1].diff += dy.sum(axis=(0, 2, 3))
+            for n0, n1 in self._chunks(n):
+                nc = n1 - n0
+                m = nc * oh * ow
+                if idx in self._cols_ready:
+                    col = self.buffers.get(f"col{key}", (self.chunk, oh, ow, g, kg), dy.dtype)
+                    cols = col.reshape(m, g, kg).transpose(1, 0, 2)
+                else:
+                    cols = self._columns(b.data[n0:n1], key)
+                dyg = self.buffers.take("dyg", (g, og, nc, oh * ow), dy.dtype,
+                                        g * og * self.chunk * oh * ow)
+                dyg[...] = dy[n0:n1].reshape(nc, g, og, oh * ow).transpose(1, 2, 0, 3)
+                dyg = dyg.reshape(g, og, m)
+                dwm = self.buffers.get("dwm", (g, og, kh, kw, cg), dy.dtype)
+                xp.matmul(dyg, cols, out=dwm.reshape(g, og, kg))
+                dw_view += dwm.transpose(0, 1, 4, 2, 3)
+                if idx < len(propagate_down) and propagate_down[idx]:
+                    self._input_gradient(dyg, wq, b, n0, n1, key)
+
+    def _input_gradient(self, dyg, wq, b: Blob, n0: int, n1: int, key: str) -> None:
+        """Bottom diff of images n0..n1 from their top diff as (G, O/G, M)."""
+        xp = self.xp
+        win = self.win
+        g, _, m = dyg.shape
+        oh, ow = self.out_hw
+        nc = n1 - n0
+        _, c, h, w = b.shape
+        taps = win.kernel_h * win.kernel_w
+        dq = self.buffers.take("dq", (g, taps, m, c // g), dyg.dtype,
+                               g * taps * self.chunk * oh * ow * (c // g))
+        xp.matmul(dyg.transpose(0, 2, 1)[:, None], wq, out=dq)
+        dx = self.buffers.get(f"dxpad{key}", (self.chunk, h + 2 * win.pad_h, w + 2 * win.pad_w, c),
+                              dyg.dtype)[:nc]
+        dx[...] = 0
+        col2im_add(xp, dq.reshape(g, taps, nc, oh, ow, c // g), dx, win, oh, ow)
+        inner = dx[:, win.pad_h:win.pad_h + h, win.pad_w:win.pad_w + w]
+        b.diff[n0:n1] = inner.transpose(0, 3, 1, 2)

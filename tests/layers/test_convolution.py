@@ -1,0 +1,255 @@
+"""Convolution: forward against a naive loop, gradients, Caffe's shape and parameter rules."""
+
+import numpy as np
+import pytest
+from compute_util import backward, forward, host, make, to_blob
+from gradient_check import check_gradient
+
+import pipeline_lib.layers.convolution as convolution
+from pipeline_lib.layers.base import Blob, LayerSetupError
+
+
+def naive_conv(x, w, b, pad=(0, 0), stride=(1, 1), dil=(1, 1), group=1):
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    oh = (h + 2 * pad[0] - (dil[0] * (kh - 1) + 1)) // stride[0] + 1
+    ow = (wd + 2 * pad[1] - (dil[1] * (kw - 1) + 1)) // stride[1] + 1
+    og = o // group
+    y = np.zeros((n, o, oh, ow))
+    for ni in range(n):
+        for oi in range(o):
+            g = oi // og
+            for yi in range(oh):
+                for xi in range(ow):
+                    s = 0.0 if b is None else b[oi]
+                    for ci in range(cg):
+                        for i in range(kh):
+                            for j in range(kw):
+                                r = yi * stride[0] - pad[0] + i * dil[0]
+                                q = xi * stride[1] - pad[1] + j * dil[1]
+                                if 0 <= r < h and 0 <= q < wd:
+                                    s += w[oi, ci, i, j] * x[ni, g * cg + ci, r, q]
+                    y[ni, oi, yi, xi] = s
+    return y
+
+
+CASES = {
+    # name: (prototxt conv_param body, bottom shape, pad, stride, dilation, group)
+    "plain": ("num_output: 3 kernel_size: 3", (2, 2, 5, 6), (0, 0), (1, 1), (1, 1), 1),
+    "pad_stride": ("num_output: 4 kernel_size: 3 pad: 1 stride: 2", (2, 3, 7, 6),
+                   (1, 1), (2, 2), (1, 1), 1),
+    "non_square": ("num_output: 2 kernel_h: 3 kernel_w: 2 pad_h: 2 pad_w: 0 "
+                   "stride_h: 1 stride_w: 2", (1, 2, 5, 7), (2, 0), (1, 2), (1, 1), 1),
+    "repeated_hw": ("num_output: 2 kernel_size: 2 kernel_size: 3 pad: 1 pad: 0 "
+                    "stride: 2 stride: 1", (2, 1, 6, 6), (1, 0), (2, 1), (1, 1), 1),
+    "dilation": ("num_output: 3 kernel_size: 3 dilation: 2 pad: 1", (2, 2, 7, 8),
+                 (1, 1), (1, 1), (2, 2), 1),
+    "group": ("num_output: 4 kernel_size: 3 group: 2 pad: 1", (2, 4, 5, 5),
+              (1, 1), (1, 1), (1, 1), 2),
+    "group_stride_dil": ("num_output: 6 kernel_size: 2 group: 3 stride: 2 dilation: 2",
+                         (3, 6, 7, 7), (0, 0), (2, 2), (2, 2), 3),
+    "one_by_one": ("num_output: 5 kernel_size: 1", (2, 3, 4, 3), (0, 0), (1, 1), (1, 1), 1),
+}
+
+
+def conv_layer(body: str, xp=np, dtype=np.float64, bias=True, seed=0):
+    fill = ('weight_filler { type: "gaussian" std: 1 } '
+            'bias_filler { type: "uniform" min: -1 max: 1 }')
+    extra = "" if bias else " bias_term: false"
+    return make(f'name: "conv" type: "Convolution" bottom: "x" top: "y" '
+                f'convolution_param {{ {body} {fill}{extra} }}', xp, dtype, seed)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_forward_matches_naive_loop(xp, case, dtype):
+    body, shape, pad, stride, dil, group = CASES[case]
+    x = np.random.default_rng(1).standard_normal(shape)
+    layer = conv_layer(body, xp, dtype)
+    (y,) = forward(layer, [to_blob(x, xp, dtype)])
+    w, b = host(layer.blobs[0].data), host(layer.blobs[1].data)
+    want = naive_conv(x.astype(dtype), w, b, pad, stride, dil, group)
+    assert y.data.dtype == dtype and y.shape == want.shape
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(host(y.data), want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_gradients_match_finite_differences(case):
+    body, shape, *_ = CASES[case]
+    x = np.random.default_rng(2).standard_normal(shape)
+    check_gradient(conv_layer(body), [to_blob(x)])
+
+
+def test_gradient_without_bias():
+    x = np.random.default_rng(3).standard_normal((2, 2, 5, 5))
+    layer = conv_layer("num_output: 3 kernel_size: 3 pad: 1", bias=False)
+    check_gradient(layer, [to_blob(x)])
+    assert len(layer.blobs) == 1
+
+
+def test_backward_matches_naive_adjoint(xp):
+    # y is linear in x and in w: <dy, conv(x, w)> gives both gradients exactly
+    body, shape, pad, stride, dil, group = CASES["group_stride_dil"]
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(shape)
+    layer = conv_layer(body, xp)
+    bottom = [to_blob(x, xp)]
+    top = forward(layer, bottom)
+    dy = rng.standard_normal(top[0].shape)
+    backward(layer, top, bottom, [dy])
+    w = host(layer.blobs[0].data)
+    dx = np.zeros_like(x)
+    for k in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[k] = 1
+        dx[k] = np.sum(dy * naive_conv(e, w, None, pad, stride, dil, group))
+    np.testing.assert_allclose(host(bottom[0].diff), dx, atol=1e-10)
+    np.testing.assert_allclose(host(layer.blobs[1].diff), dy.sum(axis=(0, 2, 3)), atol=1e-10)
+
+
+def test_param_diffs_accumulate_bottom_diff_is_overwritten():
+    x = np.random.default_rng(5).standard_normal((2, 2, 4, 4))
+    layer = conv_layer("num_output: 2 kernel_size: 3")
+    bottom = [to_blob(x)]
+    top = forward(layer, bottom)
+    dy = np.ones(top[0].shape)
+    backward(layer, top, bottom, [dy])
+    once = [p.diff.copy() for p in layer.blobs] + [bottom[0].diff.copy()]
+    layer.backward(top, [True], bottom)
+    np.testing.assert_allclose(layer.blobs[0].diff, 2 * once[0])
+    np.testing.assert_allclose(layer.blobs[1].diff, 2 * once[1])
+    np.testing.assert_allclose(bottom[0].diff, once[2])
+
+
+def test_no_input_gradient_when_not_propagated():
+    layer = conv_layer("num_output: 2 kernel_size: 3")
+    bottom = [to_blob(np.ones((1, 1, 4, 4)))]
+    top = forward(layer, bottom)
+    bottom[0].diff[...] = 7
+    top[0].diff[...] = 1
+    layer.backward(top, [False], bottom)
+    assert (bottom[0].diff == 7).all()
+    assert np.abs(layer.blobs[0].diff).sum() > 0
+
+
+def test_sliced_batch_matches_whole_batch(monkeypatch):
+    # tiny column budget: one image (and then a smaller remainder) at a time
+    body = "num_output: 4 kernel_size: 3 pad: 1 group: 2"
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((5, 4, 6, 6))
+    dy = rng.standard_normal((5, 4, 6, 6))
+    results = []
+    for budget in (convolution.MAX_COLUMN_BYTES, 2 * 6 * 6 * 36 * 8):
+        monkeypatch.setattr(convolution, "MAX_COLUMN_BYTES", budget)
+        layer = conv_layer(body)
+        bottom = [to_blob(x)]
+        top = forward(layer, bottom)
+        backward(layer, top, bottom, [dy])
+        results.append((layer.chunk, top[0].data.copy(), bottom[0].diff.copy(),
+                        layer.blobs[0].diff.copy(), layer.blobs[1].diff.copy()))
+    (c0, *whole), (c1, *sliced) = results
+    assert c0 == 5 and c1 == 2
+    for a, b in zip(whole, sliced):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_two_bottoms_share_weights():
+    rng = np.random.default_rng(7)
+    x1, x2 = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((2, 2, 5, 5))
+    layer = make('name: "c" type: "Convolution" bottom: "a" bottom: "b" top: "p" top: "q" '
+                 'convolution_param { num_output: 3 kernel_size: 3 '
+                 'weight_filler { type: "gaussian" } }')
+    bottom = [to_blob(x1), to_blob(x2)]
+    top = forward(layer, bottom, num_top=2)
+    w = layer.blobs[0].data
+    np.testing.assert_allclose(top[0].data, naive_conv(x1, w, None), atol=1e-12)
+    np.testing.assert_allclose(top[1].data, naive_conv(x2, w, None), atol=1e-12)
+    check_gradient(layer, bottom)
+
+
+@pytest.mark.parametrize("body, hw, out", [
+    ("kernel_size: 11 stride: 4", 227, 55),           # CaffeNet conv1
+    ("kernel_size: 5 pad: 2 group: 2", 27, 27),       # conv2
+    ("kernel_size: 3 pad: 1", 13, 13),                # conv3..5
+    ("kernel_size: 5", 28, 24),                       # LeNet conv1
+    ("kernel_size: 3 stride: 2", 8, 3),               # (8 - 3) / 2 rounds down
+    ("kernel_size: 3 dilation: 3 pad: 1", 10, 6),     # extent 7
+])
+def test_output_size_rounds_down(body, hw, out):
+    layer = make(f'name: "c" type: "Convolution" convolution_param {{ num_output: 2 {body} }}')
+    top = [Blob(())]
+    bottom = [Blob((1, 4, hw, hw))]
+    layer.setup(bottom, top)
+    layer.reshape(bottom, top)
+    assert top[0].shape == (1, 2, out, out)
+
+
+def test_blob_shapes_and_fillers_in_caffe_layout():
+    layer = make('name: "c" type: "Convolution" convolution_param { num_output: 6 '
+                 'kernel_h: 3 kernel_w: 2 group: 2 weight_filler { type: "xavier" } '
+                 'bias_filler { type: "constant" value: 0.5 } }', dtype=np.float32)
+    layer.setup([Blob((2, 4, 5, 5))], [Blob(())])
+    w, b = layer.blobs
+    assert w.shape == (6, 2, 3, 2) and b.shape == (6,)
+    assert w.data.dtype == np.float32
+    bound = np.sqrt(3 / (2 * 3 * 2))  # fan_in = count / num_output
+    assert np.abs(w.data).max() <= bound and np.abs(w.data).max() > 0.5 * bound
+    assert (b.data == 0.5).all()
+
+
+def test_same_seed_same_weights():
+    a = conv_layer("num_output: 2 kernel_size: 3", seed=11)
+    b = conv_layer("num_output: 2 kernel_size: 3", seed=11)
+    for layer in (a, b):
+        layer.setup([Blob((1, 2, 5, 5))], [Blob(())])
+    np.testing.assert_array_equal(a.blobs[0].data, b.blobs[0].data)
+
+
+def test_existing_blobs_are_kept_and_checked():
+    layer = conv_layer("num_output: 2 kernel_size: 3")
+    layer.blobs = [Blob((2, 1, 3, 3)), Blob((2,))]
+    layer.blobs[0].data[...] = 3
+    layer.setup([Blob((1, 1, 5, 5))], [Blob(())])
+    assert (layer.blobs[0].data == 3).all()
+    bad = conv_layer("num_output: 2 kernel_size: 3")
+    bad.blobs = [Blob((2, 1, 5, 5)), Blob((2,))]
+    with pytest.raises(LayerSetupError, match="shapes"):
+        bad.setup([Blob((1, 1, 5, 5))], [Blob(())])
+
+
+def test_reshape_to_a_new_batch_and_size():
+    rng = np.random.default_rng(8)
+    layer = conv_layer("num_output: 2 kernel_size: 3 pad: 1")
+    top = forward(layer, [to_blob(rng.standard_normal((2, 1, 5, 5)))])
+    x = rng.standard_normal((3, 1, 7, 4))
+    bottom = [to_blob(x)]
+    layer.reshape(bottom, top)
+    layer.forward(bottom, top)
+    w, b = layer.blobs[0].data, layer.blobs[1].data
+    np.testing.assert_allclose(top[0].data, naive_conv(x, w, b, (1, 1)), atol=1e-12)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("num_output: 2 kernel_size: 3 axis: 2", "axis"),
+    ("num_output: 2 kernel_size: 3 kernel_h: 3 kernel_w: 3", "not both"),
+    ("num_output: 2 kernel_h: 3", "together"),
+    ("num_output: 2", "kernel_size"),
+    ("num_output: 3 kernel_size: 3 group: 2", "group"),
+    ("num_output: 2 kernel_size: 3 stride: 0", "stride"),
+    ("kernel_size: 3", "num_output"),
+    ("num_output: 2 kernel_size: 1 kernel_size: 2 kernel_size: 3", "once per spatial axis"),
+])
+def test_bad_parameters_are_errors(body, message):
+    layer = make(f'name: "bad" type: "Convolution" convolution_param {{ {body} }}')
+    with pytest.raises(LayerSetupError, match=message):
+        layer.setup([Blob((1, 4, 5, 5))], [Blob(())])
+
+
+def test_input_of_wrong_channels_is_an_error():
+    layer = conv_layer("num_output: 2 kernel_size: 3")
+    layer.setup([Blob((1, 2, 5, 5))], [Blob(())])
+    with pytest.raises(LayerSetupError, match="does not fit"):
+        layer.reshape([Blob((1, 3, 5, 5))], [Blob(())])
+    with pytest.raises(LayerSetupError, match="does not fit"):
+        layer.reshape([Blob((1, 2, 2, 2))], [Blob(())])
