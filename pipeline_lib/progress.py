@@ -82,7 +82,12 @@ class Progress:
                 self._last_draw = now
                 self._draw()
         elif self.total:
-            while self._next_quarter < 4 and self.done * 4 >= self.total * self._next_quarter:
+            # Quarter lines only while unfinished: the closing line covers the rest.
+            while (
+                self._next_quarter < 4
+                and self.done < self.total
+                and self.done * 4 >= self.total * self._next_quarter
+            ):
                 done = format_amount(self.done, self.unit)
                 if self.unit != "B":
                     done = f"{self.done:,}"

@@ -204,11 +204,13 @@ class DatabaseReader:
                 self._db = plyvel.DB(str(self.path), create_if_missing=False, paranoid_checks=True)
             except plyvel.IOError as exc:
                 raise DatabaseError(
-                    f"{self.path}: cannot open LevelDB database ({exc}); LevelDB allows one "
-                    "open handle at a time and needs write access to the folder"
+                    f"{self.path}: cannot open LevelDB database ({_reason(exc)}); LevelDB "
+                    "allows one open handle at a time and needs write access to the folder"
                 ) from None
             except plyvel.Error as exc:
-                raise DatabaseError(f"{self.path}: cannot open LevelDB database ({exc})") from None
+                raise DatabaseError(
+                    f"{self.path}: cannot open LevelDB database ({_reason(exc)})"
+                ) from None
 
     def __enter__(self) -> DatabaseReader:
         return self
@@ -246,7 +248,9 @@ class DatabaseReader:
             else:
                 value = self._db.get(key, verify_checksums=True)
         except self._errors as exc:
-            raise DatabaseError(f"{self.path} key {_show(key)}: corrupt record ({exc})") from None
+            raise DatabaseError(
+                f"{self.path} key {_show(key)}: corrupt record ({_reason(exc)})"
+            ) from None
         if value is None:
             raise DatabaseError(f"{self.path} key {_show(key)}: record listed but missing")
         return value
@@ -275,7 +279,7 @@ class DatabaseReader:
                     yield key, value
         except self._errors as exc:
             where = "at the first record" if last is None else f"after key {_show(last)}"
-            raise DatabaseError(f"{self.path}: corrupt record {where} ({exc})") from None
+            raise DatabaseError(f"{self.path}: corrupt record {where} ({_reason(exc)})") from None
 
     def close(self) -> None:
         if self.backend == "lmdb":
@@ -290,6 +294,13 @@ class DatabaseReader:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's message; plyvel gives bytes."""
+    if exc.args and isinstance(exc.args[0], bytes):
+        return exc.args[0].decode(errors="replace")
+    return str(exc)
 
 
 def _show(key: bytes) -> str:

@@ -129,9 +129,18 @@ class RestrictedUnpickler(pickle.Unpickler):
             return getattr(np, name)
         if name == "_reconstruct" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
             return _reconstruct()
+        if (module, name) == ("_codecs", "encode"):  # how Python 3 writes bytes at protocol 2
+            return _latin1_encode
         raise pickle.UnpicklingError(
             f"refusing to load global {module}.{name}: only NumPy arrays are allowed"
         )
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """`codecs.encode` limited to the text -> bytes step pickled arrays need."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"refusing codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
 
 
 def _reconstruct():

@@ -1,0 +1,17 @@
+"""Caffe's LeNet-on-MNIST and ImageNet tutorials as a Snakemake pipeline."""
+
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/mnist.smk"
+
+
+rule all:
+    input:
+        mnist_databases(),

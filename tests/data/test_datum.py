@@ -1,0 +1,131 @@
+"""Datum records: byte-identical to Caffe's, and decoding of raw, float and encoded images."""
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline_lib.data.datum import (
+    DatumError,
+    array_to_datum,
+    datum_to_array,
+    encoded_datum,
+    parse_datum,
+    read_datum,
+)
+from pipeline_lib.data.db import DatabaseReader, DatabaseWriter
+from pipeline_lib.data.idx import read_mnist_pair
+from pipeline_lib.proto import caffe_pb2
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.mark.parametrize("backend", ["lmdb", "leveldb"])
+def test_our_datums_equal_caffes_records(tmp_path, backend):
+    images, labels = read_mnist_pair(
+        GOLDEN / "train100-images-idx3-ubyte", GOLDEN / "train100-labels-idx1-ubyte"
+    )
+    copy = shutil.copytree(GOLDEN / f"caffe_train100_{backend}", tmp_path / "db")
+    with DatabaseReader(copy, backend) as reader:
+        records = list(reader)
+    assert len(records) == 100
+    for i, (key, value) in enumerate(records):
+        assert key == b"%08d" % i
+        assert array_to_datum(images[i][None], labels[i]).SerializeToString() == value
+
+
+def test_raw_round_trip_and_fields():
+    image = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    datum = array_to_datum(image, 0)
+    assert (datum.channels, datum.height, datum.width, datum.label) == (2, 3, 4, 0)
+    assert datum.HasField("label")  # Caffe writes label 0 too
+    assert not datum.encoded
+    again = parse_datum(datum.SerializeToString())
+    np.testing.assert_array_equal(datum_to_array(again), image)
+
+
+def test_two_d_image_is_one_channel():
+    datum = array_to_datum(np.zeros((5, 6), np.uint8), 3)
+    assert (datum.channels, datum.height, datum.width) == (1, 5, 6)
+
+
+def test_float_data_round_trip():
+    image = np.linspace(-1, 1, 12, dtype=np.float32).reshape(1, 3, 4)
+    datum = array_to_datum(image, 2)
+    assert not datum.data and len(datum.float_data) == 12
+    out = datum_to_array(parse_datum(datum.SerializeToString()))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, image)
+
+
+def test_wrong_data_size_names_where():
+    datum = caffe_pb2.Datum(channels=1, height=28, width=28, data=b"\x00" * 700, label=1)
+    with pytest.raises(DatumError, match=r"db key 00000007: data has 700 bytes, expected 1x28x28"):
+        datum_to_array(datum, where="db key 00000007")
+    with pytest.raises(DatumError, match="holds no data"):
+        datum_to_array(caffe_pb2.Datum(channels=1, height=2, width=2))
+
+
+def _png(array: np.ndarray, mode: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array, mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_encoded_datum_fields_are_caffes():
+    datum = encoded_datum(b"\x89PNG...", 4)
+    assert datum.encoded and datum.label == 4 and datum.data == b"\x89PNG..."
+    assert not datum.HasField("channels")  # Caffe's ReadFileToDatum sets no shape
+    # field order data(4), label(5), encoded(7), as protobuf (and Caffe) serialize
+    assert datum.SerializeToString() == b'"\x07\x89PNG...(\x048\x01'
+
+
+def test_encoded_colour_png_decodes_to_bgr():
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 10, 20, 30  # R, G, B
+    datum = encoded_datum(_png(rgb, "RGB"), 1)
+    native = datum_to_array(datum)
+    assert native.shape == (3, 2, 3)
+    assert native[:, 0, 0].tolist() == [30, 20, 10]  # B, G, R as OpenCV gives
+    np.testing.assert_array_equal(datum_to_array(datum, color=True), native)
+    grey = datum_to_array(datum, color=False)
+    assert grey.shape == (1, 2, 3)
+    assert grey[0, 0, 0] == round(0.299 * 10 + 0.587 * 20 + 0.114 * 30)
+
+
+def test_encoded_grey_png_native_and_forced_colour():
+    grey = np.array([[0, 128], [255, 7]], np.uint8)
+    datum = encoded_datum(_png(grey, "L"), 0)
+    np.testing.assert_array_equal(datum_to_array(datum), grey[None])
+    colour = datum_to_array(datum, color=True)
+    assert colour.shape == (3, 2, 2)
+    for c in range(3):
+        np.testing.assert_array_equal(colour[c], grey)
+
+
+def test_encoded_jpeg_decodes_close_to_source():
+    rgb = np.full((8, 8, 3), (200, 100, 50), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format="JPEG", quality=95)
+    out = datum_to_array(encoded_datum(buf.getvalue(), 0))
+    assert out.shape == (3, 8, 8)
+    assert np.abs(out[:, 4, 4].astype(int) - [50, 100, 200]).max() <= 3
+
+
+def test_undecodable_encoded_bytes():
+    with pytest.raises(DatumError, match="where: cannot decode encoded image"):
+        datum_to_array(encoded_datum(b"not an image", 0), where="where")
+
+
+def test_corrupt_record_names_database_and_key(tmp_path):
+    good = array_to_datum(np.zeros((1, 2, 2), np.uint8), 1).SerializeToString()
+    with DatabaseWriter(tmp_path / "db", "lmdb") as writer:
+        writer.put(b"00000000", good)
+        writer.put(b"00000001", b"\xff\xff\xff garbage")
+    with DatabaseReader(tmp_path / "db") as reader:
+        assert read_datum(reader, 0).label == 1
+        with pytest.raises(DatumError, match=r"db key 00000001: corrupt record, not a serialized"):
+            read_datum(reader, 1)

@@ -1,0 +1,30 @@
+"""Snakemake script (rule convert_mnist): IDX images + labels -> LMDB/LevelDB of Datums."""
+
+import logging
+import sys
+from pathlib import Path
+
+
+def main(smk) -> None:
+    from pipeline_lib.data.convert import convert_mnist
+    from pipeline_lib.progress import configure_logging
+
+    configure_logging(smk.log[0])
+    try:
+        # Snakemake removed any stale output before starting; replace rather than fail.
+        convert_mnist(
+            smk.input.images,
+            smk.input.labels,
+            smk.output[0],
+            backend=smk.wildcards.backend,
+            overwrite=True,
+        )
+    except Exception:
+        logging.getLogger("convert_mnist").exception("conversion failed")
+        raise
+
+
+if __name__ == "__main__":
+    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
+    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
+    main(smk)

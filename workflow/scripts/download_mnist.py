@@ -1,0 +1,31 @@
+"""Snakemake script (rule download_mnist): fetch and verify the four MNIST IDX files."""
+
+import logging
+import sys
+from pathlib import Path
+
+
+def main(smk) -> None:
+    from pipeline_lib.data.mnist_sources import download_mnist
+    from pipeline_lib.progress import configure_logging
+
+    configure_logging(smk.log[0])
+    outputs = [Path(p) for p in smk.output]
+    dest = outputs[0].parent
+    if any(p.parent != dest for p in outputs):
+        raise ValueError(f"download_mnist: outputs must share one folder, got {outputs}")
+    mnist_cfg = dict(smk.config["mnist"], files=smk.params.files)
+    try:
+        got = download_mnist(mnist_cfg, dest, smk.config.get("download"))
+    except Exception:
+        logging.getLogger("download_mnist").exception("download failed")
+        raise
+    missing = [p for p in outputs if p.name not in got]
+    if missing:
+        raise RuntimeError(f"download_mnist: no config entry for {missing}")
+
+
+if __name__ == "__main__":
+    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
+    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
+    main(smk)
