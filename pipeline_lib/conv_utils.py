@@ -1,9 +1,13 @@
 """Shared pieces of convolution and pooling: window geometry, im2col/col2im, scratch buffers.
 
-Convolution works channels-last inside (NHWC): a patch of kw neighbouring pixels
-is then one contiguous run of kw*C values, which makes im2col one fast copy and
-col2im a few fast adds. Blobs stay NCHW; the layers transpose at their edges.
-Everything here takes the array module `xp` (NumPy or CuPy).
+Two patch-matrix layouts, chosen by which gives NumPy the longer contiguous
+runs to copy (its cost is per run more than per value):
+- "rows": one row per output pixel, built from a channels-last (NHWC) copy of
+  the input, so a kernel row of kw pixels is one run of kw*C values. Suits
+  many channels and small outputs (LeNet's conv2).
+- "taps": one row per kernel tap and channel, built straight from NCHW, runs
+  of one output row (Wo values). Suits few channels and wide outputs (conv1).
+Blobs stay NCHW. Everything here takes the array module `xp` (NumPy or CuPy).
 """
 
 from __future__ import annotations
@@ -70,17 +74,20 @@ class Buffers:
         self.xp = xp
         self._arrays: dict[str, object] = {}
 
-    def get(self, name: str, shape, dtype, zeroed: bool = False):
-        """The buffer `name`; a new one (zero-filled when `zeroed`) if the shape changed.
+    def get(self, name: str, shape, dtype, fill: float | None = None):
+        """The buffer `name`; a new one (set to `fill` unless None) if the shape changed.
 
-        `zeroed` only promises zeros on allocation: callers that rely on it
-        (padding borders) must never write there.
+        `fill` is only applied on allocation: callers that rely on it (padding
+        borders) must never write there.
         """
         shape = tuple(int(d) for d in shape)
         dtype = np.dtype(dtype)
         array = self._arrays.get(name)
         if array is None or array.shape != shape or array.dtype != dtype:
-            array = (self.xp.zeros if zeroed else self.xp.empty)(shape, dtype)
+            if fill is None:
+                array = self.xp.empty(shape, dtype)
+            else:
+                array = self.xp.full(shape, fill, dtype)
             self._arrays[name] = array
         return array
 
@@ -117,7 +124,7 @@ def patch_view(xp, x_nhwc, win: Window2D, out_h: int, out_w: int):
     return as_strided(xp, x_nhwc, shape, strides)
 
 
-def im2col(xp, x_nhwc, win: Window2D, out_h: int, out_w: int, groups: int, out) -> None:
+def im2col_rows(xp, x_nhwc, win: Window2D, out_h: int, out_w: int, groups: int, out) -> None:
     """Copy the patches of a padded NHWC array into `out`, shaped (N, out_h, out_w, G, kh, kw, C/G).
 
     Each group's columns are contiguous, so `out.reshape(M, G, K/G)[:, g]` is
@@ -129,7 +136,7 @@ def im2col(xp, x_nhwc, win: Window2D, out_h: int, out_w: int, groups: int, out) 
     out[...] = patches.transpose(0, 1, 2, 5, 3, 4, 6)
 
 
-def col2im_add(xp, cols, dx_nhwc, win: Window2D, out_h: int, out_w: int) -> None:
+def col2im_rows_add(xp, cols, dx_nhwc, win: Window2D, out_h: int, out_w: int) -> None:
     """Add per-tap patch gradients into a padded NHWC gradient (the adjoint of im2col).
 
     `cols` is (G, kh*kw, N, out_h, out_w, C/G): for each tap a block of the same
@@ -144,3 +151,34 @@ def col2im_add(xp, cols, dx_nhwc, win: Window2D, out_h: int, out_w: int) -> None
         if groups > 1:
             src = src.transpose(1, 2, 3, 0, 4)
         xp.add(dest, src, out=dest)
+
+
+def patch_view_nchw(xp, x_nchw, win: Window2D, out_h: int, out_w: int):
+    """A strided view (N, C, out_h, out_w, kh, kw) of every patch of a padded NCHW array."""
+    n, c, _, _ = x_nchw.shape
+    sn, sc, sh, sw = x_nchw.strides
+    shape = (n, c, out_h, out_w, win.kernel_h, win.kernel_w)
+    strides = (sn, sc, sh * win.stride_h, sw * win.stride_w,
+               sh * win.dilation_h, sw * win.dilation_w)
+    return as_strided(xp, x_nchw, shape, strides)
+
+
+def im2col_taps(xp, x_nchw, win: Window2D, out_h: int, out_w: int, groups: int, out) -> None:
+    """Copy the patches of a padded NCHW array into `out`, shaped (G, kh, kw, C/G, N, out_h, out_w).
+
+    `out.reshape(G, K/G, M)` is then each group's (K/G x M) patch matrix, K
+    ordered (kh, kw, C/G) as in `im2col_rows`.
+    """
+    patches = patch_view_nchw(xp, x_nchw, win, out_h, out_w)
+    n, c, oh, ow, kh, kw = patches.shape
+    patches = patches.reshape(n, groups, c // groups, oh, ow, kh, kw)
+    out[...] = patches.transpose(1, 5, 6, 2, 0, 3, 4)
+
+
+def col2im_taps_add(xp, cols, dx_nchw, win: Window2D, out_h: int, out_w: int) -> None:
+    """Add patch gradients (G, kh*kw, C/G, N, out_h, out_w) into a padded NCHW gradient."""
+    groups, _, cg, n, _, _ = cols.shape
+    for q, (i, j) in enumerate(win.offsets):
+        rows, columns = win.tap_slices(i, j, out_h, out_w)
+        dest = dx_nchw[:, :, rows, columns].reshape(n, groups, cg, out_h, out_w)
+        xp.add(dest, cols[:, q].transpose(2, 0, 1, 3, 4), out=dest)

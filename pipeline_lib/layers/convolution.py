@@ -4,22 +4,31 @@ Weights are Caffe's (num_output, C/group, kh, kw), biases (num_output,). Output
 size rounds down: (H + 2p - (d(k-1)+1)) // s + 1. Like Caffe, several bottoms
 may share the layer's weights, each giving the top of the same index.
 
-Inside, the bottom is copied once to a padded channels-last (NHWC) buffer; its
-patches then form an (M x K) matrix for the whole batch (M = N*Ho*Wo, K =
-kh*kw*C/group) and each group is one GEMM. Backward: the weight gradient is
-one GEMM against the same patch matrix (kept from forward), the input gradient
-is one batched GEMM giving each kernel tap's patch gradient as a contiguous
-block, added back tap by tap (col2im). Very large patch matrices are made a
-slice of the batch at a time so their memory stays bounded.
+Inside, the patches of the whole batch form one matrix (M = N*Ho*Wo pixels by
+K = kh*kw*C/group values; layout "rows" or "taps", see conv_utils) and each
+group is one GEMM. Backward: the weight gradient is one GEMM against the same
+patch matrix (kept from forward); the input gradient is a GEMM giving each
+kernel tap's patch gradient as a contiguous block, added back tap by tap
+(col2im). Very large patch matrices are made a slice of the batch at a time
+so that their memory stays bounded.
 """
 
 from __future__ import annotations
 
-from pipeline_lib.conv_utils import Buffers, Window2D, col2im_add, im2col
+from pipeline_lib.conv_utils import (
+    Buffers,
+    Window2D,
+    col2im_rows_add,
+    col2im_taps_add,
+    im2col_rows,
+    im2col_taps,
+)
 from pipeline_lib.layers.base import Blob, Layer, register
 
 #: Above this many bytes of patch matrix, the batch is processed in slices.
 MAX_COLUMN_BYTES = 256 * 2**20
+#: Patch-matrix layout, "rows" or "taps"; None picks per layer (tests pin it).
+LAYOUT: str | None = None
 
 
 def read_window(layer: Layer, cp) -> Window2D:
@@ -115,39 +124,68 @@ class ConvolutionLayer(Layer):
         self.out_hw = (oh, ow)
         for t in top:
             t.reshape((n, self.num_output, oh, ow))
-        kdim = self.channels * self.win.kernel_h * self.win.kernel_w
-        per_image = oh * ow * kdim * self.dtype.itemsize
-        self.chunk = max(1, min(n, MAX_COLUMN_BYTES // max(per_image, 1)))
+        cg = self.channels // self.group
+        # contiguous run per copied piece: kw*C/G values (rows) or one output row (taps)
+        rows_run = self.win.kernel_w * cg if self.group == 1 else cg
+        self.layout = LAYOUT or ("taps" if ow > rows_run else "rows")
+        per_image = oh * ow * self.channels * self.win.kernel_h * self.win.kernel_w
+        self.chunk = max(1, min(n, MAX_COLUMN_BYTES // (per_image * self.dtype.itemsize)))
         self._cols_ready.clear()
 
-    # -- helpers -------------------------------------------------------------------
-    def _chunks(self, n: int):
+    # -- patch matrices -------------------------------------------------------------
+    def _chunks(self, n: int) -> list[tuple[int, int]]:
         return [(a, min(a + self.chunk, n)) for a in range(0, n, self.chunk)]
 
-    def _padded_nhwc(self, x, key: str):
-        """The bottom slice as a zero-padded NHWC array (a view when nothing needs copying)."""
+    def _dims(self) -> tuple[int, int, int, int]:
+        """groups, outputs per group, channels per group, K per group."""
+        g = self.group
+        cg = self.channels // g
+        return g, self.num_output // g, cg, cg * self.win.kernel_h * self.win.kernel_w
+
+    def _padded(self, x, key: str, nhwc: bool):
+        """A bottom slice zero-padded, NHWC or NCHW; a view when nothing needs copying."""
         n, c, h, w = x.shape
-        win = self.win
-        if win.pad_h == 0 and win.pad_w == 0 and c == 1:
-            return x.reshape(n, h, w, 1)
-        buf = self.buffers.get(f"xpad{key}", (n, h + 2 * win.pad_h, w + 2 * win.pad_w, c),
-                               x.dtype, zeroed=True)
-        buf[:, win.pad_h:win.pad_h + h, win.pad_w:win.pad_w + w, :] = x.transpose(0, 2, 3, 1)
+        ph, pw = self.win.pad_h, self.win.pad_w
+        if ph == 0 and pw == 0 and (not nhwc or c == 1):
+            return x.reshape(n, h, w, c) if nhwc else x
+        if nhwc:
+            buf = self.buffers.get(f"xpad{key}", (self.chunk, h + 2 * ph, w + 2 * pw, c),
+                                   x.dtype, fill=0)[:n]
+            buf[:, ph:ph + h, pw:pw + w, :] = x.transpose(0, 2, 3, 1)
+        else:
+            buf = self.buffers.get(f"xpad{key}", (self.chunk, c, h + 2 * ph, w + 2 * pw),
+                                   x.dtype, fill=0)[:n]
+            buf[:, :, ph:ph + h, pw:pw + w] = x
         return buf
 
-    def _columns(self, x, key: str):
-        """Patch matrix of a bottom slice: (G, M, K/G) view of an (M, G, K/G) buffer."""
-        n = x.shape[0]
+    def _col_buffer(self, key: str, n: int, dtype):
+        """The patch-matrix buffer of bottom `key` for n images, in the layer's layout."""
+        g, _, _, kg = self._dims()
         oh, ow = self.out_hw
-        g = self.group
-        kg = (self.channels // g) * self.win.kernel_h * self.win.kernel_w
-        col = self.buffers.get(f"col{key}", (self.chunk, oh, ow, g, kg), x.dtype)[:n]
-        im2col(self.xp, self._padded_nhwc(x, key), self.win, oh, ow, g,
-               col.reshape(n, oh, ow, g, self.win.kernel_h, self.win.kernel_w, -1))
-        return col.reshape(n * oh * ow, g, kg).transpose(1, 0, 2)
+        if self.layout == "rows":
+            return self.buffers.get(f"col{key}", (self.chunk, oh, ow, g, kg), dtype)[:n]
+        return self.buffers.take(f"col{key}", (g, kg, n, oh, ow), dtype,
+                                 g * kg * self.chunk * oh * ow)
+
+    def _columns(self, x, key: str, fresh: bool = True):
+        """Patch matrix of a bottom slice as (G, M, K/G); `fresh=False` reuses forward's."""
+        n = x.shape[0]
+        win = self.win
+        g, _, _, kg = self._dims()
+        oh, ow = self.out_hw
+        col = self._col_buffer(key, n, x.dtype)
+        if self.layout == "rows":
+            if fresh:
+                im2col_rows(self.xp, self._padded(x, key, True), win, oh, ow, g,
+                            col.reshape(n, oh, ow, g, win.kernel_h, win.kernel_w, -1))
+            return col.reshape(n * oh * ow, g, kg).transpose(1, 0, 2)
+        if fresh:
+            im2col_taps(self.xp, self._padded(x, key, False), win, oh, ow, g,
+                        col.reshape(g, win.kernel_h, win.kernel_w, -1, n, oh, ow))
+        return col.reshape(g, kg, n * oh * ow).transpose(0, 2, 1)
 
     def _weight_matrix(self):
-        """Weights as (G, O/G, K/G) with K ordered (kh, kw, C/G) like the patch matrix."""
+        """Weights as (G, O/G, K/G), K ordered (kh, kw, C/G) like the patch matrices."""
         o, cg, kh, kw = self.blobs[0].shape
         g = self.group
         w = self.blobs[0].data.reshape(g, o // g, cg, kh, kw).transpose(0, 1, 3, 4, 2)
@@ -158,9 +196,8 @@ class ConvolutionLayer(Layer):
     # -- forward / backward ---------------------------------------------------------
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         xp = self.xp
-        g, og = self.group, self.num_output // self.group
+        g, og, _, _ = self._dims()
         oh, ow = self.out_hw
-        cap = g * og * self.chunk * oh * ow
         wm = self._weight_matrix()
         bias = self.blobs[1].data.reshape(1, g, og, 1) if self.bias_term else None
         self._cols_ready.clear()
@@ -168,8 +205,9 @@ class ConvolutionLayer(Layer):
             n = b.shape[0]
             for n0, n1 in self._chunks(n):
                 nc = n1 - n0
-                cols = self._columns(b.data[n0:n1], str(idx))  # (G, M, K/G)
-                res = self.buffers.take("res", (g, og, nc * oh * ow), wm.dtype, cap)
+                cols = self._columns(b.data[n0:n1], str(idx))
+                res = self.buffers.take("res", (g, og, nc * oh * ow), wm.dtype,
+                                        g * og * self.chunk * oh * ow)
                 xp.matmul(wm, cols.transpose(0, 2, 1), out=res)
                 src = res.reshape(g, og, nc, oh * ow).transpose(2, 0, 1, 3)
                 dest = t.data[n0:n1].reshape(nc, g, og, oh * ow)
@@ -182,20 +220,11 @@ class ConvolutionLayer(Layer):
 
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
         xp = self.xp
-        win = self.win
-        g, og = self.group, self.num_output // self.group
+        g, og, cg, kg = self._dims()
+        kh, kw = self.win.kernel_h, self.win.kernel_w
         oh, ow = self.out_hw
-        kh, kw = win.kernel_h, win.kernel_w
-        cg = self.channels // g
-        kg = cg * kh * kw
         weight = self.blobs[0]
         dw_view = weight.diff.reshape(g, og, cg, kh, kw)
-        wq = None
-        if any(propagate_down[:len(bottom)]):
-            # each tap's weights, (G, taps, O/G, C/G), for the input-gradient GEMM
-            wq = self.buffers.get("wq", (g, kh, kw, og, cg), weight.data.dtype)
-            wq[...] = weight.data.reshape(g, og, cg, kh, kw).transpose(0, 3, 4, 1, 2)
-            wq = wq.reshape(g, kh * kw, og, cg)
         for idx, (t, b) in enumerate(zip(top, bottom)):
             dy = t.diff
             n = dy.shape[0]
@@ -204,37 +233,53 @@ class ConvolutionLayer(Layer):
                 self.blobs[1].diff += dy.sum(axis=(0, 2, 3))
             for n0, n1 in self._chunks(n):
                 nc = n1 - n0
-                m = nc * oh * ow
-                if idx in self._cols_ready:
-                    col = self.buffers.get(f"col{key}", (self.chunk, oh, ow, g, kg), dy.dtype)
-                    cols = col.reshape(m, g, kg).transpose(1, 0, 2)
-                else:
-                    cols = self._columns(b.data[n0:n1], key)
+                cols = self._columns(b.data[n0:n1], key, fresh=idx not in self._cols_ready)
                 dyg = self.buffers.take("dyg", (g, og, nc, oh * ow), dy.dtype,
                                         g * og * self.chunk * oh * ow)
                 dyg[...] = dy[n0:n1].reshape(nc, g, og, oh * ow).transpose(1, 2, 0, 3)
-                dyg = dyg.reshape(g, og, m)
+                dyg = dyg.reshape(g, og, nc * oh * ow)
                 dwm = self.buffers.get("dwm", (g, og, kh, kw, cg), dy.dtype)
                 xp.matmul(dyg, cols, out=dwm.reshape(g, og, kg))
                 dw_view += dwm.transpose(0, 1, 4, 2, 3)
                 if idx < len(propagate_down) and propagate_down[idx]:
-                    self._input_gradient(dyg, wq, b, n0, n1, key)
+                    self._input_gradient(dyg, b, n0, n1, key)
 
-    def _input_gradient(self, dyg, wq, b: Blob, n0: int, n1: int, key: str) -> None:
-        """Bottom diff of images n0..n1 from their top diff as (G, O/G, M)."""
+    def _input_gradient(self, dyg, b: Blob, n0: int, n1: int, key: str) -> None:
+        """Bottom diff of images n0..n1 from their top diff given as (G, O/G, M)."""
         xp = self.xp
         win = self.win
-        g, _, m = dyg.shape
+        g, og, cg, kg = self._dims()
+        taps = win.kernel_h * win.kernel_w
         oh, ow = self.out_hw
         nc = n1 - n0
+        m = nc * oh * ow
         _, c, h, w = b.shape
-        taps = win.kernel_h * win.kernel_w
-        dq = self.buffers.take("dq", (g, taps, m, c // g), dyg.dtype,
-                               g * taps * self.chunk * oh * ow * (c // g))
-        xp.matmul(dyg.transpose(0, 2, 1)[:, None], wq, out=dq)
-        dx = self.buffers.get(f"dxpad{key}", (self.chunk, h + 2 * win.pad_h, w + 2 * win.pad_w, c),
-                              dyg.dtype)[:nc]
+        ph, pw = win.pad_h, win.pad_w
+        cap = g * kg * self.chunk * oh * ow
+        weight = self.blobs[0].data.reshape(g, og, cg, win.kernel_h, win.kernel_w)
+        if self.layout == "rows":
+            # per tap a contiguous (M, C/G) block: (G, taps, M, C/G)
+            wq = self.buffers.get("wq", (g, win.kernel_h, win.kernel_w, og, cg), weight.dtype)
+            wq[...] = weight.transpose(0, 3, 4, 1, 2)
+            dq = self.buffers.take("dq", (g, taps, m, cg), dyg.dtype, cap)
+            xp.matmul(dyg.transpose(0, 2, 1)[:, None], wq.reshape(g, taps, og, cg), out=dq)
+            dx = self.buffers.get(f"dxpad{key}", (self.chunk, h + 2 * ph, w + 2 * pw, c),
+                                  dyg.dtype)[:nc]
+            dx[...] = 0
+            col2im_rows_add(xp, dq.reshape(g, taps, nc, oh, ow, cg), dx, win, oh, ow)
+            b.diff[n0:n1] = dx[:, ph:ph + h, pw:pw + w].transpose(0, 3, 1, 2)
+            return
+        # per tap a contiguous (C/G, M) block: (G, K/G, M), K ordered (kh, kw, C/G)
+        wt = self.buffers.get("wt", (g, win.kernel_h, win.kernel_w, cg, og), weight.dtype)
+        wt[...] = weight.transpose(0, 3, 4, 2, 1)
+        dq = self.buffers.take("dq", (g, kg, m), dyg.dtype, cap)
+        xp.matmul(wt.reshape(g, kg, og), dyg, out=dq)
+        if ph or pw:
+            dx = self.buffers.get(f"dxpad{key}", (self.chunk, c, h + 2 * ph, w + 2 * pw),
+                                  dyg.dtype)[:nc]
+        else:
+            dx = b.diff[n0:n1]
         dx[...] = 0
-        col2im_add(xp, dq.reshape(g, taps, nc, oh, ow, c // g), dx, win, oh, ow)
-        inner = dx[:, win.pad_h:win.pad_h + h, win.pad_w:win.pad_w + w]
-        b.diff[n0:n1] = inner.transpose(0, 3, 1, 2)
+        col2im_taps_add(xp, dq.reshape(g, taps, cg, nc, oh, ow), dx, win, oh, ow)
+        if ph or pw:
+            b.diff[n0:n1] = dx[:, :, ph:ph + h, pw:pw + w]

@@ -52,6 +52,13 @@ CASES = {
 }
 
 
+@pytest.fixture(params=["rows", "taps"])
+def layout(request, monkeypatch):
+    """Run the test with each patch-matrix layout."""
+    monkeypatch.setattr(convolution, "LAYOUT", request.param)
+    return request.param
+
+
 def conv_layer(body: str, xp=np, dtype=np.float64, bias=True, seed=0):
     fill = ('weight_filler { type: "gaussian" std: 1 } '
             'bias_filler { type: "uniform" min: -1 max: 1 }')
@@ -62,7 +69,7 @@ def conv_layer(body: str, xp=np, dtype=np.float64, bias=True, seed=0):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_forward_matches_naive_loop(xp, case, dtype):
+def test_forward_matches_naive_loop(xp, case, dtype, layout):
     body, shape, pad, stride, dil, group = CASES[case]
     x = np.random.default_rng(1).standard_normal(shape)
     layer = conv_layer(body, xp, dtype)
@@ -75,7 +82,7 @@ def test_forward_matches_naive_loop(xp, case, dtype):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_gradients_match_finite_differences(case):
+def test_gradients_match_finite_differences(case, layout):
     body, shape, *_ = CASES[case]
     x = np.random.default_rng(2).standard_normal(shape)
     check_gradient(conv_layer(body), [to_blob(x)])
@@ -88,9 +95,25 @@ def test_gradient_without_bias():
     assert len(layer.blobs) == 1
 
 
-def test_backward_matches_naive_adjoint(xp):
-    # y is linear in x and in w: <dy, conv(x, w)> gives both gradients exactly
-    body, shape, pad, stride, dil, group = CASES["group_stride_dil"]
+def naive_conv_input_grad(dy, w, x_shape, pad, stride, dil, group):
+    """Scatter each output's gradient back through its taps (the adjoint of naive_conv)."""
+    dx = np.zeros(x_shape)
+    n, o, oh, ow = dy.shape
+    _, cg, kh, kw = w.shape
+    og = o // group
+    for ni, oi, yi, xi in np.ndindex(n, o, oh, ow):
+        g = oi // og
+        for ci, i, j in np.ndindex(cg, kh, kw):
+            r = yi * stride[0] - pad[0] + i * dil[0]
+            q = xi * stride[1] - pad[1] + j * dil[1]
+            if 0 <= r < x_shape[2] and 0 <= q < x_shape[3]:
+                dx[ni, g * cg + ci, r, q] += w[oi, ci, i, j] * dy[ni, oi, yi, xi]
+    return dx
+
+
+@pytest.mark.parametrize("case", ["group_stride_dil", "non_square"])
+def test_backward_matches_naive_adjoint(xp, case, layout):
+    body, shape, pad, stride, dil, group = CASES[case]
     rng = np.random.default_rng(4)
     x = rng.standard_normal(shape)
     layer = conv_layer(body, xp)
@@ -99,11 +122,7 @@ def test_backward_matches_naive_adjoint(xp):
     dy = rng.standard_normal(top[0].shape)
     backward(layer, top, bottom, [dy])
     w = host(layer.blobs[0].data)
-    dx = np.zeros_like(x)
-    for k in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[k] = 1
-        dx[k] = np.sum(dy * naive_conv(e, w, None, pad, stride, dil, group))
+    dx = naive_conv_input_grad(dy, w, x.shape, pad, stride, dil, group)
     np.testing.assert_allclose(host(bottom[0].diff), dx, atol=1e-10)
     np.testing.assert_allclose(host(layer.blobs[1].diff), dy.sum(axis=(0, 2, 3)), atol=1e-10)
 
@@ -133,7 +152,7 @@ def test_no_input_gradient_when_not_propagated():
     assert np.abs(layer.blobs[0].diff).sum() > 0
 
 
-def test_sliced_batch_matches_whole_batch(monkeypatch):
+def test_sliced_batch_matches_whole_batch(monkeypatch, layout):
     # tiny column budget: one image (and then a smaller remainder) at a time
     body = "num_output: 4 kernel_size: 3 pad: 1 group: 2"
     rng = np.random.default_rng(6)
@@ -154,7 +173,7 @@ def test_sliced_batch_matches_whole_batch(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_two_bottoms_share_weights():
+def test_two_bottoms_share_weights(layout):
     rng = np.random.default_rng(7)
     x1, x2 = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((2, 2, 5, 5))
     layer = make('name: "c" type: "Convolution" bottom: "a" bottom: "b" top: "p" top: "q" '
@@ -218,7 +237,7 @@ def test_existing_blobs_are_kept_and_checked():
         bad.setup([Blob((1, 1, 5, 5))], [Blob(())])
 
 
-def test_reshape_to_a_new_batch_and_size():
+def test_reshape_to_a_new_batch_and_size(layout):
     rng = np.random.default_rng(8)
     layer = conv_layer("num_output: 2 kernel_size: 3 pad: 1")
     top = forward(layer, [to_blob(rng.standard_normal((2, 1, 5, 5)))])
@@ -253,3 +272,12 @@ def test_input_of_wrong_channels_is_an_error():
         layer.reshape([Blob((1, 3, 5, 5))], [Blob(())])
     with pytest.raises(LayerSetupError, match="does not fit"):
         layer.reshape([Blob((1, 2, 2, 2))], [Blob(())])
+
+
+def test_layout_is_picked_by_run_length():
+    # LeNet: conv1 (1 channel, 24 wide) copies output rows; conv2 (20 channels) patch rows
+    conv1 = conv_layer("num_output: 20 kernel_size: 5")
+    forward(conv1, [Blob((2, 1, 28, 28))])
+    conv2 = conv_layer("num_output: 50 kernel_size: 5")
+    forward(conv2, [Blob((2, 20, 12, 12))])
+    assert (conv1.layout, conv2.layout) == ("taps", "rows")

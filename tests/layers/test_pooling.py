@@ -1,0 +1,214 @@
+"""Pooling: forward against Caffe's loops written naively, shape rules, mask, gradients."""
+
+import math
+
+import numpy as np
+import pytest
+from compute_util import backward, forward, host, make, to_blob
+from gradient_check import check_gradient
+
+from pipeline_lib.conv_utils import pool_out_size
+from pipeline_lib.layers.base import Blob, LayerSetupError
+
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def naive_pool(x, method, k, s, p, ceil=True):
+    """Caffe's CPU pooling loops, one output at a time: (top, mask or None)."""
+    n, c, h, w = x.shape
+    out = []
+    for size, kk, ss, pp in zip((h, w), k, s, p):
+        span = size + 2 * pp - kk
+        o = (math.ceil(span / ss) if ceil else span // ss) + 1
+        if pp and (o - 1) * ss >= size + pp:
+            o -= 1
+        out.append(o)
+    oh, ow = out
+    y = np.zeros((n, c, oh, ow))
+    mask = np.full((n, c, oh, ow), -1.0)
+    for ni, ci, i, j in np.ndindex(n, c, oh, ow):
+        hs, ws = i * s[0] - p[0], j * s[1] - p[1]
+        if method == "MAX":
+            he, we = min(hs + k[0], h), min(ws + k[1], w)
+            hs, ws = max(hs, 0), max(ws, 0)
+            best = -FLT_MAX
+            for r in range(hs, he):
+                for q in range(ws, we):
+                    if x[ni, ci, r, q] > best:
+                        best = x[ni, ci, r, q]
+                        mask[ni, ci, i, j] = r * w + q
+            y[ni, ci, i, j] = best
+        else:
+            he, we = min(hs + k[0], h + p[0]), min(ws + k[1], w + p[1])
+            area = (he - hs) * (we - ws)
+            hs, ws, he, we = max(hs, 0), max(ws, 0), min(he, h), min(we, w)
+            y[ni, ci, i, j] = x[ni, ci, hs:he, ws:we].sum() / area
+    return y, mask
+
+
+CASES = {
+    # name: (pooling_param body without pool, bottom shape, kernel, stride, pad, ceil)
+    "lenet_2x2": ("kernel_size: 2 stride: 2", (2, 3, 8, 8), (2, 2), (2, 2), (0, 0), True),
+    "overlap_3x3s2": ("kernel_size: 3 stride: 2", (2, 2, 7, 8), (3, 3), (2, 2), (0, 0), True),
+    "ceil_overhang": ("kernel_size: 3 stride: 2", (1, 2, 6, 6), (3, 3), (2, 2), (0, 0), True),
+    "pad_clip": ("kernel_size: 2 stride: 2 pad: 1", (2, 2, 5, 5), (2, 2), (2, 2), (1, 1), True),
+    "pad_3x3s2": ("kernel_size: 3 stride: 2 pad: 1", (1, 2, 6, 7), (3, 3), (2, 2), (1, 1), True),
+    "non_square": ("kernel_h: 3 kernel_w: 2 stride_h: 1 stride_w: 2 pad_h: 1 pad_w: 0",
+                   (2, 2, 5, 7), (3, 2), (1, 2), (1, 0), True),
+    "floor": ("kernel_size: 3 stride: 2 round_mode: FLOOR", (1, 2, 8, 8),
+              (3, 3), (2, 2), (0, 0), False),
+    "gaps": ("kernel_size: 2 stride: 3", (1, 2, 8, 8), (2, 2), (3, 3), (0, 0), True),
+    "stride1": ("kernel_size: 2", (1, 3, 4, 5), (2, 2), (1, 1), (0, 0), True),
+}
+
+
+def pool_layer(method, body, xp=np, dtype=np.float64, tops=1):
+    top = ' top: "y"' + (' top: "mask"' if tops > 1 else "")
+    return make(f'name: "pool" type: "Pooling" bottom: "x"{top} '
+                f'pooling_param {{ pool: {method} {body} }}', xp, dtype)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_forward_matches_caffe_loops(xp, case, method, dtype):
+    body, shape, k, s, p, ceil = CASES[case]
+    x = np.random.default_rng(1).standard_normal(shape).astype(dtype)
+    layer = pool_layer(method, body, xp, dtype)
+    (y,) = forward(layer, [to_blob(x, xp, dtype)])
+    want, _ = naive_pool(x, method, k, s, p, ceil)
+    assert y.shape == want.shape and y.data.dtype == dtype
+    np.testing.assert_allclose(host(y.data), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_mask_top_is_caffes_bottom_index(xp, case):
+    body, shape, k, s, p, ceil = CASES[case]
+    x = np.random.default_rng(2).standard_normal(shape)
+    layer = pool_layer("MAX", body, xp, tops=2)
+    y, mask = forward(layer, [to_blob(x, xp)], num_top=2)
+    _, want = naive_pool(x, "MAX", k, s, p, ceil)
+    assert mask.shape == y.shape
+    np.testing.assert_array_equal(host(mask.data), want)
+
+
+def test_ties_go_to_the_first_maximum(xp):
+    x = np.zeros((1, 1, 4, 4))
+    x[0, 0, 1, 1] = x[0, 0, 1, 0] = 5.0   # both in the first window; (1, 0) comes first
+    x[0, 0, 2:, 2:] = -1.0                # a window of equal values
+    layer = pool_layer("MAX", "kernel_size: 2 stride: 2", xp, tops=2)
+    bottom = [to_blob(x, xp)]
+    y, mask = forward(layer, bottom, num_top=2)
+    _, want = naive_pool(x, "MAX", (2, 2), (2, 2), (0, 0))
+    np.testing.assert_array_equal(host(mask.data), want)
+    backward(layer, [y, mask], bottom, [np.ones(y.shape), np.zeros(y.shape)])
+    dx = host(bottom[0].diff)[0, 0]
+    assert dx[1, 0] == 1 and dx[1, 1] == 0 and dx[2, 2] == 1 and dx.sum() == 4
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+def test_gradients_match_finite_differences(case, method):
+    body, shape, *_ = CASES[case]
+    # distinct values, far apart relative to eps: no ties for MAX
+    rng = np.random.default_rng(3)
+    x = rng.permutation(np.prod(shape)).reshape(shape) * 0.01 + 0.1
+    check_gradient(pool_layer(method, body), [to_blob(x)], check_params=False)
+
+
+@pytest.mark.parametrize("case", ["overlap_3x3s2", "pad_3x3s2", "lenet_2x2"])
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+def test_backward_matches_naive_adjoint(xp, case, method):
+    body, shape, k, s, p, ceil = CASES[case]
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(shape)
+    layer = pool_layer(method, body, xp)
+    bottom = [to_blob(x, xp)]
+    top = forward(layer, bottom)
+    dy = rng.standard_normal(top[0].shape)
+    bottom[0].diff[...] = 9  # must be overwritten
+    backward(layer, top, bottom, [dy])
+    want = np.zeros_like(x)
+    if method == "MAX":
+        _, mask = naive_pool(x, "MAX", k, s, p, ceil)
+        for ni, ci, i, j in np.ndindex(dy.shape):
+            r, q = divmod(int(mask[ni, ci, i, j]), shape[3])
+            want[ni, ci, r, q] += dy[ni, ci, i, j]
+    else:  # AVE is linear: the adjoint from unit inputs
+        for e in np.ndindex(shape):
+            unit = np.zeros(shape)
+            unit[e] = 1
+            want[e] = np.sum(dy * naive_pool(unit, "AVE", k, s, p, ceil)[0])
+    np.testing.assert_allclose(host(bottom[0].diff), want, atol=1e-12)
+
+
+def test_global_pooling(xp):
+    x = np.random.default_rng(5).standard_normal((2, 3, 4, 5))
+    for method, want in (("MAX", x.max(axis=(2, 3))), ("AVE", x.mean(axis=(2, 3)))):
+        layer = pool_layer(method, "global_pooling: true", xp)
+        bottom = [to_blob(x, xp)]
+        (y,) = forward(layer, bottom)
+        assert y.shape == (2, 3, 1, 1)
+        np.testing.assert_allclose(host(y.data)[:, :, 0, 0], want, atol=1e-12)
+        check_gradient(pool_layer(method, "global_pooling: true"), [to_blob(x)],
+                       check_params=False)
+
+
+@pytest.mark.parametrize("sizes", [(55, 27), (27, 13), (13, 6)])
+def test_caffenet_shapes_round_up(sizes):
+    h, out = sizes
+    layer = pool_layer("MAX", "kernel_size: 3 stride: 2")
+    top = [Blob(())]
+    layer.setup([Blob((1, 2, h, h))], top)
+    layer.reshape([Blob((1, 2, h, h))], top)
+    assert top[0].shape == (1, 2, out, out)
+
+
+def test_output_size_rules():
+    assert pool_out_size(6, 3, 0, 2) == 3            # ceil(1.5) + 1
+    assert pool_out_size(6, 3, 0, 2, False) == 2     # FLOOR
+    assert pool_out_size(5, 2, 1, 2) == 3            # ceil gives 4; the 4th starts in padding
+    assert pool_out_size(5, 2, 1, 2, False) == 3
+    assert pool_out_size(24, 2, 0, 2) == 12
+
+
+def test_padded_clip_shape_in_the_layer():
+    layer = pool_layer("AVE", "kernel_size: 2 stride: 2 pad: 1")
+    (y,) = forward(layer, [to_blob(np.ones((1, 1, 5, 5)))])
+    assert y.shape == (1, 1, 3, 3)
+    # corner windows hold one real pixel and three of padding: Caffe divides by 4
+    assert y.data[0, 0, 0, 0] == 0.25 and y.data[0, 0, 1, 1] == 1.0
+
+
+@pytest.mark.parametrize("body, message", [
+    ("pool: STOCHASTIC kernel_size: 2", "STOCHASTIC"),
+    ("kernel_size: 2 kernel_h: 2 kernel_w: 2", "not both"),
+    ("kernel_h: 2", "kernel_h and kernel_w"),
+    ("stride: 2", "kernel_size"),
+    ("global_pooling: true kernel_size: 2", "global_pooling"),
+    ("global_pooling: true stride: 2", "stride 1"),
+    ("kernel_size: 2 pad: 2", "smaller than the kernel"),
+    ("kernel_size: 2 pad_h: 1", "pad_h and pad_w"),
+    ("kernel_size: 2 stride: 2 stride_h: 1 stride_w: 1", "not both"),
+])
+def test_bad_parameters_are_errors(body, message):
+    layer = make(f'name: "bad" type: "Pooling" pooling_param {{ {body} }}')
+    with pytest.raises(LayerSetupError, match=message):
+        layer.setup([Blob((1, 1, 6, 6))], [Blob(())])
+
+
+def test_mask_top_only_for_max():
+    layer = pool_layer("AVE", "kernel_size: 2", tops=2)
+    with pytest.raises(LayerSetupError, match="second top"):
+        layer.setup([Blob((1, 1, 4, 4))], [Blob(()), Blob(())])
+
+
+def test_reshape_to_new_sizes():
+    rng = np.random.default_rng(6)
+    layer = pool_layer("MAX", "kernel_size: 3 stride: 2 pad: 1")
+    top = forward(layer, [to_blob(rng.standard_normal((2, 2, 7, 7)))])
+    x = rng.standard_normal((3, 2, 10, 6))
+    bottom = [to_blob(x)]
+    layer.reshape(bottom, top)
+    layer.forward(bottom, top)
+    np.testing.assert_allclose(top[0].data, naive_pool(x, "MAX", (3, 3), (2, 2), (1, 1))[0])
