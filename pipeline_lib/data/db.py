@@ -4,7 +4,8 @@
 target, commits in batches, and renames it into place only when closed
 without error, so a failed run leaves nothing half-written. The LMDB map
 doubles whenever it fills up. `DatabaseReader` gives keys in key order and
-random access to values; it opens LMDB read-only without a lock file.
+random access to values; it opens LMDB read-only without a lock file. A
+reader may move between threads but serves one thread at a time.
 LevelDB has no read-only mode: it takes a LOCK file and may fold its log
 into a table on open, so open a copy of any database you must not change.
 """

@@ -42,16 +42,17 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
         raise IdxError(f"{path}: truncated: {len(raw)} bytes, too short for an IDX header")
     (magic,) = struct.unpack(">I", raw[:4])
     what = {IMAGES_MAGIC: "images (2051)", LABELS_MAGIC: "labels (2049)"}
+    hint = " (this looks like a gzip file: decompress it first)" if raw[:2] == b"\x1f\x8b" else ""
     if expected_magic is not None and magic != expected_magic:
         raise IdxError(
             f"{path}: bad magic number {magic}: expected an IDX "
-            f"{what.get(expected_magic, str(expected_magic))} file"
+            f"{what.get(expected_magic, str(expected_magic))} file{hint}"
         )
     zeros, type_code, ndim = magic >> 16, (magic >> 8) & 0xFF, magic & 0xFF
     if zeros != 0 or type_code != _UBYTE or ndim == 0:
         raise IdxError(
             f"{path}: bad magic number {magic}: expected an unsigned-byte IDX file "
-            f"(0x0008NN, e.g. 2051 for images or 2049 for labels)"
+            f"(0x0008NN, e.g. 2051 for images or 2049 for labels){hint}"
         )
     header = 4 + 4 * ndim
     if len(raw) < header:

@@ -1,5 +1,6 @@
 """IDX files: reading, writing, and the errors for bad, truncated and mismatched files."""
 
+import gzip
 import struct
 from pathlib import Path
 
@@ -54,6 +55,13 @@ def test_bad_magic_names_file_and_expectation(tmp_path):
     path.write_bytes(b"\x12\x34\x56\x78" + b"\x00" * 8)
     with pytest.raises(IdxError, match="bad magic number 305419896"):
         read_idx(path)
+
+
+def test_gzipped_file_gets_a_hint(tmp_path):
+    path = tmp_path / "img.gz"
+    path.write_bytes(gzip.compress(b"\x00\x00\x08\x03" + b"\x00" * 12))
+    with pytest.raises(IdxError, match="looks like a gzip file: decompress it first"):
+        read_images(path)
 
 
 def test_truncated_data(tmp_path):
