@@ -16,6 +16,8 @@ arithmetic for the solver's float type (float32 unless told otherwise).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from pipeline_lib.proto import caffe_pb2
@@ -64,6 +66,27 @@ def _multistep_passed(stepvalues, iteration: int) -> int:
     return passed
 
 
+def _pow(t, x, y):
+    """x ** y rounded once to type t, as glibc's correctly rounded powf gives it (NumPy's
+    float32 power is not the same on every machine)."""
+    x, y = float(x), float(y)
+    if x == 0 and y < 0:
+        return t(math.inf)
+    try:
+        return t(math.pow(x, y))
+    except OverflowError:
+        return t(math.inf)
+    except ValueError:  # a negative base to a fractional power
+        return t(math.nan)
+
+
+def _exp(t, x):
+    try:
+        return t(math.exp(float(x)))
+    except OverflowError:
+        return t(math.inf)
+
+
 def learning_rate(sp: caffe_pb2.SolverParameter, iteration: int, step: int | None = None,
                   dtype=np.float32) -> float:
     """The learning rate at `iteration` under `sp.lr_policy`.
@@ -89,16 +112,15 @@ def learning_rate(sp: caffe_pb2.SolverParameter, iteration: int, step: int | Non
     if policy == "exp":
         return float(t(float(base) * float(gamma) ** it))
     if policy == "inv":
-        return float(base * np.power(t(1) + gamma * t(it), -power))
+        return float(base * _pow(t, t(1) + gamma * t(it), -power))
     if policy == "multistep":
         k = _multistep_passed(list(sp.stepvalue), it) if step is None else step
         return float(t(float(base) * float(gamma) ** k))
     if policy == "poly":
         _need(sp.max_iter > 0, policy, f"max_iter > 0 (got {sp.max_iter})")
-        return float(base * np.power(t(1) - t(it) / t(sp.max_iter), power))
+        return float(base * _pow(t, t(1) - t(it) / t(sp.max_iter), power))
     if policy == "sigmoid":
         _need(sp.stepsize > 0, policy, f"stepsize > 0 (got {sp.stepsize})")
-        with np.errstate(over="ignore"):
-            return float(base * (t(1) / (t(1) + np.exp(-gamma * (t(it) - t(sp.stepsize))))))
+        return float(base * (t(1) / (t(1) + _exp(t, -gamma * (t(it) - t(sp.stepsize))))))
     shown = repr(policy) if policy else "(not set)"
     raise LrPolicyError(f"unknown lr_policy {shown}; known policies: {', '.join(POLICIES)}")

@@ -108,16 +108,16 @@ def test_solve_logs_like_caffe_and_snapshots(tmp_path):
     assert df[df.kind == "test"]["out_accuracy"].between(0, 1).all()
 
 
-def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path):
+def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path, xp):
     full_dir, half_dir = tmp_path / "full", tmp_path / "half"
     full_dir.mkdir()
     half_dir.mkdir()
-    full = make_solver(full_dir)
+    full = make_solver(full_dir, xp=xp)
     full.solve()
     # the first half again, in another directory, then a fresh solver resumes it
-    first = make_solver(half_dir, SOLVER.replace("max_iter: 20", "max_iter: 10"))
+    first = make_solver(half_dir, SOLVER.replace("max_iter: 20", "max_iter: 10"), xp=xp)
     first.solve()
-    resumed = make_solver(half_dir)
+    resumed = make_solver(half_dir, xp=xp)
     resumed.solve(resume_file=half_dir / "tiny_iter_10.solverstate")
     assert resumed.iter == full.iter == 20
     for a, b in zip(params_and_history(resumed), params_and_history(full)):
@@ -208,7 +208,7 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "flat" bottom: "target2" top:
 """
 
 
-def test_iter_size_two_equals_a_doubled_batch(tmp_path):
+def test_iter_size_two_equals_a_doubled_batch(tmp_path, xp):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, 3, 1, 1))
     y = x[:, :, 0, 0] @ np.array([0.5, -1.0, 2.0]) + 0.3
@@ -216,7 +216,8 @@ def test_iter_size_two_equals_a_doubled_batch(tmp_path):
     results = []
     for batch, iter_size in ((8, 1), (4, 2)):
         solver = make_solver(tmp_path, f"{text} iter_size: {iter_size}",
-                             EUCLID_NET.replace("BATCH", str(batch)), x=x, y=y, dtype=np.float64)
+                             EUCLID_NET.replace("BATCH", str(batch)), x=x, y=y, dtype=np.float64,
+                             xp=xp)
         solver.step(6)
         results.append(params_and_history(solver))
     for a, b in zip(*results):
@@ -228,10 +229,10 @@ def test_iter_size_two_equals_a_doubled_batch(tmp_path):
     assert not np.allclose(params_and_history(solver)[0], results[0][0])
 
 
-def test_nan_loss_stops_with_the_iteration_and_first_bad_layer(tmp_path):
+def test_nan_loss_stops_with_the_iteration_and_first_bad_layer(tmp_path, xp):
     x, y = data()
     x[16] = np.nan  # in the third batch (iteration 2)
-    solver = make_solver(tmp_path, x=x, y=y)
+    solver = make_solver(tmp_path, x=x, y=y, xp=xp)
     with pytest.raises(DivergenceError, match="iteration 2: loss = nan.*layer 'data'") as err:
         solver.solve()
     assert err.value.iteration == 2 and err.value.layer == "data"
@@ -240,7 +241,7 @@ def test_nan_loss_stops_with_the_iteration_and_first_bad_layer(tmp_path):
     assert state.endswith("tiny_iter_2.diverged.solverstate")
     assert load_solverstate(state).iter == 2
     # the snapshot is the state before iteration 2: resuming replays iteration 2
-    again = make_solver(tmp_path, x=x, y=y)
+    again = make_solver(tmp_path, x=x, y=y, xp=xp)
     again.restore(state)
     for a, b in zip(params_and_history(again), params_and_history(solver)):
         np.testing.assert_array_equal(a, b)
