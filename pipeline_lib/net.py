@@ -105,9 +105,7 @@ class Net:
                  xp=np, dtype=np.float32, rng: np.random.Generator | None = None,
                  stages: Iterable[str] = (), level: int = 0):
         if len(param.layers):
-            from pipeline_lib.proto.prototxt import upgrade_net
-
-            param = upgrade_net(param)
+            param = _upgraded(param, param.name or "net")
         self.xp = xp
         self.dtype = np.dtype(dtype)
         self.phase = phase
@@ -316,9 +314,7 @@ class Net:
                                  ) -> list[str]:
         """Load blobs by layer name from a .caffemodel message; returns the layers copied."""
         if len(param.layers) and not len(param.layer):
-            from pipeline_lib.proto.prototxt import upgrade_net
-
-            param = upgrade_net(param)
+            param = _upgraded(param, source)
         copied = []
         for lp in param.layer:
             if lp.name not in self.layer_names or not len(lp.blobs):
@@ -328,7 +324,11 @@ class Net:
                 raise NetError(f"{source}: layer {lp.name!r} has {len(lp.blobs)} blobs but the net "
                                f"expects {len(layer.blobs)}")
             for i, (bp, blob) in enumerate(zip(lp.blobs, layer.blobs)):
-                values = blob_proto_to_array(bp)
+                try:
+                    values = blob_proto_to_array(bp)
+                except NetError as e:
+                    raise NetError(f"{source}: layer {lp.name!r} blob {i}: {e}; the net expects "
+                                   f"shape {list(blob.shape)}") from None
                 if values.shape != blob.shape and not _legacy_shape_fits(bp, blob.shape):
                     raise NetError(f"{source}: layer {lp.name!r} blob {i} has shape "
                                    f"{list(values.shape)} but the net expects {list(blob.shape)}")
@@ -366,6 +366,15 @@ class Net:
             close = getattr(layer, "close", None)
             if close is not None:
                 close()
+
+
+def _upgraded(param: caffe_pb2.NetParameter, source: str) -> caffe_pb2.NetParameter:
+    from pipeline_lib.proto.upgrade import upgrade_net
+
+    copy = caffe_pb2.NetParameter()
+    copy.CopyFrom(param)
+    upgrade_net(copy, source)
+    return copy
 
 
 def _legacy_shape_fits(bp: caffe_pb2.BlobProto, shape: tuple[int, ...]) -> bool:

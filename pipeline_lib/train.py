@@ -1,0 +1,135 @@
+"""One training run as a file-to-file job: solver prototxt in, final snapshot out.
+
+Used by the `train` rule and by `pcaffe train`. The run's parameters that
+the workflow owns (iterations, where snapshots go) are patched into the
+SolverParameter in memory, never into copies of the user's files; the
+effective solver, with its net inlined, is written beside the model.
+
+Intermediate snapshots go to `<stem>.snapshots/`; the final pair is moved to
+`<stem>.caffemodel` / `<stem>.solverstate` only when training finished, so
+an interrupted run never leaves a final-looking output, and `resume="auto"`
+continues from the newest complete intermediate snapshot (exactly: see
+pipeline_lib.solver).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline_lib import glog
+from pipeline_lib.backend import get_xp
+from pipeline_lib.proto import caffe_pb2
+from pipeline_lib.proto.prototxt import read_net, read_solver, write_prototxt
+from pipeline_lib.solver import SignalHandler, Solver
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    caffemodel: Path
+    solverstate: Path
+    iterations: int
+    stopped_early: bool
+    resumed_from: Path | None
+
+
+def effective_solver(solver_path: str | os.PathLike, max_iter: int | None = None,
+                     solver_mode: str | None = None) -> caffe_pb2.SolverParameter:
+    """The solver with `max_iter`/`solver_mode` applied and its net inlined as `net_param`."""
+    sp = read_solver(solver_path)
+    if max_iter is not None:
+        sp.max_iter = int(max_iter)
+    if solver_mode is not None:
+        sp.solver_mode = caffe_pb2.SolverParameter.SolverMode.Value(solver_mode.upper())
+    if sp.net:
+        sp.net_param.CopyFrom(read_net(sp.net))
+        sp.ClearField("net")
+    return sp
+
+
+def latest_snapshot(snapshot_dir: Path, name: str) -> Path | None:
+    """The newest `<name>_iter_<N>.solverstate` whose .caffemodel is beside it."""
+    pattern = re.compile(rf"^{re.escape(name)}_iter_(\d+)\.solverstate$")
+    best: tuple[int, Path] | None = None
+    if not snapshot_dir.is_dir():
+        return None
+    for path in snapshot_dir.iterdir():
+        m = pattern.match(path.name)
+        if m and path.with_suffix(".caffemodel").is_file():
+            if best is None or int(m.group(1)) > best[0]:
+                best = (int(m.group(1)), path)
+    return best[1] if best else None
+
+
+def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | None = None,
+          max_iter: int | None = None, solver_mode: str | None = None,
+          resume: str | os.PathLike | None = None, weights: str | None = None,
+          log_path: str | os.PathLike | None = None,
+          metrics_path: str | os.PathLike | None = None,
+          sigint_effect: str = "stop", sighup_effect: str = "snapshot") -> TrainResult:
+    """Train from `solver_path`.
+
+    output_stem: e.g. "results/lenet_iter_10000": the final snapshot becomes
+        `<stem>.caffemodel` + `.solverstate`, the effective solver
+        `<stem>.solver.prototxt`, the metrics `<stem>_metrics.csv`. Without it
+        the solver's own snapshot_prefix is used, as `caffe train` does.
+    resume: a .solverstate path, or "auto" for the newest snapshot of this run.
+    weights: comma-separated .caffemodel files to start from (fine-tuning).
+    """
+    sp = effective_solver(solver_path, max_iter, solver_mode)
+    if weights:
+        del sp.weights[:]
+        sp.weights.extend(w for w in weights.split(",") if w)
+    name = Path(sp.snapshot_prefix or Path(solver_path).stem).name
+    if output_stem is not None:
+        stem = Path(output_stem)
+        name = re.sub(r"_iter_\d+$", "", stem.name)
+        snapshot_dir = stem.parent / f"{stem.name}.snapshots"
+        snapshot_dir.mkdir(parents=True, exist_ok=True)
+        prefix = str(snapshot_dir / name)
+        write_prototxt(sp, stem.parent / f"{stem.name}.solver.prototxt")
+        metrics = metrics_path or stem.parent / f"{stem.name}_metrics.csv"
+    else:
+        stem, snapshot_dir, prefix = None, None, sp.snapshot_prefix
+        metrics = metrics_path
+    if not sp.snapshot_prefix and stem is None:
+        sp.snapshot_prefix = str(Path(solver_path).with_suffix(""))
+        prefix = sp.snapshot_prefix
+
+    resume_file = None
+    if resume == "auto":
+        if snapshot_dir is not None:
+            resume_file = latest_snapshot(snapshot_dir, name)
+    elif resume:
+        resume_file = Path(resume)
+
+    xp = get_xp(caffe_pb2.SolverParameter.SolverMode.Name(sp.solver_mode))
+    logger = glog.GlogLogger(log_path) if log_path else glog.default_logger()
+    previous_default = glog.default_logger()
+    glog.set_default_logger(logger)
+    try:
+        with SignalHandler(sigint_effect, sighup_effect) as signals:
+            solver = Solver(sp, xp=xp, log=logger, metrics=metrics, snapshot_prefix=prefix,
+                            action_request=signals)
+            try:
+                solver.solve(resume_file)
+                iterations, stopped = solver.iter, solver.requested_early_exit
+                final_model = Path(f"{prefix}_iter_{iterations}.caffemodel")
+                final_state = final_model.with_suffix(".solverstate")
+                if not final_state.is_file():
+                    final_model, final_state = map(Path, solver.snapshot())
+            finally:
+                solver.close()
+    finally:
+        glog.set_default_logger(previous_default)
+        if log_path:
+            logger.close()
+
+    if stem is not None and not stopped:
+        # The solverstate names its caffemodel by file name, so the pair moves together.
+        os.replace(final_model, stem.with_suffix(".caffemodel"))
+        os.replace(final_state, stem.with_suffix(".solverstate"))
+        final_model, final_state = stem.with_suffix(".caffemodel"), stem.with_suffix(".solverstate")
+    return TrainResult(final_model, final_state, iterations, stopped, resume_file)

@@ -1,0 +1,169 @@
+"""Net construction: rules, splits, in-place layers, sharing, loss weights, weight I/O."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+from pipeline_lib.net import Net, NetError, filter_net, insert_splits
+from pipeline_lib.proto import caffe_pb2
+
+
+def net_param(text: str) -> caffe_pb2.NetParameter:
+    return text_format.Parse(text, caffe_pb2.NetParameter())
+
+
+MLP = """
+name: "mlp"
+layer { name: "in" type: "Input" top: "x" top: "y"
+        input_param { shape { dim: 4 dim: 3 } shape { dim: 4 } } }
+layer { name: "ip1" type: "InnerProduct" bottom: "x" top: "h"
+        param { lr_mult: 1 } param { lr_mult: 2 }
+        inner_product_param { num_output: 5 weight_filler { type: "gaussian" std: 0.5 }
+                              bias_filler { type: "constant" value: 0.1 } } }
+layer { name: "relu" type: "ReLU" bottom: "h" top: "h" }
+layer { name: "ip2" type: "InnerProduct" bottom: "h" top: "out"
+        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "out" bottom: "y" top: "loss" }
+layer { name: "acc" type: "Accuracy" bottom: "out" bottom: "y" top: "acc"
+        include { phase: TEST } }
+"""
+
+
+def test_filter_by_phase_stage_and_level():
+    param = net_param("""
+      layer { name: "a" type: "Input" include { phase: TRAIN } }
+      layer { name: "b" type: "Input" include { phase: TEST } }
+      layer { name: "c" type: "Input" include { stage: "deploy" } }
+      layer { name: "d" type: "Input" exclude { min_level: 2 } }
+      layer { name: "e" type: "Input" include { not_stage: "deploy" phase: TEST } }
+    """)
+    names = lambda state: [lp.name for lp in filter_net(param, state).layer]  # noqa: E731
+    assert names(caffe_pb2.NetState(phase=caffe_pb2.TRAIN)) == ["a", "d"]
+    assert names(caffe_pb2.NetState(phase=caffe_pb2.TEST)) == ["b", "d", "e"]
+    assert names(caffe_pb2.NetState(phase=caffe_pb2.TEST, stage=["deploy"], level=3)) == ["b", "c"]
+
+
+def test_insert_splits_rewires_every_consumer():
+    param = insert_splits(net_param("""
+      layer { name: "src" type: "Input" top: "x" }
+      layer { name: "a" type: "ReLU" bottom: "x" top: "a" }
+      layer { name: "b" type: "ReLU" bottom: "x" top: "b" }
+    """))
+    assert [lp.type for lp in param.layer] == ["Input", "Split", "ReLU", "ReLU"]
+    assert list(param.layer[1].top) == ["x_src_0_split_0", "x_src_0_split_1"]
+    assert param.layer[2].bottom[0] == "x_src_0_split_0"
+    assert param.layer[3].bottom[0] == "x_src_0_split_1"
+
+
+def test_in_place_chain_needs_no_split():
+    param = insert_splits(net_param("""
+      layer { name: "src" type: "Input" top: "x" }
+      layer { name: "r" type: "ReLU" bottom: "x" top: "x" }
+      layer { name: "s" type: "Sigmoid" bottom: "x" top: "y" }
+    """))
+    assert "Split" not in [lp.type for lp in param.layer]
+
+
+def make_mlp(phase=caffe_pb2.TRAIN, seed=0, dtype=np.float64):
+    net = Net(net_param(MLP), phase, rng=np.random.default_rng(seed), dtype=dtype)
+    rng = np.random.default_rng(1)
+    net.blobs["x"].data[...] = rng.standard_normal((4, 3))
+    net.blobs["y"].data[...] = [0, 1, 2, 1]
+    return net
+
+
+def test_structure_params_and_outputs():
+    train = make_mlp()
+    assert train.layer_names == ["in", "ip1", "relu", "ip2", "loss"]
+    assert train.output_blob_names == ["loss"]
+    assert train.loss_weights["loss"] == 1.0
+    assert [b.shape for b in train.learnable_params] == [(5, 3), (5,), (3, 5), (3,)]
+    assert train.params_lr == [1.0, 2.0, 1.0, 1.0]
+    assert train.blobs["h"] is train.tops[2][0]  # in-place ReLU reuses its bottom blob
+    test = make_mlp(caffe_pb2.TEST)
+    assert test.output_blob_names == ["loss", "acc"]
+    assert test.loss_weights["acc"] == 0.0
+    # the net's output blob "out" feeds both loss and accuracy in TEST, so a Split appears
+    assert "Split" in [layer.type for layer in test.layers]
+
+
+def test_whole_net_gradient_matches_finite_differences():
+    net = make_mlp()
+    net.clear_param_diffs()
+    net.forward_backward()
+    w = net.learnable_params[0]
+    analytic = w.diff.copy()
+    eps = 1e-6
+    for idx in [(0, 0), (2, 1), (4, 2)]:
+        orig = w.data[idx]
+        w.data[idx] = orig + eps
+        plus = net.forward()
+        w.data[idx] = orig - eps
+        minus = net.forward()
+        w.data[idx] = orig
+        assert analytic[idx] == pytest.approx((plus - minus) / (2 * eps), rel=1e-5, abs=1e-8)
+
+
+def test_split_sums_gradients_of_two_consumers():
+    param = net_param("""
+      layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+      layer { name: "ip" type: "InnerProduct" bottom: "x" top: "h"
+              inner_product_param { num_output: 3 weight_filler { type: "gaussian" } } }
+      layer { name: "l1" type: "EuclideanLoss" bottom: "h" bottom: "x" top: "l1" }
+      layer { name: "l2" type: "EuclideanLoss" bottom: "h" bottom: "x" top: "l2"
+              loss_weight: 3 }
+    """)
+    net = Net(param, rng=np.random.default_rng(0), dtype=np.float64)
+    net.blobs["x"].data[...] = np.arange(6).reshape(2, 3)
+    net.clear_param_diffs()
+    net.forward_backward()
+    w, x = net.learnable_params[0].data, net.blobs["x"].data
+    h = x @ w.T + net.learnable_params[1].data
+    expected = 4 * ((h - x) / 2).T @ x  # (1 + 3) * d(sum (h-x)^2 / 2N)/dW
+    np.testing.assert_allclose(net.learnable_params[0].diff, expected, rtol=1e-10)
+
+
+def test_weight_sharing_by_param_name():
+    param = net_param("""
+      layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+      layer { name: "a" type: "InnerProduct" bottom: "x" top: "a" param { name: "w" }
+              inner_product_param { num_output: 3 bias_term: false
+                                    weight_filler { type: "gaussian" } } }
+      layer { name: "b" type: "InnerProduct" bottom: "a" top: "b" param { name: "w" }
+              inner_product_param { num_output: 3 bias_term: false
+                                    weight_filler { type: "gaussian" } } }
+      layer { name: "loss" type: "EuclideanLoss" bottom: "b" bottom: "x" top: "loss" }
+    """)
+    net = Net(param, rng=np.random.default_rng(0), dtype=np.float64)
+    assert net.layer("a").blobs[0] is net.layer("b").blobs[0]
+    assert len(net.learnable_params) == 1
+
+
+def test_train_and_test_nets_share_weights_and_round_trip_caffemodel():
+    train, test = make_mlp(), make_mlp(caffe_pb2.TEST, seed=5)
+    test.share_trained_layers_with(train)
+    assert test.layer("ip1").blobs[0] is train.layer("ip1").blobs[0]
+    proto = train.to_proto()
+    assert [lp.name for lp in proto.layer if lp.blobs] == ["ip1", "ip2"]
+    assert list(proto.layer[1].blobs[0].shape.dim) == [5, 3]
+    fresh = make_mlp(seed=9)
+    fresh.copy_trained_layers_from(caffe_pb2.NetParameter.FromString(proto.SerializeToString()))
+    for a, b in zip(fresh.learnable_params, train.learnable_params):
+        np.testing.assert_array_equal(a.data, b.data.astype(np.float32))
+
+
+def test_copy_trained_layers_rejects_wrong_shape():
+    proto = make_mlp().to_proto()
+    proto.layer[1].blobs[0].shape.dim[0] = 7
+    with pytest.raises(NetError, match=r"ip1.*\[7, 3\].*\[5, 3\]"):
+        make_mlp().copy_trained_layers_from(proto)
+
+
+def test_errors_name_layer_and_blob():
+    with pytest.raises(NetError, match=r"'ip'.*bottom blob 'nope'"):
+        Net(net_param('layer { name: "ip" type: "InnerProduct" bottom: "nope" top: "y" '
+                      'inner_product_param { num_output: 2 } }'))
+    with pytest.raises(NetError, match=r"unknown layer type 'Convolutoin'.*Convolution"):
+        Net(net_param('layer { name: "c" type: "Convolutoin" }'))
