@@ -205,6 +205,8 @@ class Solver:
         self.log.info("Initializing solver from parameters: \n"
                       + text_format.MessageToString(sp))
         self._check_snapshot_prefix()
+        if sp.debug_info:
+            self.log.warning("debug_info is not supported; ignoring it")
 
         self.seed = int(sp.random_seed) if sp.random_seed >= 0 else 0
         self.rng = np.random.default_rng(self.seed)
