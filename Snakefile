@@ -10,6 +10,8 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/mnist.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/imagenet.smk"
 
 
 rule all:

@@ -33,3 +33,33 @@ def mnist_databases(backend=None):
         split=list(MNIST_SPLIT_FILES),
         backend=backend or config["backend"],
     )
+
+
+# -- training -------------------------------------------------------------------------
+
+MODELS = config.get("models", {})
+
+
+def model_constraint():
+    """Regex matching exactly the configured model names (some contain underscores)."""
+    import re
+
+    return "|".join(re.escape(name) for name in sorted(MODELS, key=len, reverse=True))
+
+
+def train_inputs(wildcards):
+    """The solver, its nets and the databases / mean files those nets read."""
+    from pipeline_lib.model_files import model_files
+
+    files = model_files(MODELS[wildcards.model]["solver"])
+    return {
+        "solver": files.solver,
+        "nets": list(files.nets),
+        "data": list(files.data_sources),
+        "means": list(files.mean_files),
+    }
+
+
+def train_output_stem(wildcards, output):
+    """results/<model>_iter_<N>: the final snapshot's path without its extension."""
+    return output.model[: -len(".caffemodel")]

@@ -1,0 +1,27 @@
+# Training: results/<model>_iter_<N>.caffemodel for every model in config["models"].
+
+
+rule train:
+    input:
+        unpack(train_inputs),
+    output:
+        model="results/{model}_iter_{iter}.caffemodel",
+        state="results/{model}_iter_{iter}.solverstate",
+        solver="results/{model}_iter_{iter}.solver.prototxt",
+        metrics="results/{model}_iter_{iter}_metrics.csv",
+    log:
+        "logs/train/{model}_iter_{iter}.log",
+    wildcard_constraints:
+        model=model_constraint(),
+        iter=r"\d+",
+    params:
+        stem=train_output_stem,
+        resume=config["train"]["resume"],
+        solver_mode=config["train"]["solver_mode"],
+    threads: 2
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,26 @@
+"""Snakemake script (rule train): solver prototxt -> results/<model>_iter_<N> snapshot."""
+
+import sys
+from pathlib import Path
+
+
+def main(smk) -> None:
+    from pipeline_lib.train import train
+
+    result = train(
+        smk.input.solver,
+        output_stem=smk.params.stem,
+        max_iter=int(smk.wildcards.iter),
+        solver_mode=smk.params.solver_mode or None,
+        resume=None if smk.params.resume == "none" else smk.params.resume,
+        log_path=smk.log[0],
+        metrics_path=smk.output.metrics,
+    )
+    if result.stopped_early:
+        sys.exit(f"training stopped early at iteration {result.iterations}; rerun to resume")
+
+
+if __name__ == "__main__":
+    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
+    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
+    main(smk)
