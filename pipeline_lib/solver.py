@@ -227,6 +227,9 @@ class Solver:
         else:
             prefix = sp.snapshot_prefix
             self.metrics = MetricsTable(f"{prefix}_metrics.csv" if prefix else None)
+        if self.metrics.path is not None and not self.metrics.path.parent.is_dir():
+            raise SolverParameterError(f"the metrics file {str(self.metrics.path)!r} is in a "
+                                       "directory that does not exist")
 
         self.iter = 0
         self.current_step = 0
@@ -239,11 +242,15 @@ class Solver:
 
     # -- construction ---------------------------------------------------------------
     def _check_snapshot_prefix(self) -> None:
+        """Fail before training, not after it, when snapshots cannot be written."""
         sp = self.param
-        if not sp.snapshot:
+        if not sp.snapshot and not sp.snapshot_after_train:
             return
         if not sp.snapshot_prefix:
-            raise SolverParameterError("the solver sets `snapshot` but no `snapshot_prefix`")
+            why = f"snapshot: {sp.snapshot}" if sp.snapshot else "snapshot_after_train"
+            raise SolverParameterError(
+                f"the solver will write snapshots ({why}) but sets no snapshot_prefix; set "
+                "snapshot_prefix (or snapshot: 0 and snapshot_after_train: false)")
         parent = Path(sp.snapshot_prefix).parent
         if not parent.is_dir() or not os.access(parent, os.W_OK):
             raise SolverParameterError(

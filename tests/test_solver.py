@@ -330,3 +330,52 @@ def test_missing_snapshot_directory_is_reported_up_front(tmp_path):
     with pytest.raises(SolverParameterError, match="cannot write to snapshot prefix"):
         Solver(sp, net_param=text_format.Parse(NET, caffe_pb2.NetParameter()),
                log=GlogLogger(stream=io.StringIO()))
+
+
+def test_test_initialization_and_test_compute_loss(tmp_path):
+    solver = make_solver(tmp_path, SOLVER + " test_initialization: false test_compute_loss: true")
+    solver.solve()
+    solver.log.close()
+    text = (tmp_path / "train.log").read_text()
+    assert "Iteration 0, Testing net" not in text
+    assert text.count("Testing net (#0)") == 2  # iterations 10 and 20
+    assert text.count("] Test loss: ") == 2
+
+
+def test_train_net_and_test_net_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.prototxt").write_text(NET)
+    (tmp_path / "test.prototxt").write_text(NET.replace('name: "tiny"', 'name: "tiny_test"'))
+    sp = text_format.Parse(SOLVER, caffe_pb2.SolverParameter())
+    sp.train_net = "train.prototxt"
+    sp.test_net.append("test.prototxt")
+    sp.test_net_param.add().CopyFrom(text_format.Parse(NET, caffe_pb2.NetParameter()))
+    sp.test_iter.append(1)
+    sp.snapshot_prefix = "tiny"
+    solver = Solver(sp, log=GlogLogger(stream=io.StringIO()))
+    # Caffe's order: test_net_param entries first, then test_net files
+    assert [n.name for n in solver.test_nets] == ["tiny", "tiny_test"]
+    assert all("acc" in n.layer_names for n in solver.test_nets)
+    assert "acc" not in solver.net.layer_names
+
+
+def test_stages_and_level_select_train_layers(tmp_path):
+    staged = NET.replace('dropout_param { dropout_ratio: 0.3 } }',
+                         'dropout_param { dropout_ratio: 0.3 } include { stage: "drop" } }')
+    plain = make_solver(tmp_path, net_text=staged)
+    with_stage = make_solver(tmp_path, net_text=staged, stages=["drop"], level=2)
+    assert "drop" not in plain.net.layer_names
+    assert "drop" in with_stage.net.layer_names
+    assert with_stage.param.train_state.level == 2
+    assert "drop" not in with_stage.test_nets[0].layer_names  # test nets keep test_state
+
+
+def test_a_solver_that_will_snapshot_needs_a_prefix(tmp_path):
+    sp = text_format.Parse(SOLVER.replace("snapshot: 10", "snapshot: 0"),
+                           caffe_pb2.SolverParameter())
+    net = text_format.Parse(NET, caffe_pb2.NetParameter())
+    with pytest.raises(SolverParameterError, match=r"\(snapshot_after_train\) but sets no"):
+        Solver(sp, net_param=net, log=GlogLogger(stream=io.StringIO()))
+    sp.snapshot_after_train = False
+    solver = Solver(sp, net_param=net, log=GlogLogger(stream=io.StringIO()))
+    assert solver.metrics.path is None
