@@ -1,0 +1,199 @@
+"""`pcaffe`: the command line, in the spirit of Caffe's `caffe` tool.
+
+    pcaffe train --solver S [--snapshot F | --weights W]
+    pcaffe test  --model M --weights W --iterations N
+    pcaffe time  --model M --iterations N [--batch-size B] [--dummy-data C,H,W]
+
+Caffe's single-dash spellings (`-solver`, `-weights`, ...) are accepted too.
+Errors print one line and exit 1; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from pipeline_lib.proto import caffe_pb2
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str):
+    def register(fn):
+        COMMANDS[name] = fn
+        return fn
+    return register
+
+
+def _xp(gpu: bool):
+    from pipeline_lib.backend import get_xp
+
+    return get_xp("GPU" if gpu else "CPU")
+
+
+def _phase(name: str) -> int:
+    return caffe_pb2.Phase.Value(name.upper())
+
+
+@command("train")
+def cmd_train(args: argparse.Namespace) -> int:
+    from pipeline_lib.train import train
+
+    if args.snapshot and args.weights:
+        raise SystemExit("pcaffe train: give either --snapshot or --weights, not both")
+    result = train(args.solver, output_stem=args.output, max_iter=args.iterations,
+                   solver_mode="GPU" if args.gpu else None,
+                   resume=args.snapshot, weights=args.weights, log_path=args.log,
+                   sigint_effect=args.sigint_effect, sighup_effect=args.sighup_effect)
+    print(f"{result.caffemodel}\n{result.solverstate}")
+    return 3 if result.stopped_early else 0
+
+
+def load_net(model: str, weights: str | None, phase: int, gpu: bool = False,
+             batch_size: int | None = None, dummy_data: str | None = None, seed: int = 0):
+    """A Net from a prototxt, optionally with weights, batch size and dummy data patched in."""
+    from pipeline_lib.net import Net
+    from pipeline_lib.proto.prototxt import read_net, read_net_binary
+
+    param = read_net(model)
+    if dummy_data:
+        replace_data_layers(param, [int(v) for v in dummy_data.split(",")], batch_size)
+    if batch_size:
+        set_batch_size(param, batch_size)
+    net = Net(param, phase, xp=_xp(gpu), rng=np.random.default_rng(seed))
+    if weights:
+        for path in weights.split(","):
+            net.copy_trained_layers_from(read_net_binary(path), source=path)
+    return net
+
+
+def set_batch_size(param: caffe_pb2.NetParameter, batch: int) -> None:
+    """Set the first dimension of every Input/Data-like layer's output."""
+    for layer in param.layer:
+        if layer.type == "Input":
+            for shape in layer.input_param.shape:
+                shape.dim[0] = batch
+        elif layer.type == "Data":
+            layer.data_param.batch_size = batch
+        elif layer.type == "DummyData":
+            for shape in layer.dummy_data_param.shape:
+                shape.dim[0] = batch
+        elif layer.type == "MemoryData":
+            layer.memory_data_param.batch_size = batch
+        elif layer.type == "HDF5Data":
+            layer.hdf5_data_param.batch_size = batch
+
+
+def replace_data_layers(param: caffe_pb2.NetParameter, chw: list[int], batch: int | None) -> None:
+    """Swap Data layers for DummyData of the same tops (gaussian data, zero labels)."""
+    if len(chw) != 3:
+        raise ValueError(f"--dummy-data wants C,H,W, got {chw}")
+    for layer in param.layer:
+        if layer.type != "Data":
+            continue
+        n = batch or layer.data_param.batch_size
+        crop = layer.transform_param.crop_size
+        h, w = (crop, crop) if crop else chw[1:]
+        tops = list(layer.top)
+        layer.ClearField("data_param")
+        layer.ClearField("transform_param")
+        layer.type = "DummyData"
+        dp = layer.dummy_data_param
+        dp.shape.add().dim.extend([n, chw[0], h, w])
+        dp.data_filler.add(type="gaussian", std=1.0)
+        if len(tops) > 1:
+            dp.shape.add().dim.extend([n])
+            dp.data_filler.add(type="constant", value=0)
+
+
+@command("test")
+def cmd_test(args: argparse.Namespace) -> int:
+    from pipeline_lib.backend import to_host
+
+    net = load_net(args.model, args.weights, _phase(args.phase), args.gpu)
+    totals: dict[str, float] = {}
+    for i in range(args.iterations):
+        net.forward()
+        for name in net.output_blob_names:
+            values = to_host(net.blobs[name].data).ravel()
+            for j, v in enumerate(values):
+                key = name if values.size == 1 else f"{name}[{j}]"
+                totals[key] = totals.get(key, 0.0) + float(v)
+                print(f"Batch {i}, {key} = {float(v):.6g}")
+    for key, total in totals.items():
+        weight = net.loss_weights.get(key, 0.0)
+        mean = total / args.iterations
+        suffix = f" (* {weight:g} = {weight * mean:.6g} loss)" if weight else ""
+        print(f"{key} = {mean:.6g}{suffix}")
+    net.close()
+    return 0
+
+
+@command("time")
+def cmd_time(args: argparse.Namespace) -> int:
+    from pipeline_lib.timing import time_net
+
+    net = load_net(args.model, args.weights, _phase(args.phase), args.gpu,
+                   batch_size=args.batch_size, dummy_data=args.dummy_data)
+    print(time_net(net, iterations=args.iterations).table())
+    net.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pcaffe", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--gpu", "-gpu", action="store_true", help="run on the GPU (CuPy)")
+        p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        return p
+
+    p = add("train", "train a model from a solver prototxt")
+    p.add_argument("--solver", "-solver", required=True)
+    p.add_argument("--snapshot", "-snapshot", help="resume from a .solverstate")
+    p.add_argument("--weights", "-weights", help="start from .caffemodel weights (comma list)")
+    p.add_argument("--iterations", "-iterations", type=int, help="override max_iter")
+    p.add_argument("--output", help="final snapshot stem, e.g. results/lenet_iter_10000")
+    p.add_argument("--log", help="write the glog-style log here too")
+    p.add_argument("--sigint-effect", "-sigint_effect", default="stop",
+                   choices=["stop", "snapshot", "none"])
+    p.add_argument("--sighup-effect", "-sighup_effect", default="snapshot",
+                   choices=["stop", "snapshot", "none"])
+
+    for name, text in (("test", "score a model over N batches"),
+                       ("time", "per-layer forward/backward timing")):
+        p = add(name, text)
+        p.add_argument("--model", "-model", required=True)
+        p.add_argument("--weights", "-weights")
+        p.add_argument("--iterations", "-iterations", type=int, default=50)
+        p.add_argument("--phase", "-phase", default="TEST" if name == "test" else "TRAIN",
+                       choices=["TRAIN", "TEST"])
+        if name == "time":
+            p.add_argument("--batch-size", type=int, help="override the input batch size")
+            p.add_argument("--dummy-data", metavar="C,H,W",
+                           help="replace Data layers by random data of this shape")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("pcaffe: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        if args.debug:
+            raise
+        print(f"pcaffe {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
