@@ -1,0 +1,32 @@
+"""Snakemake script (rule imagenet_gather_resized): join the resized shards of a split."""
+
+import logging
+import sys
+from pathlib import Path
+
+
+def main(smk) -> None:
+    from pipeline_lib.data.imageset import gather_resized
+    from pipeline_lib.progress import configure_logging
+
+    configure_logging(smk.log[0])
+    log = logging.getLogger("gather_resized")
+    try:
+        # Snakemake removed any stale output before starting; replace rather than fail.
+        images, skipped = gather_resized(
+            list(smk.input.images), list(smk.input.listings), list(smk.input.skipped),
+            smk.output.images, smk.output.listing, smk.output.skipped, overwrite=True,
+        )
+        log.info("%s: %d resized images from %d shards", smk.output.images, images,
+                 len(smk.input.images))
+        if skipped:
+            log.warning("%d images were skipped; see %s", skipped, smk.output.skipped)
+    except Exception:
+        log.exception("gathering the shards failed")
+        raise
+
+
+if __name__ == "__main__":
+    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
+    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
+    main(smk)
