@@ -236,6 +236,8 @@ class Solver:
         self.requested_early_exit = False
         self.smoothed_loss = 0.0
         self._losses: list[float] = []
+        self._loss_start = 0
+        self._restored_smoothing: dict | None = None
         self._t0 = time.perf_counter()
         self._start_state: dict | None = None
         self.log.info("Solver scaffolding done.")
@@ -334,7 +336,6 @@ class Solver:
         if resume_file is not None:
             self.log.info(f"Restoring previous solver status from {resume_file}")
             self.restore(resume_file)
-        start_iter = self.iter
         self.step(sp.max_iter - self.iter)
         if sp.snapshot_after_train and (not sp.snapshot or self.iter % sp.snapshot != 0):
             self.snapshot()
@@ -344,7 +345,7 @@ class Solver:
             return
         if sp.display and self.iter % sp.display == 0:
             loss = self.net.forward()
-            self._update_smoothed_loss(loss, start_iter)
+            self._update_smoothed_loss(loss)
             self.log.info(f"Iteration {self.iter}, loss = {fmt(self.smoothed_loss)}")
         if sp.test_interval and self.iter % sp.test_interval == 0:
             self.test_all()
@@ -354,9 +355,14 @@ class Solver:
     def step(self, iters: int) -> None:
         """Run `iters` training iterations (Caffe's Solver::Step)."""
         sp = self.param
-        start_iter, stop_iter = self.iter, self.iter + iters
-        self._losses = []
-        self.smoothed_loss = 0.0
+        stop_iter = self.iter + iters
+        smoothing, self._restored_smoothing = self._restored_smoothing, None
+        if smoothing is not None:  # continue the interrupted run's average exactly
+            self._losses = [float(v) for v in smoothing["losses"]]
+            self.smoothed_loss = float(smoothing["smoothed_loss"])
+            self._loss_start = int(smoothing["start"])
+        else:  # Caffe restarts the average with every Step
+            self._losses, self.smoothed_loss, self._loss_start = [], 0.0, self.iter
         timer, iterations_last = time.perf_counter(), self.iter
         while self.iter < stop_iter:
             self._start_state = None
@@ -377,7 +383,7 @@ class Solver:
                     self._diverged(one)
                 loss += one
             loss /= sp.iter_size
-            self._update_smoothed_loss(loss, start_iter)
+            self._update_smoothed_loss(loss)
             outputs = None
             if display:
                 lapse = time.perf_counter() - timer
@@ -418,14 +424,14 @@ class Solver:
         self.iter += 1
         return rate
 
-    def _update_smoothed_loss(self, loss: float, start_iter: int) -> None:
+    def _update_smoothed_loss(self, loss: float) -> None:
         average = self.param.average_loss
         if len(self._losses) < average:
             self._losses.append(loss)
             n = len(self._losses)
             self.smoothed_loss = (self.smoothed_loss * (n - 1) + loss) / n
         else:
-            idx = (self.iter - start_iter) % average
+            idx = (self.iter - self._loss_start) % average
             self.smoothed_loss += (loss - self._losses[idx]) / average
             self._losses[idx] = loss
 
@@ -523,7 +529,9 @@ class Solver:
         each net's layer states (data positions), as of now."""
         return {"version": RESUME_STATE_VERSION, "solver_type": self.type,
                 "rng": self.rng.bit_generator.state, "train_net": self.net.get_state(),
-                "test_nets": [net.get_state() for net in self.test_nets]}
+                "test_nets": [net.get_state() for net in self.test_nets],
+                "smoothing": {"losses": list(self._losses), "smoothed_loss": self.smoothed_loss,
+                              "start": self._loss_start}}
 
     def resume_state_json(self, state: dict | None = None) -> str:
         """`state` (default: `resume_state()`) as canonical JSON."""
@@ -576,6 +584,7 @@ class Solver:
         self.net.set_state(state["train_net"])
         for net, net_state in zip(self.test_nets, state["test_nets"]):
             net.set_state(net_state)
+        self._restored_smoothing = state.get("smoothing")
 
     # -- divergence -------------------------------------------------------------------
     def _diverged(self, loss: float) -> None:

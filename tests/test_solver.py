@@ -112,12 +112,13 @@ def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path, xp):
     full_dir, half_dir = tmp_path / "full", tmp_path / "half"
     full_dir.mkdir()
     half_dir.mkdir()
-    full = make_solver(full_dir, xp=xp)
+    text = SOLVER + " average_loss: 4"
+    full = make_solver(full_dir, text, xp=xp)
     full.solve()
     # the first half again, in another directory, then a fresh solver resumes it
-    first = make_solver(half_dir, SOLVER.replace("max_iter: 20", "max_iter: 10"), xp=xp)
+    first = make_solver(half_dir, text.replace("max_iter: 20", "max_iter: 10"), xp=xp)
     first.solve()
-    resumed = make_solver(half_dir, xp=xp)
+    resumed = make_solver(half_dir, text, xp=xp)
     resumed.solve(resume_file=half_dir / "tiny_iter_10.solverstate")
     assert resumed.iter == full.iter == 20
     for a, b in zip(params_and_history(resumed), params_and_history(full)):
@@ -125,10 +126,12 @@ def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path, xp):
     for ext in (".caffemodel", ".solverstate"):
         assert (half_dir / f"tiny_iter_20{ext}").read_bytes() == \
             (full_dir / f"tiny_iter_20{ext}").read_bytes()
-    # the resumed run's metrics continue the first half's
-    df = pd.read_csv(half_dir / "tiny_metrics.csv")
+    # the resumed run's metrics continue the first half's, smoothed loss included
+    df = pd.read_csv(half_dir / "tiny_metrics.csv").drop(columns="seconds")
     assert list(df[df.kind == "test"]["iter"]) == [0, 10, 20]
     assert list(df[df.kind == "train"]["iter"]) == [0, 5, 10, 15]
+    pd.testing.assert_frame_equal(df, pd.read_csv(full_dir / "tiny_metrics.csv").drop(
+        columns="seconds"))
 
 
 def test_resume_from_a_moved_snapshot_pair(tmp_path):
