@@ -15,6 +15,8 @@ so that their memory stays bounded.
 
 from __future__ import annotations
 
+import numpy as np
+
 from pipeline_lib.conv_utils import (
     Buffers,
     Window2D,
@@ -127,7 +129,12 @@ class ConvolutionLayer(Layer):
         cg = self.channels // self.group
         # contiguous run per copied piece: kw*C/G values (rows) or one output row (taps)
         rows_run = self.win.kernel_w * cg if self.group == 1 else cg
-        self.layout = LAYOUT or ("taps" if ow > rows_run else "rows")
+        if LAYOUT:
+            self.layout = LAYOUT
+        elif self.xp is not np:  # on a GPU copies cost the same either way: fewer kernels
+            self.layout = "taps"
+        else:
+            self.layout = "taps" if ow > rows_run else "rows"
         per_image = oh * ow * self.channels * self.win.kernel_h * self.win.kernel_w
         self.chunk = max(1, min(n, MAX_COLUMN_BYTES // (per_image * self.dtype.itemsize)))
         self._cols_ready.clear()
@@ -229,8 +236,6 @@ class ConvolutionLayer(Layer):
             dy = t.diff
             n = dy.shape[0]
             key = str(idx)
-            if self.bias_term:
-                self.blobs[1].diff += dy.sum(axis=(0, 2, 3))
             for n0, n1 in self._chunks(n):
                 nc = n1 - n0
                 cols = self._columns(b.data[n0:n1], key, fresh=idx not in self._cols_ready)
@@ -238,6 +243,9 @@ class ConvolutionLayer(Layer):
                                         g * og * self.chunk * oh * ow)
                 dyg[...] = dy[n0:n1].reshape(nc, g, og, oh * ow).transpose(1, 2, 0, 3)
                 dyg = dyg.reshape(g, og, nc * oh * ow)
+                if self.bias_term:  # row sums as a matrix-vector product: faster than sum()
+                    ones = self.buffers.get("ones", (self.chunk * oh * ow,), dy.dtype, fill=1)
+                    self.blobs[1].diff += xp.matmul(dyg.reshape(g * og, -1), ones[:nc * oh * ow])
                 dwm = self.buffers.get("dwm", (g, og, kh, kw, cg), dy.dtype)
                 xp.matmul(dyg, cols, out=dwm.reshape(g, og, kg))
                 dw_view += dwm.transpose(0, 1, 4, 2, 3)

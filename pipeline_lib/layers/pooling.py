@@ -158,12 +158,13 @@ class PoolingLayer(Layer):
                 for s in slices[2:]:
                     xp.maximum(y, s, out=y)
             # winner = number of leading taps strictly below the max (first maximum wins)
-            idx[...] = 0
-            if len(slices) > 1:
+            if len(slices) == 1:
+                idx[...] = 0
+            else:
                 run = self.buffers.get("run", y.shape, np.bool_)
                 below = self.buffers.get("below", y.shape, np.bool_)
                 xp.less(slices[0], y, out=run)
-                xp.add(idx, run, out=idx)
+                idx[...] = run
                 for s in slices[1:-1]:
                     xp.less(s, y, out=below)
                     xp.logical_and(run, below, out=run)
