@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
+
+from pipeline_lib.fsutil import atomic_write_bytes
 
 BASE_COLUMNS = ["kind", "iter", "net", "seconds", "lr", "loss", "smoothed_loss"]
 
@@ -56,18 +57,7 @@ class MetricsTable:
         target = Path(path) if path is not None else self.path
         if target is None:
             return None
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                   dir=target.parent or ".")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                self.frame().to_csv(f, index=False)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_bytes(target, self.frame().to_csv(index=False).encode("utf-8"))
         return target
 
     def resume(self, iteration: int) -> None:

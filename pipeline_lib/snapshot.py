@@ -17,9 +17,7 @@ positions).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from pipeline_lib.backend import to_host
+from pipeline_lib.fsutil import atomic_write_bytes
 from pipeline_lib.net import array_to_blob_proto
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.errors import BinaryProtoError
@@ -41,24 +40,7 @@ def snapshot_filename(prefix: str, iteration: int, extension: str) -> str:
 
 def write_atomic(path: PathLike, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same directory, fsync, rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable, where the OS allows it
-        dir_fd = os.open(path.parent or ".", os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    atomic_write_bytes(path, data)
 
 
 def _serialize(message) -> bytes:

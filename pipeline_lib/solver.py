@@ -210,16 +210,6 @@ class Solver:
 
         self.seed = int(sp.random_seed) if sp.random_seed >= 0 else 0
         self.rng = np.random.default_rng(self.seed)
-        self.net = self._init_train_net()
-        self.test_nets = self._init_test_nets()
-        for net in [self.net, *self.test_nets]:
-            self._load_weights(net)
-        for test_net in self.test_nets:
-            test_net.share_trained_layers_with(self.net)
-        self.rule = make_update_rule(sp, self.net.learnable_params, self.net.params_lr,
-                                     self.net.params_weight_decay)
-        self.history = self.rule.history
-
         if isinstance(metrics, MetricsTable):
             self.metrics = metrics
         elif metrics is not None:
@@ -230,6 +220,22 @@ class Solver:
         if self.metrics.path is not None and not self.metrics.path.parent.is_dir():
             raise SolverParameterError(f"the metrics file {str(self.metrics.path)!r} is in a "
                                        "directory that does not exist")
+
+        self.net: Net | None = None
+        self.test_nets: list[Net] = []
+        try:
+            self.net = self._init_train_net()
+            self.test_nets = self._init_test_nets()
+            for net in [self.net, *self.test_nets]:
+                self._load_weights(net)
+            for test_net in self.test_nets:
+                test_net.share_trained_layers_with(self.net)
+            self.rule = make_update_rule(sp, self.net.learnable_params, self.net.params_lr,
+                                         self.net.params_weight_decay)
+        except BaseException:
+            self.close()  # stop the data threads of the nets built so far
+            raise
+        self.history = self.rule.history
 
         self.iter = 0
         self.current_step = 0
@@ -312,7 +318,7 @@ class Solver:
                 sources.append(("net_param", lambda: sp.net_param))
             else:
                 sources.append((f"net file: {sp.net}", lambda: _read_net_file(sp.net)))
-        nets = []
+        nets = self.test_nets  # filled in place, so a failure can close those built
         for i, (label, get) in enumerate(sources):
             self.log.info(f"Creating test net (#{i}) specified by {label}")
             override = sp.test_state[i] if sp.test_state else None
@@ -611,7 +617,8 @@ class Solver:
     def close(self) -> None:
         """Stop the nets' data threads."""
         for net in [self.net, *self.test_nets]:
-            net.close()
+            if net is not None:
+                net.close()
 
     def __enter__(self) -> Solver:
         return self

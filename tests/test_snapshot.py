@@ -71,6 +71,9 @@ def test_solverstate_is_plain_caffe_with_our_extra_field(tmp_path):
                      current_step=1, resume_state_json='{"a":1}')
     assert path.read_bytes() == first  # same values -> same bytes
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp files left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
 
 
 def test_float64_history_keeps_its_precision(tmp_path):
