@@ -66,6 +66,7 @@ class PoolingLayer(Layer):
             raise self.error(f"pad {self.pad} must be smaller than the kernel {self.kernel}")
         self.ceil_mode = pp.round_mode == P.CEIL
         self.buffers = Buffers(self.xp)
+        self._geometry_for = None
 
     def _pair(self, pp, name: str, default: int) -> tuple[int, int]:
         h, w = f"{name}_h", f"{name}_w"
@@ -81,6 +82,10 @@ class PoolingLayer(Layer):
         if len(shape) != 4:
             raise self.error(f"needs a 4-D bottom (N, C, H, W), got shape {shape}")
         n, c, h, w = shape
+        if self._geometry_for == (shape, bottom[0].data.dtype):  # unchanged: nothing to redo
+            for t in top:
+                t.reshape((n, c) + self.out_hw)
+            return
         if self.global_pooling:
             self.kernel = (h, w)
         (kh, kw), (ph, pw), (sh, sw) = self.kernel, self.pad, self.stride
@@ -98,6 +103,7 @@ class PoolingLayer(Layer):
             t.reshape((n, c, oh, ow))
         if self.method == P.AVE:
             self.inv_area = self._inverse_area(bottom[0].data.dtype)
+        self._geometry_for = (shape, bottom[0].data.dtype)
 
     # -- helpers -------------------------------------------------------------------
     def _taps(self):
