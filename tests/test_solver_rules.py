@@ -196,3 +196,24 @@ def test_unknown_type_lists_the_known_ones():
 def test_caffes_sanity_checks(fields, words):
     with pytest.raises(SolverParameterError, match=words):
         make_update_rule(solver(**fields), [], [], [])
+
+
+@pytest.mark.parametrize("reg", ["L2", "L1"])
+def test_sgd_on_any_array_module_matches_numpy_in_float32(reg, xp):
+    """On CuPy, SGD runs as one fused kernel per param; it must agree with the NumPy path."""
+    sp = solver(type="SGD", momentum=0.9, weight_decay=0.05, regularization_type=reg)
+    results = []
+    for module in (np, xp):
+        params = [Blob(w.shape, module, np.float32) for w in INIT]
+        for p, w in zip(params, INIT):
+            p.data[...] = module.asarray(w, dtype=np.float32)
+        rule = make_update_rule(sp, params, LR_MULT, [0.0, 1.0])
+        for it in range(3):
+            for i, p in enumerate(params):
+                p.diff[...] = module.asarray(grad(i, to_host(p.data)), dtype=np.float32)
+            rule.apply(0.1, it)
+        assert all(p.data.dtype == np.float32 for p in params)
+        results.append([to_host(a) for a in [p.data for p in params] + rule.history]
+                       + [to_host(p.diff) for p in params])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

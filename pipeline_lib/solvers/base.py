@@ -8,6 +8,7 @@ Caffe's SGD-family `ApplyUpdate`, per iteration, in this order:
      * sign(data) for L1; local_decay = weight_decay * decay_mult) and compute
      the update value into diff with local_rate = rate * lr_mult (the rule);
   3. data -= diff for every learnable param.
+A rule may fuse 2 and 3 into one GPU kernel (`fused_step`; SGD does).
 
 `history` holds the rule's state in Caffe's .solverstate order: one array per
 param, and rules with two (AdaDelta, Adam) append the second set after the
@@ -73,13 +74,23 @@ class UpdateRule:
         Returns (gradient L2 norm, scale factor) when gradients were clipped.
         """
         clipped = self.clip_gradients()
-        for i in range(len(self.params)):
+        for i, p in enumerate(self.params):
             self.normalize(i)
+            local_rate = rate * self.lr_mults[i]
+            if self.fused_step(i, local_rate, iteration):
+                continue
             self.regularize(i)
-            self.compute_update(i, rate * self.lr_mults[i], iteration)
-        for p in self.params:
+            self.compute_update(i, local_rate, iteration)
             p.data -= p.diff
         return clipped
+
+    def fused_step(self, i: int, local_rate: float, iteration: int) -> bool:
+        """Regularize, update and apply param i in one GPU kernel, where a rule has one.
+
+        Returns False (the default) to take the step by step path. On a GPU every
+        array operation is a kernel launch; fusing them saves launches, not math.
+        """
+        return False
 
     def clip_gradients(self) -> tuple[float, float] | None:
         if self.clip < 0:
