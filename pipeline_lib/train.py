@@ -10,19 +10,29 @@ Intermediate snapshots go to `<stem>.snapshots/`; the final pair is moved to
 an interrupted run never leaves a final-looking output, and `resume="auto"`
 continues from the newest complete intermediate snapshot (exactly: see
 pipeline_lib.solver).
+
+A finished run also gets `<stem>.provenance.json` (pipeline_lib.provenance):
+its inputs' digests, as hashed before training, and where, when and with
+what software it ran.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from google.protobuf import text_format
 
 from pipeline_lib import glog
 from pipeline_lib.backend import get_xp
+from pipeline_lib.model_files import model_files
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.prototxt import read_net, read_solver, write_prototxt
+from pipeline_lib.provenance import RunRecord
 from pipeline_lib.solver import SignalHandler, Solver
 
 
@@ -33,6 +43,7 @@ class TrainResult:
     iterations: int
     stopped_early: bool
     resumed_from: Path | None
+    provenance: Path | None = None
 
 
 def effective_solver(solver_path: str | os.PathLike, max_iter: int | None = None,
@@ -68,6 +79,8 @@ def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | No
           resume: str | os.PathLike | None = None, weights: str | None = None,
           log_path: str | os.PathLike | None = None,
           metrics_path: str | os.PathLike | None = None,
+          provenance_path: str | os.PathLike | None = None,
+          config: Mapping[str, Any] | None = None,
           sigint_effect: str = "stop", sighup_effect: str = "snapshot") -> TrainResult:
     """Train from `solver_path`.
 
@@ -77,7 +90,13 @@ def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | No
         the solver's own snapshot_prefix is used, as `caffe train` does.
     resume: a .solverstate path, or "auto" for the newest snapshot of this run.
     weights: comma-separated .caffemodel files to start from (fine-tuning).
+    provenance_path: where the run's provenance record goes (default with an
+        output_stem: `<stem>.provenance.json`; without one: none).
+    config: the workflow's config section for this run, kept in the record.
     """
+    record = RunRecord(str(solver_path), config=config)
+    inputs = model_files(solver_path)
+    record.add_texts([inputs.solver, *inputs.nets])
     sp = effective_solver(solver_path, max_iter, solver_mode)
     if weights:
         del sp.weights[:]
@@ -89,11 +108,14 @@ def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | No
         snapshot_dir = stem.parent / f"{stem.name}.snapshots"
         snapshot_dir.mkdir(parents=True, exist_ok=True)
         prefix = str(snapshot_dir / name)
-        write_prototxt(sp, stem.parent / f"{stem.name}.solver.prototxt")
+        effective_path = stem.parent / f"{stem.name}.solver.prototxt"
+        write_prototxt(sp, effective_path)
         metrics = metrics_path or stem.parent / f"{stem.name}_metrics.csv"
+        provenance_path = provenance_path or stem.parent / f"{stem.name}.provenance.json"
     else:
         stem, snapshot_dir, prefix = None, None, sp.snapshot_prefix
-        metrics = metrics_path
+        metrics, effective_path = metrics_path, None
+    effective_text = text_format.MessageToString(sp)
     if not sp.snapshot_prefix and stem is None:
         sp.snapshot_prefix = str(Path(solver_path).with_suffix(""))
         prefix = sp.snapshot_prefix
@@ -104,6 +126,9 @@ def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | No
             resume_file = latest_snapshot(snapshot_dir, name)
     elif resume:
         resume_file = Path(resume)
+    if provenance_path is not None:
+        record.add_inputs([*inputs.all_inputs, *sp.weights,
+                           *([resume_file] if resume_file else [])])
 
     xp = get_xp(caffe_pb2.SolverParameter.SolverMode.Name(sp.solver_mode))
     logger = glog.GlogLogger(log_path) if log_path else glog.default_logger()
@@ -116,6 +141,7 @@ def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | No
             try:
                 solver.solve(resume_file)
                 iterations, stopped = solver.iter, solver.requested_early_exit
+                seed = solver.seed
                 final_model = Path(f"{prefix}_iter_{iterations}.caffemodel")
                 final_state = final_model.with_suffix(".solverstate")
                 if not final_state.is_file():
@@ -132,4 +158,17 @@ def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | No
         os.replace(final_model, stem.with_suffix(".caffemodel"))
         os.replace(final_state, stem.with_suffix(".solverstate"))
         final_model, final_state = stem.with_suffix(".caffemodel"), stem.with_suffix(".solverstate")
-    return TrainResult(final_model, final_state, iterations, stopped, resume_file)
+    if provenance_path is not None and not stopped:
+        outputs = {"caffemodel": final_model, "solverstate": final_state}
+        if effective_path is not None:
+            outputs["solver"] = effective_path
+        if metrics is not None:
+            outputs["metrics"] = metrics
+        record.write(provenance_path, effective_solver=effective_text, seed=seed,
+                     solver_mode=caffe_pb2.SolverParameter.SolverMode.Name(sp.solver_mode),
+                     iterations=iterations, outputs=outputs,
+                     resumed_from=str(resume_file) if resume_file else None)
+    else:
+        provenance_path = None
+    return TrainResult(final_model, final_state, iterations, stopped, resume_file,
+                       Path(provenance_path) if provenance_path is not None else None)

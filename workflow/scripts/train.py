@@ -15,6 +15,8 @@ def main(smk) -> None:
         resume=None if smk.params.resume == "none" else smk.params.resume,
         log_path=smk.log[0],
         metrics_path=smk.output.metrics,
+        provenance_path=smk.output.provenance,
+        config=smk.params.config,
     )
     if result.stopped_early:
         sys.exit(f"training stopped early at iteration {result.iterations}; rerun to resume")

@@ -1,0 +1,140 @@
+"""Provenance records: input digests by kind, versions, host, and train()'s record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DATA
+from test_reproducible import make_run_dir
+
+from pipeline_lib.provenance import (
+    FORMAT_VERSION,
+    RunRecord,
+    blas_threads,
+    hash_input,
+    package_versions,
+    read_provenance,
+)
+from pipeline_lib.train import train
+
+GOLDEN = DATA / "golden"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_file_digest_is_sha256_of_bytes(tmp_path):
+    path = tmp_path / "x.prototxt"
+    path.write_bytes(b"name: 'x'\n")
+    record = hash_input(path)
+    assert record == {"kind": "file", "sha256": hashlib.sha256(b"name: 'x'\n").hexdigest(),
+                      "size": 10}
+
+
+def test_lmdb_digest_is_data_mdb_only(tmp_path):
+    db = tmp_path / "db"
+    shutil.copytree(GOLDEN / "caffe_train100_lmdb", db)
+    record = hash_input(db)
+    assert record["kind"] == "lmdb" and record["sha256"] == sha256(db / "data.mdb")
+    (db / "lock.mdb").write_bytes(b"reader table changes with every open")
+    assert hash_input(db)["sha256"] == record["sha256"]
+
+
+def test_leveldb_digest_covers_data_files_not_the_info_log(tmp_path):
+    db = tmp_path / "db"
+    shutil.copytree(GOLDEN / "caffe_train100_leveldb", db)
+    record = hash_input(db)
+    assert record["kind"] == "leveldb"
+    assert set(record["files"]) == {p.name for p in db.iterdir()} - {"LOCK", "LOG", "LOG.old"}
+    (db / "LOG").write_text("2026/01/01-00:00:00.000000 opened\n")
+    assert hash_input(db) == record
+    data_file = next(p for p in db.iterdir() if p.name.endswith((".log", ".ldb")))
+    data_file.write_bytes(data_file.read_bytes() + b"\0")
+    changed = hash_input(db)
+    assert changed["sha256"] != record["sha256"]
+    assert changed["files"][data_file.name] != record["files"][data_file.name]
+
+
+def test_missing_input_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope"):
+        hash_input(tmp_path / "nope")
+
+
+def test_package_versions_name_the_ones_that_decide_the_bytes():
+    versions = package_versions()
+    for name in ("python", "numpy", "protobuf", "snakemake", "pipeline-lib"):
+        assert versions.get(name), name
+
+
+def test_blas_threads_follow_openblas_precedence(monkeypatch):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # the environment path only
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert blas_threads() == 1
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+    assert blas_threads() == min(2, len(os.sched_getaffinity(0)))
+
+
+def test_record_write_is_atomic_json_with_outputs_and_times(tmp_path):
+    out = tmp_path / "m.caffemodel"
+    out.write_bytes(b"weights")
+    rec = RunRecord("s.prototxt", config={"train": {"resume": "auto"}})
+    record = rec.write(tmp_path / "p.json", effective_solver="base_lr: 0.01\n", seed=3,
+                       solver_mode="CPU", iterations=5, outputs={"caffemodel": out})
+    assert read_provenance(tmp_path / "p.json") == json.loads(json.dumps(record))
+    assert record["outputs"]["caffemodel"]["sha256"] == sha256(out)
+    assert record["config"] == {"train": {"resume": "auto"}}
+    start = dt.datetime.fromisoformat(record["started_at"])
+    end = dt.datetime.fromisoformat(record["finished_at"])
+    assert start.tzinfo is not None and start <= end and record["wall_seconds"] >= 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_other_format_version_is_refused(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"format": FORMAT_VERSION + 1}))
+    with pytest.raises(ValueError, match="provenance format"):
+        read_provenance(path)
+
+
+def test_train_writes_the_record_beside_the_model(tmp_path, monkeypatch):
+    run = make_run_dir(tmp_path / "run")
+    monkeypatch.chdir(run)
+    config = {"model": "small", "models": {"small": {"solver": "solver.prototxt"}}}
+    result = train("solver.prototxt", output_stem="results/small_iter_30", max_iter=30,
+                   log_path="train.log", config=config)
+    assert result.provenance == Path("results/small_iter_30.provenance.json")
+    record = read_provenance(result.provenance)
+    assert record["config"] == config and record["seed"] == 7
+    assert record["iterations"] == 30 and record["solver_mode"] == "CPU"
+    assert record["texts"]["solver.prototxt"] == (run / "solver.prototxt").read_text()
+    assert record["texts"]["small.prototxt"] == (run / "small.prototxt").read_text()
+    assert "max_iter: 30" in record["effective_solver"]
+    assert "net_param" in record["effective_solver"]
+    assert set(record["inputs"]) == {"solver.prototxt", "small.prototxt", "db/train_lmdb",
+                                     "db/test_lmdb"}
+    assert record["inputs"]["db/train_lmdb"]["sha256"] == sha256(run / "db/train_lmdb/data.mdb")
+    for name, suffix in (("caffemodel", ".caffemodel"), ("solverstate", ".solverstate"),
+                         ("solver", ".solver.prototxt")):
+        path = run / f"results/small_iter_30{suffix}"
+        assert record["outputs"][name] == {"path": f"results/small_iter_30{suffix}",
+                                           "sha256": sha256(path)}
+    assert record["outputs"]["metrics"]["path"] == "results/small_iter_30_metrics.csv"
+    assert record["host"]["hostname"] and record["packages"]["numpy"]
+    assert record["blas"]["threads"] >= 1
+
+
+def test_train_without_output_stem_writes_no_record(tmp_path, monkeypatch):
+    run = make_run_dir(tmp_path / "run")
+    monkeypatch.chdir(run)
+    result = train("solver.prototxt", max_iter=5, log_path="train.log")
+    assert result.provenance is None
+    assert not list(run.glob("*.provenance.json"))
