@@ -22,11 +22,13 @@ decodes and resizes); results are written in listing order.
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import os
 import shutil
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -107,14 +109,25 @@ class ConvertResult:
 
 
 def ordered_map(fn: Callable[[T], R], items: Sequence[T], workers: int,
-                chunk: int = 256) -> Iterator[R]:
-    """`map(fn, items)` in order, on `workers` threads, holding at most `chunk` results."""
+                window: int = 64) -> Iterator[R]:
+    """`map(fn, items)` in order, on `workers` threads, at most `window` results ahead.
+
+    The window slides: a new item is started whenever a result is taken, so the
+    threads keep working while the consumer writes (no barrier between chunks).
+    """
     if workers <= 1:
         yield from map(fn, items)
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for start in range(0, len(items), chunk):
-            yield from pool.map(fn, items[start:start + chunk])
+        pending: deque[Future[R]] = deque()
+        upcoming = iter(items)
+        for item in itertools.islice(upcoming, max(window, workers)):
+            pending.append(pool.submit(fn, item))
+        while pending:
+            result = pending.popleft().result()
+            for item in itertools.islice(upcoming, 1):
+                pending.append(pool.submit(fn, item))
+            yield result
 
 
 def shuffled(entries: Sequence[ListingEntry], seed: int) -> list[ListingEntry]:
@@ -206,9 +219,10 @@ def convert_imageset(root: str | os.PathLike, listing: str | os.PathLike,
         entries = shuffled(entries, options.seed)
     log.info("A total of %d images.", len(entries))
 
-    def load(entry: ListingEntry) -> tuple[caffe_pb2.Datum, tuple[int, int, int]] | SkippedImage:
+    def load(entry: ListingEntry) -> tuple[bytes, tuple[int, int, int]] | SkippedImage:
         try:
-            return image_datum(root / entry.path, entry.label, options)
+            datum, shape = image_datum(root / entry.path, entry.label, options)
+            return datum.SerializeToString(), shape
         except ImageError as exc:
             if options.on_error == "skip":
                 return SkippedImage(entry.path, entry.line, str(exc))
@@ -229,7 +243,7 @@ def convert_imageset(root: str | os.PathLike, listing: str | os.PathLike,
                 log.warning("skipped %s: %s", _where(listing, entry), result.reason)
                 skipped.append(result)
                 continue
-            datum, shape = result
+            value, shape = result
             if first_shape is None:
                 first_shape = shape
             elif options.check_size and shape != first_shape:
@@ -237,7 +251,7 @@ def convert_imageset(root: str | os.PathLike, listing: str | os.PathLike,
                     f"{_where(listing, entry)}: {entry.path} is {'x'.join(map(str, shape))} "
                     f"(C x H x W), the first image {'x'.join(map(str, first_shape))}; "
                     "check_size needs one size (resize the images first)")
-            writer.put(record_key(index, entry.path), datum.SerializeToString())
+            writer.put(record_key(index, entry.path), value)
             count += 1
         if count == 0:
             raise ImageError(f"{listing}: none of the {len(entries)} images could be read")
