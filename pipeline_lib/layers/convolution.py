@@ -28,7 +28,7 @@ from pipeline_lib.conv_utils import (
 from pipeline_lib.layers.base import Blob, Layer, register
 
 #: Above this many bytes of patch matrix, the batch is processed in slices.
-MAX_COLUMN_BYTES = 256 * 2**20
+MAX_COLUMN_BYTES = 64 * 2**20
 #: Patch-matrix layout, "rows" or "taps"; None picks per layer (tests pin it).
 LAYOUT: str | None = None
 
