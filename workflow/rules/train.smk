@@ -1,26 +1,6 @@
 # Training: results/<model>_iter_<N>.caffemodel for every model in config["models"].
 
 
-def train_config_section(wildcards):
-    """The config this run uses (kept in its provenance record; a change reruns it)."""
-    return {
-        "model": wildcards.model,
-        "models": {wildcards.model: MODELS[wildcards.model]},
-        "train": config["train"],
-    }
-
-
-def train_gpus(wildcards):
-    """1 when the run trains on a GPU (config override, else the solver's solver_mode)."""
-    mode = config["train"]["solver_mode"]
-    if not mode:
-        from pipeline_lib.proto.prototxt import read_solver
-
-        solver = read_solver(MODELS[wildcards.model]["solver"])
-        mode = "GPU" if solver.solver_mode == solver.SolverMode.GPU else "CPU"
-    return 1 if mode == "GPU" else 0
-
-
 rule train:
     input:
         unpack(train_inputs),
@@ -29,7 +9,12 @@ rule train:
         state="results/{model}_iter_{iter}.solverstate",
         solver="results/{model}_iter_{iter}.solver.prototxt",
         metrics="results/{model}_iter_{iter}_metrics.csv",
-        provenance="results/{model}_iter_{iter}.provenance.json",
+        provenance=report(
+            "results/{model}_iter_{iter}.provenance.json",
+            caption="../report/provenance.rst",
+            category="Provenance",
+            labels={"model": "{model}", "iterations": "{iter}"},
+        ),
     log:
         "logs/train/{model}_iter_{iter}.log",
     wildcard_constraints:
