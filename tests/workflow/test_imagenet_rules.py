@@ -200,3 +200,18 @@ def test_scatter_count_is_set_at_run_time(tmp_path, tiny):
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
     assert "5-of-5" in out and "6-of-" not in out and "3-of-3" not in out
+
+
+def test_time_rule_writes_per_layer_table(tmp_path, tiny):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "models").symlink_to(REPO / "models")
+    target = "results/caffenet_train_val_time_batch2.txt"
+    result = _snakemake(run, _config(tmp_path, tiny), target)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = (run / target).read_text()
+    for layer in ("conv2 ", "norm1 ", "fc6 ", "drop7 ", "loss "):
+        assert layer in table
+    assert "ms per batch of 2" in table and "mean of 10 iterations" in table
+    rows = {line.split()[0]: line.split()[-2:] for line in table.splitlines()[1:-2]}
+    assert float(rows["conv2"][0]) > 0 and float(rows["conv2"][1]) > 0  # forward, backward

@@ -122,3 +122,25 @@ rule imagenet_mean:
         "../envs/pipeline.yaml"
     script:
         "../scripts/compute_image_mean.py"
+
+
+# `caffe time` on CaffeNet: per-layer forward/backward milliseconds for a batch size,
+# e.g. results/caffenet_deploy_time_batch10.txt. train_val's Data layers are replaced by
+# gaussian dummy data of the crop size, so timing needs no database (as `--dummy-data`).
+rule caffenet_time:
+    input:
+        "models/caffenet/{net}.prototxt",
+    output:
+        "results/caffenet_{net}_time_batch{batch}.txt",
+    log:
+        "logs/imagenet/time_caffenet_{net}_batch{batch}.log",
+    wildcard_constraints:
+        net="deploy|train_val",
+        batch=r"[1-9]\d*",
+    conda:
+        "../envs/pipeline.yaml"
+    threads: 2
+    params:
+        iterations=10,
+    script:
+        "../scripts/time_net.py"

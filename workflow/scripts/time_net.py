@@ -1,0 +1,37 @@
+"""Snakemake script (rule caffenet_time): per-layer forward/backward timing of a net."""
+
+import logging
+import sys
+from pathlib import Path
+
+
+def main(smk) -> None:
+    from pipeline_lib.cli import load_net
+    from pipeline_lib.fsutil import atomic_write_bytes
+    from pipeline_lib.progress import configure_logging
+    from pipeline_lib.proto import caffe_pb2
+    from pipeline_lib.proto.prototxt import read_net
+    from pipeline_lib.timing import time_net
+
+    configure_logging(smk.log[0])
+    log = logging.getLogger("time_net")
+    try:
+        has_data = any(layer.type == "Data" for layer in read_net(smk.input[0]).layer)
+        net = load_net(smk.input[0], None, caffe_pb2.TRAIN, batch_size=int(smk.wildcards.batch),
+                       dummy_data="3,227,227" if has_data else None)
+        try:
+            timing = time_net(net, iterations=int(smk.params.iterations))
+        finally:
+            net.close()
+        table = timing.table()
+        log.info("%s, batch %s:\n%s", smk.input[0], smk.wildcards.batch, table)
+        atomic_write_bytes(smk.output[0], (table + "\n").encode("utf-8"))
+    except Exception:
+        log.exception("timing failed")
+        raise
+
+
+if __name__ == "__main__":
+    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
+    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
+    main(smk)
