@@ -14,6 +14,7 @@ include: "workflow/rules/train_common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/imagenet.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

@@ -1,0 +1,49 @@
+"""Snakemake script (rule evaluate): trained weights -> eval JSON, confusion CSV and heatmap."""
+
+import logging
+import sys
+from pathlib import Path
+
+
+def main(smk) -> None:
+    from pipeline_lib.evaluate import evaluate_solver, write_reports
+    from pipeline_lib.progress import configure_logging
+
+    configure_logging(smk.log[0])
+    log = logging.getLogger("evaluate")
+    try:
+        evaluation, info = evaluate_solver(
+            smk.input.solver,
+            smk.input.weights,
+            top_k=smk.params.top_k,
+            batch_size=smk.params.batch_size or None,
+            gpu=smk.params.solver_mode == "GPU",
+        )
+        model, iters = smk.wildcards.model, int(smk.wildcards.iter)
+        write_reports(
+            evaluation,
+            smk.output.report,
+            smk.output.confusion,
+            smk.output.heatmap,
+            title=f"{model} after {iters} iterations",
+            model=model,
+            iterations=iters,
+            weights=smk.input.weights,
+            **info,
+        )
+        log.info(
+            "%s: accuracy %.4f over %d records, loss %s",
+            smk.input.weights,
+            evaluation.accuracy,
+            evaluation.count,
+            evaluation.loss,
+        )
+    except Exception:
+        log.exception("evaluation failed")
+        raise
+
+
+if __name__ == "__main__":
+    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
+    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
+    main(smk)
