@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from typing import NamedTuple
 
 from pipeline_lib.fsutil import atomic_write_bytes
 
@@ -31,8 +32,7 @@ class ListingError(ValueError):
     """A listing or synset file that cannot be used; the message names file and line."""
 
 
-@dataclass(frozen=True)
-class ListingEntry:
+class ListingEntry(NamedTuple):
     """One image of a listing: its path under the image root, its label, its line (1-based)."""
 
     path: str
@@ -58,43 +58,57 @@ class Synsets:
             raise KeyError(synset_id) from None
 
 
+def _path_problem(path: str) -> str | None:
+    """Why `path` is not a plain relative path inside its root, or None when it is."""
+    if not path:
+        return "empty image path"
+    if "\\" in path:
+        return f"image path {path!r} holds a backslash; use '/' between folders"
+    if "\0" in path:
+        return f"image path {path!r} holds a NUL byte"
+    if path.startswith("/"):
+        return f"image path {path!r} is absolute; listing paths must be relative to the image root"
+    if "/../" in f"/{path}/":
+        return (f"image path {path!r} leaves the image root ('..'); listing paths must stay "
+                "inside it")
+    if path.endswith(("/", "/.")) or path == ".":
+        return f"image path {path!r} names a folder, not a file"
+    return None
+
+
 def check_relative_path(path: str, where: str) -> str:
     """`path` if it is a plain relative path that stays under its root; else ListingError."""
-    if not path:
-        raise ListingError(f"{where}: empty image path")
-    if "\\" in path:
-        raise ListingError(f"{where}: image path {path!r} holds a backslash; use '/' between "
-                           "folders")
-    if "\0" in path:
-        raise ListingError(f"{where}: image path {path!r} holds a NUL byte")
-    pure = PurePosixPath(path)
-    if pure.is_absolute() or os.path.isabs(path):
-        raise ListingError(f"{where}: image path {path!r} is absolute; listing paths must be "
-                           "relative to the image root")
-    if ".." in pure.parts:
-        raise ListingError(f"{where}: image path {path!r} leaves the image root ('..'); "
-                           "listing paths must stay inside it")
-    if path.endswith("/") or pure.name in ("", "."):
-        raise ListingError(f"{where}: image path {path!r} names a folder, not a file")
+    problem = _path_problem(path)
+    if problem:
+        raise ListingError(f"{where}: {problem}")
     return path
 
 
-def parse_listing_line(text: str, where: str, num_classes: int | None = None) -> ListingEntry:
-    """One `path label` line; `where` names the file and line in errors."""
+def _parse_line(text: str, num_classes: int | None) -> tuple[str, int] | str:
+    """(path, label) of a listing line, or the reason it is not one."""
     path, sep, label_text = text.rpartition(" ")
+    path = path.rstrip(" ")
     if not sep or not path:
-        raise ListingError(f"{where}: expected 'relative/path label', got {text!r}")
+        return f"expected 'relative/path label', got {text!r}"
     try:
         label = int(label_text)
     except ValueError:
-        raise ListingError(f"{where}: label {label_text!r} is not an integer "
-                           f"(line {text!r})") from None
+        return f"label {label_text!r} is not an integer (line {text!r})"
     if label < 0:
-        raise ListingError(f"{where}: label {label} is negative")
+        return f"label {label} is negative"
     if num_classes is not None and label >= num_classes:
-        raise ListingError(f"{where}: label {label} is out of range for {num_classes} synsets "
-                           f"(labels run 0..{num_classes - 1})")
-    return ListingEntry(check_relative_path(path.rstrip(" "), where), label)
+        return (f"label {label} is out of range for {num_classes} synsets "
+                f"(labels run 0..{num_classes - 1})")
+    return _path_problem(path) or (path, label)
+
+
+def parse_listing_line(text: str, where: str, num_classes: int | None = None,
+                       line: int = 0) -> ListingEntry:
+    """One `path label` line; `where` names the file and line in errors."""
+    parsed = _parse_line(text, num_classes)
+    if isinstance(parsed, str):
+        raise ListingError(f"{where}: {parsed}")
+    return ListingEntry(parsed[0], parsed[1], line)
 
 
 def read_listing(path: str | os.PathLike, num_classes: int | None = None, *,
@@ -115,12 +129,14 @@ def read_listing(path: str | os.PathLike, num_classes: int | None = None, *,
         line = raw[: exc.start].count(b"\n") + 1
         raise ListingError(f"{path}:{line}: not UTF-8 text ({exc.reason})") from None
     entries = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         line = line.rstrip("\r")
-        if not line.strip():
+        if not line or line.isspace():
             continue
-        entry = parse_listing_line(line, f"{path}:{number}", num_classes)
-        entries.append(ListingEntry(entry.path, entry.label, number))
+        parsed = _parse_line(line, num_classes)
+        if isinstance(parsed, str):
+            raise ListingError(f"{path}:{number}: {parsed}")
+        entries.append(ListingEntry(parsed[0], parsed[1], number))
     if not entries and not allow_empty:
         raise ListingError(f"{path}: the listing names no images")
     return entries
