@@ -4,6 +4,12 @@ IMAGENET = config["imagenet"]
 IMAGENET_DIR = IMAGENET["dir"]
 IMAGENET_SPLITS = ("train", "val")
 
+if IMAGENET["listings"] == "given" and not IMAGENET["synset_words"]:
+    raise ValueError(
+        "config imagenet.synset_words is empty, but imagenet.listings is 'given': name the "
+        "synset_words.txt that the listings' labels index, or set listings: folders"
+    )
+
 
 scattergather:
     imagenet_resize=IMAGENET["resize"]["shards"],
