@@ -130,7 +130,7 @@ class Preprocessor:
             if source is not None and (tp := find_transform_param(source)) is not None:
                 break
         if tp is None:
-            return cls(shape, **overrides)
+            return cls(shape).replace(**overrides)
         return cls.from_transform_param(tp, shape, **overrides)
 
     def replace(self, **overrides) -> Preprocessor:

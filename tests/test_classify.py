@@ -159,3 +159,36 @@ def test_console_script_prints_predictions_on_stdout(tmp_path, digits):
                           str(idx)], capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     assert [int(top[0][1]) for _, top in parse_text(run.stdout)] == list(labels[:3])
+
+
+COLOUR_NET = """
+name: "colour"
+layer { name: "data" type: "Input" top: "data"
+        input_param { shape { dim: 2 dim: 3 dim: 4 dim: 4 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
+        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
+"""
+
+
+def test_colour_image_with_mean_file_is_resized_and_cropped(tmp_path, capsys):
+    from pipeline_lib.data.mean_io import write_mean_binaryproto
+    from pipeline_lib.preprocess import Preprocessor
+    from pipeline_lib.proto.prototxt import parse_net_text
+
+    (tmp_path / "deploy.prototxt").write_text(COLOUR_NET)
+    net = Net(parse_net_text(COLOUR_NET, "colour"))
+    net.save(tmp_path / "w.caffemodel")
+    mean = np.random.default_rng(0).uniform(0, 255, (3, 6, 6)).astype(np.float32)
+    write_mean_binaryproto(mean, tmp_path / "mean.binaryproto")
+    rgb = np.random.default_rng(1).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    assert main(["classify", "--model", str(tmp_path / "deploy.prototxt"), "--weights",
+                 str(tmp_path / "w.caffemodel"), "--mean", str(tmp_path / "mean.binaryproto"),
+                 "--scale", "0.01", "--top-k", "3", "--json", str(tmp_path / "c.png")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["transform"]["image_size"] == [6, 6] and doc["transform"]["crop_size"] == 4
+    pp = Preprocessor((3, 4, 4), mean=mean, scale=0.01)
+    want = net.forward(data=pp([pp.load(tmp_path / "c.png")]))["prob"][0]
+    got = {t["class"]: t["probability"] for t in doc["predictions"][0]["top"]}
+    np.testing.assert_allclose([got[c] for c in range(3)], want, rtol=1e-6)

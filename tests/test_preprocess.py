@@ -88,7 +88,7 @@ def test_lenet_transform_comes_from_the_caffemodel():
     np.testing.assert_array_equal(got, digits[:, None].astype(np.float32) * np.float32(1 / 256))
     # the deploy net alone carries no transform: nothing but the overrides
     assert Preprocessor.for_net(deploy).scale == 1.0
-    assert Preprocessor.for_net(deploy, scale=0.5).scale == 0.5
+    assert Preprocessor.for_net(deploy, scale=0.5, channel_order=None).scale == 0.5
 
 
 def test_test_phase_data_layer_is_preferred():
