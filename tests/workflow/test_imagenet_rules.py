@@ -206,12 +206,12 @@ def test_time_rule_writes_per_layer_table(tmp_path, tiny):
     run = tmp_path / "run"
     run.mkdir()
     (run / "models").symlink_to(REPO / "models")
-    target = "results/caffenet_train_val_time_batch2.txt"
-    result = _snakemake(run, _config(tmp_path, tiny), target)
+    target = "results/caffenet_train_val_time_batch1.txt"
+    result = _snakemake(run, _config(tmp_path, tiny, time_iterations=2), target)
     assert result.returncode == 0, result.stderr[-3000:]
     table = (run / target).read_text()
     for layer in ("conv2 ", "norm1 ", "fc6 ", "drop7 ", "loss "):
         assert layer in table
-    assert "ms per batch of 2" in table and "mean of 10 iterations" in table
+    assert "ms per batch of 1" in table and "mean of 2 iterations" in table
     rows = {line.split()[0]: line.split()[-2:] for line in table.splitlines()[1:-2]}
     assert float(rows["conv2"][0]) > 0 and float(rows["conv2"][1]) > 0  # forward, backward

@@ -141,6 +141,6 @@ rule caffenet_time:
         "../envs/pipeline.yaml"
     threads: 2
     params:
-        iterations=10,
+        iterations=IMAGENET["time_iterations"],
     script:
         "../scripts/time_net.py"
