@@ -79,7 +79,7 @@ class DatabaseWriter:
 
                 self._lmdb = lmdb
                 self._env = lmdb.open(
-                    str(self._tmp), map_size=int(map_size), subdir=True, meminit=False
+                    str(self._tmp), map_size=int(map_size), subdir=True, meminit=True
                 )
             else:
                 import plyvel

@@ -88,8 +88,6 @@ def test_same_seed_leveldb_files_are_identical(tiny, tmp_path):
     assert _files(tmp_path / "a", skip={"LOG"}) == _files(tmp_path / "b", skip={"LOG"})
 
 
-@pytest.mark.xfail(reason="db.DatabaseWriter opens LMDB with meminit=False: unused bytes of "
-                          "pages hold whatever memory held, so the files differ (records agree)")
 def test_same_seed_lmdb_files_are_identical(tiny, tmp_path):
     for name in ("a", "b"):
         convert_imageset(tiny.train_root, tiny.base / "good.txt", tmp_path / name,
