@@ -31,6 +31,7 @@ import pandas as pd
 from pipeline_lib.fsutil import atomic_write_bytes
 
 ACCURACY_MARK = "accuracy"
+TEST_COLORS = ("tab:green", "tab:red", "tab:purple", "tab:brown")
 
 
 def low_pass(values: Sequence[float], window: int) -> np.ndarray:
@@ -101,7 +102,7 @@ def learning_curve_figure(metrics: pd.DataFrame | str | os.PathLike, *,
         rows = tests[tests["net"] == net]
         suffix = f" #{net}" if len(nets) > 1 else ""
         ax_loss.plot(rows["iter"], rows["loss"], "o-", ms=3, lw=1.5,
-                     label=f"test loss{suffix}")
+                     color=TEST_COLORS[net % len(TEST_COLORS)], label=f"test loss{suffix}")
         for col in accuracy_columns(df):
             if rows[col].notna().any():
                 ax_acc.plot(rows["iter"], rows[col], "o-", ms=3, lw=1.5,
