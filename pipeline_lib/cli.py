@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from pipeline_lib.cli_errors import describe_error
 from pipeline_lib.proto import caffe_pb2
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -168,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--gpu", "-gpu", action="store_true", help="run on the GPU (CuPy)")
-        p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        # SUPPRESS: an unset sub-command flag must not undo `pcaffe --debug <command>`.
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks on errors")
         return p
 
     p = add("train", "train a model from a solver prototxt")
@@ -228,10 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pcaffe: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError, RuntimeError, KeyError) as e:
+    except Exception as e:
         if args.debug:
             raise
-        print(f"pcaffe {args.command}: error: {e}", file=sys.stderr)
+        print(f"pcaffe {args.command}: error: {describe_error(e)}", file=sys.stderr)
         return 1
 
 
