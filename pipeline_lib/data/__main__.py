@@ -2,7 +2,11 @@
 
 python -m pipeline_lib.data download-mnist [--config config.yaml] [--dest data/mnist]
 python -m pipeline_lib.data convert-mnist IMAGES LABELS OUT [--backend lmdb|leveldb]
+python -m pipeline_lib.data convert-imageset ROOT LISTING OUT [--synsets S] [--resize HxW] ...
+python -m pipeline_lib.data compute-mean DB OUT.binaryproto
 python -m pipeline_lib.data inspect DB
+
+Errors print one message and exit 1; `--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from pipeline_lib.cli_errors import describe_error
 
 log = logging.getLogger("pipeline_lib.data")
 
@@ -39,6 +45,39 @@ def _convert_mnist(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_imageset(args: argparse.Namespace) -> int:
+    from pipeline_lib.data.images import ResizeSpec
+    from pipeline_lib.data.imageset import ConvertOptions, convert_imageset, write_skipped_report
+    from pipeline_lib.data.listing import read_synsets
+
+    resize = None
+    if args.resize:
+        try:
+            height, width = (int(v) for v in args.resize.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"--resize wants HxW, e.g. 256x256, got {args.resize!r}") from None
+        resize = ResizeSpec(height, width)
+    options = ConvertOptions(backend=args.backend, shuffle=args.shuffle, seed=args.seed,
+                             gray=args.gray, encoded=args.encoded, check_size=args.check_size,
+                             resize=resize, on_error=args.on_error, workers=args.workers)
+    num_classes = len(read_synsets(args.synsets)) if args.synsets else None
+    result = convert_imageset(args.root, args.listing, args.out, options,
+                              num_classes=num_classes, overwrite=args.overwrite)
+    if args.skipped:
+        write_skipped_report(result.skipped, args.skipped)
+    print(f"{args.out}: {result.count} records ({args.backend}); {len(result.skipped)} skipped")
+    return 0
+
+
+def _compute_mean(args: argparse.Namespace) -> int:
+    from pipeline_lib.data.mean import write_image_mean
+
+    result = write_image_mean(args.db, args.out, args.backend)
+    means = ", ".join(f"{v:.4f}" for v in result.channel_means)
+    print(f"{args.out}: mean of {result.count} images; per channel: {means}")
+    return 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from pipeline_lib.data.datum import datum_to_array, read_datum
     from pipeline_lib.data.db import DatabaseReader
@@ -63,14 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("download-mnist", help="fetch and verify the four MNIST IDX files")
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        # SUPPRESS: an unset sub-command flag must not undo `... data --debug <command>`.
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks on errors")
+        return p
+
+    p = add("download-mnist", "fetch and verify the four MNIST IDX files")
     p.add_argument("--config", default="config.yaml", help="YAML with 'mnist' (and 'download')")
     p.add_argument("--dest", help="output folder (default: config mnist.dir)")
     p.set_defaults(func=_download_mnist)
 
-    p = sub.add_parser("convert-mnist", help="IDX images + labels -> database of Datum records")
+    p = add("convert-mnist", "IDX images + labels -> database of Datum records")
     p.add_argument("images", type=Path)
     p.add_argument("labels", type=Path)
     p.add_argument("out", type=Path)
@@ -78,7 +125,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=_convert_mnist)
 
-    p = sub.add_parser("inspect", help="count records and show the first few")
+    p = add("convert-imageset", "a listing of images -> database of Datum records")
+    p.add_argument("root", type=Path, help="image root; listing paths are relative to it")
+    p.add_argument("listing", type=Path, help="'relative/path label' lines")
+    p.add_argument("out", type=Path)
+    p.add_argument("--backend", choices=("lmdb", "leveldb"), default="lmdb")
+    p.add_argument("--synsets", type=Path, help="synset_words.txt: labels must be below its size")
+    p.add_argument("--resize", metavar="HxW", help="resize every image to this")
+    p.add_argument("--gray", action="store_true")
+    p.add_argument("--encoded", action="store_true", help="store encoded image bytes")
+    p.add_argument("--check-size", action="store_true", help="all images must be one size")
+    p.add_argument("--shuffle", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="shuffle seed")
+    p.add_argument("--on-error", choices=("fail", "skip"), default="fail",
+                   help="an unreadable image fails the run (default) or is skipped")
+    p.add_argument("--skipped", type=Path, help="write skipped images here (TSV)")
+    p.add_argument("--workers", type=int, default=1, help="decoding threads")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=_convert_imageset)
+
+    p = add("compute-mean", "the mean image of a database, as a binaryproto")
+    p.add_argument("db", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--backend", choices=("lmdb", "leveldb"), default=None)
+    p.set_defaults(func=_compute_mean)
+
+    p = add("inspect", "count records and show the first few")
     p.add_argument("db", type=Path)
     p.add_argument("--backend", choices=("lmdb", "leveldb"), default=None)
     p.add_argument("--show", type=int, default=3, help="records to show (default 3)")
@@ -93,8 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     try:
         return args.func(args)
-    except (OSError, ValueError, RuntimeError) as exc:
-        log.error("%s", exc)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        log.error("%s", describe_error(exc))
         return 1
 
 
