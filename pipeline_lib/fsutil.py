@@ -49,11 +49,15 @@ def fsync_dir(path: str | os.PathLike) -> None:
 def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Open a binary temp file beside `path`; on success it replaces `path`.
 
-    On an exception the temp file is removed and `path` is left untouched.
+    On an exception the temp file is removed and `path` is left untouched; an
+    OSError that names no file (a full disk) is raised again naming `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _naming(e, path) from None
     try:
         os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
@@ -61,11 +65,18 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:
+            raise _naming(e, path) from None
         raise
     fsync_dir(path.parent)
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """`error` as an OSError of the same kind whose file is the output `path`."""
+    return OSError(error.errno, error.strerror or str(error), str(path))
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -83,8 +94,11 @@ def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 def make_temp_dir_beside(path: str | os.PathLike) -> Path:
     """A new empty directory next to `path` (same filesystem, so rename is atomic)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:
+        raise _naming(e, path) from None
     os.chmod(tmp, _DIR_MODE)
     return tmp
 
