@@ -20,6 +20,8 @@ from report_screenshot import (  # noqa: E402
     shows_png,
 )
 
+pytestmark = pytest.mark.slow  # Snakemake runs: about 40 s in all
+
 CURVES = "results/small_iter_10_curves.png"
 MODEL = "results/small_iter_10.caffemodel"
 
