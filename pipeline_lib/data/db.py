@@ -18,12 +18,14 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipeline_lib.data.lmdb_check import LmdbCorrupt, check_lmdb_file
 from pipeline_lib.fsutil import make_temp_dir_beside, replace_dir
 
 BACKENDS = ("lmdb", "leveldb")
 DEFAULT_BATCH = 1000  # records per transaction, as Caffe's converters commit
 INITIAL_MAP_SIZE = 1 << 26  # 64 MiB; grows by doubling
 MAX_MAP_SIZE = 1 << 40
+LOW_DISK_BYTES = 64 << 20  # a write error with less free than this is blamed on a full disk
 
 
 class DatabaseError(RuntimeError):
@@ -78,20 +80,24 @@ class DatabaseWriter:
                 import lmdb
 
                 self._lmdb = lmdb
+                self._write_errors: tuple[type[BaseException], ...] = (lmdb.Error,)
                 self._env = lmdb.open(
                     str(self._tmp), map_size=int(map_size), subdir=True, meminit=True
                 )
             else:
                 import plyvel
 
+                self._write_errors = (plyvel.Error,)
                 self._db = plyvel.DB(
                     str(self._tmp),
                     create_if_missing=True,
                     error_if_exists=True,
                     write_buffer_size=64 << 20,
                 )
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(self._tmp, ignore_errors=True)
+            if isinstance(exc, getattr(self, "_write_errors", ())):
+                raise self._write_failed(exc) from None
             raise
 
     def __enter__(self) -> DatabaseWriter:
@@ -122,13 +128,28 @@ class DatabaseWriter:
         """Commit the pending records as one transaction."""
         if not self._pending:
             return
-        if self.backend == "lmdb":
-            self._commit_lmdb()
-        else:
-            with self._db.write_batch() as batch:
-                for key, value in self._pending:
-                    batch.put(key, value)
+        try:
+            if self.backend == "lmdb":
+                self._commit_lmdb()
+            else:
+                with self._db.write_batch() as batch:
+                    for key, value in self._pending:
+                        batch.put(key, value)
+        except self._write_errors as exc:
+            raise self._write_failed(exc) from None
         self._pending.clear()
+
+    def _write_failed(self, exc: BaseException) -> DatabaseError:
+        """The library's write error as one naming the output (and a full disk, if it is)."""
+        name = "LMDB" if self.backend == "lmdb" else "LevelDB"
+        reason = _reason(exc).replace(f"{self._tmp}{os.sep}", "").replace(str(self._tmp), "")
+        hint = ""
+        with contextlib.suppress(OSError):
+            free = shutil.disk_usage(self._tmp.parent).free
+            if free < LOW_DISK_BYTES:
+                hint = f"; the disk is full ({free // 1024} KiB free)"
+        return DatabaseError(f"{self.path}: cannot write the {name} database ({reason}){hint}; "
+                             "nothing was written there, and what was there before is kept")
 
     def _commit_lmdb(self) -> None:
         while True:
@@ -152,7 +173,10 @@ class DatabaseWriter:
             return
         try:
             self.flush()
-            self._close_handle()
+            try:
+                self._close_handle()
+            except self._write_errors as exc:
+                raise self._write_failed(exc) from None
             replace_dir(self._tmp, self.path, self.overwrite)
         except BaseException:
             self.abort()
@@ -192,6 +216,14 @@ class DatabaseReader:
             import lmdb
 
             self._errors: tuple[type[BaseException], ...] = (lmdb.Error,)
+            try:  # the LMDB library would crash (SIGBUS, assertion) on a damaged file
+                check_lmdb_file(self.path / "data.mdb")
+            except LmdbCorrupt as exc:
+                raise DatabaseError(f"{self.path}: cannot open LMDB database: data.mdb: "
+                                    f"{exc.reason} (the database is corrupt; rebuild it)"
+                                    ) from None
+            except OSError as exc:
+                raise DatabaseError(f"{self.path}: cannot open LMDB database ({exc})") from None
             try:
                 self._env = lmdb.open(str(self.path), readonly=True, lock=False, subdir=True)
                 self._txn = self._env.begin(buffers=False)
