@@ -74,6 +74,21 @@ def latest_snapshot(snapshot_dir: Path, name: str) -> Path | None:
     return best[1] if best else None
 
 
+def _discard_if_nothing_to_resume(snapshot_dir: Path,
+                                  outputs: list[str | os.PathLike | None]) -> None:
+    """After a failed run: with no snapshot to resume from, remove what it wrote.
+
+    A run that wrote snapshots (periodic ones, a `.diverged` one) keeps them,
+    and its metrics and effective solver with them.
+    """
+    if not snapshot_dir.is_dir() or any(snapshot_dir.iterdir()):
+        return
+    snapshot_dir.rmdir()
+    for path in outputs:
+        if path is not None:
+            Path(path).unlink(missing_ok=True)
+
+
 def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | None = None,
           max_iter: int | None = None, solver_mode: str | None = None,
           resume: str | os.PathLike | None = None, weights: str | None = None,
@@ -148,6 +163,10 @@ def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | No
                     final_model, final_state = map(Path, solver.snapshot())
             finally:
                 solver.close()
+    except BaseException:
+        if snapshot_dir is not None:
+            _discard_if_nothing_to_resume(snapshot_dir, [effective_path, metrics])
+        raise
     finally:
         glog.set_default_logger(previous_default)
         if log_path:
