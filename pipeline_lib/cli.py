@@ -51,7 +51,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                    resume=args.snapshot, weights=args.weights, log_path=args.log,
                    sigint_effect=args.sigint_effect, sighup_effect=args.sighup_effect)
     print(f"{result.caffemodel}\n{result.solverstate}")
-    return 3 if result.stopped_early else 0
+    if result.stopped_early:
+        again = "--snapshot auto" if args.output else f"--snapshot {result.solverstate}"
+        print(f"pcaffe train: stopped at iteration {result.iterations} on request (a signal); "
+              f"state saved to {result.solverstate}; to continue, run the same command with "
+              f"{again}", file=sys.stderr)
+        return 3
+    return 0
 
 
 def load_net(model: str, weights: str | None, phase: int, gpu: bool = False,
