@@ -45,7 +45,7 @@ from pipeline_lib import glog
 from pipeline_lib.backend import get_array_module, to_host
 from pipeline_lib.lr_policy import current_step, learning_rate
 from pipeline_lib.metrics import MetricsTable
-from pipeline_lib.net import Net, blob_proto_to_array
+from pipeline_lib.net import Net, NetError, blob_proto_to_array
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.snapshot import (
     load_caffemodel,
@@ -550,7 +550,15 @@ class Solver:
         self.iter = state.iter
         if state.HasField("learned_net") and state.learned_net:
             model = resolve_learned_net(path, state.learned_net)
-            self.net.copy_trained_layers_from(load_caffemodel(model), source=str(model))
+            copied = self.net.copy_trained_layers_from(load_caffemodel(model), source=str(model))
+            # A snapshot of this net holds every layer with weights; a caffemodel cut short
+            # between two layers still parses, so look for the ones it lacks.
+            missing = [name for name, layer in zip(self.net.layer_names, self.net.layers)
+                       if layer.blobs and name not in copied]
+            if missing:
+                raise NetError(f"{model}: holds no weights for layer(s) "
+                               f"{', '.join(map(repr, missing))} of this net; the snapshot is "
+                               "truncated or from another net")
         self.current_step = state.current_step
         if len(state.history) != len(self.history):
             raise SolverParameterError(
