@@ -158,6 +158,8 @@ def resolve_learned_net(state_path: PathLike, learned_net: str) -> Path:
         tried = [candidate]
     else:
         tried = [Path(state_path).parent / candidate, candidate]
+        if tried[0] == tried[1]:
+            del tried[1]
     for path in tried:
         if path.is_file():
             return path
