@@ -73,8 +73,15 @@ def load_net(model: str, weights: str | None, phase: int, gpu: bool = False,
         set_batch_size(param, batch_size)
     net = Net(param, phase, xp=_xp(gpu), rng=np.random.default_rng(seed))
     if weights:
+        copied: set[str] = set()
         for path in weights.split(","):
-            net.copy_trained_layers_from(read_net_binary(path), source=path)
+            copied.update(net.copy_trained_layers_from(read_net_binary(path), source=path))
+        missing = [name for name, layer in zip(net.layer_names, net.layers)
+                   if layer.blobs and name not in copied]
+        if missing:  # as in Caffe, not an error; but a cut-short file looks just like this
+            print(f"pcaffe: warning: {weights} holds no weights for layer(s) "
+                  f"{', '.join(missing)}; they keep their initial (filler) values",
+                  file=sys.stderr)
     return net
 
 
