@@ -180,11 +180,18 @@ class RunRecord:
     texts: dict[str, str] = field(default_factory=dict)
 
     def add_inputs(self, paths: Iterable[str | os.PathLike]) -> None:
-        """Hash input files/databases now, before training reads (or locks) them."""
+        """Hash input files/databases now, before training reads (or locks) them.
+
+        A missing input is recorded as such: the layer that reads it reports the
+        error, naming itself.
+        """
         for path in paths:
             key = str(path)
             if key not in self.inputs:
-                self.inputs[key] = hash_input(path)
+                try:
+                    self.inputs[key] = hash_input(path)
+                except FileNotFoundError:
+                    self.inputs[key] = {"kind": "missing"}
 
     def add_texts(self, paths: Iterable[str | os.PathLike]) -> None:
         """Keep the text of prototxt files as read at the start of the run."""

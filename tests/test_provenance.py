@@ -66,6 +66,9 @@ def test_leveldb_digest_covers_data_files_not_the_info_log(tmp_path):
 def test_missing_input_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope"):
         hash_input(tmp_path / "nope")
+    rec = RunRecord("s.prototxt")
+    rec.add_inputs([tmp_path / "nope"])  # left to the layer that reads it to report
+    assert rec.inputs == {str(tmp_path / "nope"): {"kind": "missing"}}
 
 
 def test_package_versions_name_the_ones_that_decide_the_bytes():
