@@ -25,7 +25,8 @@ def convert_mnist(
     overwrite: bool = False,
 ) -> int:
     """Write one record per image into a new `backend` database; return the count."""
-    images, labels = read_mnist_pair(images_path, labels_path)
+    # Memory-mapped: records are made one at a time, so the images need not fit in memory.
+    images, labels = read_mnist_pair(images_path, labels_path, mmap=True)
     n, rows, cols = images.shape
     log.info("%s + %s: %d items, rows %d, cols %d", images_path, labels_path, n, rows, cols)
     with (

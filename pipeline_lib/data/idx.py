@@ -25,24 +25,33 @@ class IdxError(ValueError):
     """An IDX file that is not what it should be."""
 
 
-def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.ndarray:
+def read_idx(
+    path: str | os.PathLike, expected_magic: int | None = None, *, mmap: bool = False
+) -> np.ndarray:
     """Read an unsigned-byte IDX file into a uint8 array of its shape.
 
     With `expected_magic` (2051 images, 2049 labels) any other magic is an error.
-    The file must hold exactly the bytes its header announces.
+    The file must hold exactly the bytes its header announces. With `mmap` the
+    array is a read-only memory map of the file, so a file larger than memory
+    can be streamed; otherwise it is read into a writable array.
     """
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            raw = bytearray(os.fstat(f.fileno()).st_size)
-            del raw[f.readinto(raw) :]  # a bytearray, so the returned array is writable
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(4 + 4 * 255)
+            if not mmap:
+                raw = bytearray(size)  # a bytearray, so the returned array is writable
+                f.seek(0)
+                del raw[f.readinto(raw) :]
+                size = len(raw)
     except FileNotFoundError:
         raise IdxError(f"{path}: no such IDX file") from None
-    if len(raw) < 4:
-        raise IdxError(f"{path}: truncated: {len(raw)} bytes, too short for an IDX header")
-    (magic,) = struct.unpack(">I", raw[:4])
+    if size < 4:
+        raise IdxError(f"{path}: truncated: {size} bytes, too short for an IDX header")
+    (magic,) = struct.unpack(">I", head[:4])
     what = {IMAGES_MAGIC: "images (2051)", LABELS_MAGIC: "labels (2049)"}
-    hint = " (this looks like a gzip file: decompress it first)" if raw[:2] == b"\x1f\x8b" else ""
+    hint = " (this looks like a gzip file: decompress it first)" if head[:2] == b"\x1f\x8b" else ""
     if expected_magic is not None and magic != expected_magic:
         raise IdxError(
             f"{path}: bad magic number {magic}: expected an IDX "
@@ -55,11 +64,11 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
             f"(0x0008NN, e.g. 2051 for images or 2049 for labels){hint}"
         )
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise IdxError(f"{path}: truncated header: {len(raw)} bytes, expected {header}")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    if size < header:
+        raise IdxError(f"{path}: truncated header: {size} bytes, expected {header}")
+    shape = struct.unpack(f">{ndim}I", head[4:header])
     expected = int(np.prod(shape, dtype=np.int64))
-    found = len(raw) - header
+    found = size - header
     if found < expected:
         raise IdxError(
             f"{path}: truncated: header says shape {shape} ({expected} bytes of data), "
@@ -70,6 +79,10 @@ def read_idx(path: str | os.PathLike, expected_magic: int | None = None) -> np.n
             f"{path}: {found - expected} unexpected trailing bytes after the {expected} bytes "
             f"of data announced by the header (shape {shape})"
         )
+    if mmap:
+        if expected == 0:  # a zero-length map is not allowed
+            return np.zeros(shape, dtype=np.uint8)
+        return np.memmap(path, dtype=np.uint8, mode="r", offset=header, shape=shape)
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -87,22 +100,22 @@ def write_idx(array: np.ndarray, path: str | os.PathLike) -> None:
         f.write(np.ascontiguousarray(array).tobytes())
 
 
-def read_images(path: str | os.PathLike) -> np.ndarray:
+def read_images(path: str | os.PathLike, *, mmap: bool = False) -> np.ndarray:
     """An images file (magic 2051) as an (N, rows, cols) uint8 array."""
-    return read_idx(path, IMAGES_MAGIC)
+    return read_idx(path, IMAGES_MAGIC, mmap=mmap)
 
 
-def read_labels(path: str | os.PathLike) -> np.ndarray:
+def read_labels(path: str | os.PathLike, *, mmap: bool = False) -> np.ndarray:
     """A labels file (magic 2049) as an (N,) uint8 array."""
-    return read_idx(path, LABELS_MAGIC)
+    return read_idx(path, LABELS_MAGIC, mmap=mmap)
 
 
 def read_mnist_pair(
-    images_path: str | os.PathLike, labels_path: str | os.PathLike
+    images_path: str | os.PathLike, labels_path: str | os.PathLike, *, mmap: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, rows, cols) and labels (N,) that belong together."""
-    images = read_images(images_path)
-    labels = read_labels(labels_path)
+    """Images (N, rows, cols) and labels (N,) that belong together (`mmap`: see read_idx)."""
+    images = read_images(images_path, mmap=mmap)
+    labels = read_labels(labels_path, mmap=mmap)
     if images.shape[0] != labels.shape[0]:
         raise IdxError(
             f"count mismatch: {images_path} holds {images.shape[0]} images but "
