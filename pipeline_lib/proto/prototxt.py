@@ -8,9 +8,7 @@ does (see `pipeline_lib.proto.upgrade`). Every write is atomic.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from os import PathLike
 from pathlib import Path
 from typing import TypeVar
@@ -18,6 +16,7 @@ from typing import TypeVar
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError, Message
 
+from pipeline_lib.fsutil import atomic_write_bytes
 from pipeline_lib.proto import caffe_pb2, hints
 from pipeline_lib.proto.errors import BinaryProtoError, PrototxtError
 from pipeline_lib.proto.upgrade import default_snapshot_prefix, upgrade_net, upgrade_solver
@@ -41,16 +40,6 @@ M = TypeVar("M", bound=Message)
 StrPath = str | PathLike[str]
 
 _LOCATION = re.compile(r"^\d+(?::\d+)? : ")
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# mkstemp makes 0600 files; written artifacts get the usual permissions instead.
-_FILE_MODE = 0o666 & ~_current_umask()
 
 
 # --- text ---------------------------------------------------------------------
@@ -114,7 +103,7 @@ def read_solver(path: StrPath) -> caffe_pb2.SolverParameter:
 
 def write_prototxt(message: Message, path: StrPath) -> None:
     """Write `message` as prototxt (Caffe's text layout), atomically."""
-    _atomic_write(Path(path), text_format.MessageToString(message).encode("utf-8"))
+    atomic_write_bytes(path, text_format.MessageToString(message).encode("utf-8"))
 
 
 def _read_utf8(path: StrPath) -> str:
@@ -169,19 +158,4 @@ def read_net_binary(path: StrPath) -> caffe_pb2.NetParameter:
 
 def write_binary(message: Message, path: StrPath) -> None:
     """Write `message` serialized, atomically."""
-    _atomic_write(Path(path), message.SerializeToString())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file beside `path`, fsync, then rename over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), _FILE_MODE)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, message.SerializeToString())
