@@ -5,7 +5,9 @@ the workflow owns (iterations, where snapshots go) are patched into the
 SolverParameter in memory, never into copies of the user's files; the
 effective solver, with its net inlined, is written beside the model.
 
-Intermediate snapshots go to `<stem>.snapshots/`; the final pair is moved to
+Intermediate snapshots go to `<stem>.snapshots/`, with a copy of the metrics
+that a resume continues (the workflow deletes an interrupted job's outputs,
+the metrics among them, before rerunning it); the final pair is moved to
 `<stem>.caffemodel` / `<stem>.solverstate` only when training finished, so
 an interrupted run never leaves a final-looking output, and `resume="auto"`
 continues from the newest complete intermediate snapshot (exactly: see
@@ -18,6 +20,7 @@ what software it ran.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Mapping
@@ -29,6 +32,7 @@ from google.protobuf import text_format
 
 from pipeline_lib import glog
 from pipeline_lib.backend import get_xp
+from pipeline_lib.metrics import MetricsTable
 from pipeline_lib.model_files import model_files
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.prototxt import read_net, read_solver, write_prototxt
@@ -74,6 +78,32 @@ def latest_snapshot(snapshot_dir: Path, name: str) -> Path | None:
     return best[1] if best else None
 
 
+class MirroredMetrics(MetricsTable):
+    """A run's metrics kept beside its snapshots, and mirrored to the output path.
+
+    The copy beside the snapshots is what a resume continues from: the
+    workflow deletes an interrupted job's outputs (the mirror) before it
+    reruns the job, and the rows before the snapshot must survive that.
+    """
+
+    def __init__(self, path: str | os.PathLike, mirror: str | os.PathLike):
+        super().__init__(path)
+        self.mirror = Path(mirror)
+
+    def write(self, path: str | os.PathLike | None = None) -> Path | None:
+        written = super().write(path)
+        if path is None:
+            super().write(self.mirror)
+        return written
+
+    def resume(self, iteration: int) -> None:
+        if not self.rows and not self.path.is_file() and self.mirror.is_file():
+            earlier = MetricsTable(self.mirror)  # a snapshot folder from before this copy
+            earlier.resume(iteration)
+            self.rows = earlier.rows
+        super().resume(iteration)
+
+
 def _discard_if_nothing_to_resume(snapshot_dir: Path,
                                   outputs: list[str | os.PathLike | None]) -> None:
     """After a failed run: with no snapshot to resume from, remove what it wrote.
@@ -81,12 +111,13 @@ def _discard_if_nothing_to_resume(snapshot_dir: Path,
     A run that wrote snapshots (periodic ones, a `.diverged` one) keeps them,
     and its metrics and effective solver with them.
     """
-    if not snapshot_dir.is_dir() or any(snapshot_dir.iterdir()):
+    if not snapshot_dir.is_dir() or any(snapshot_dir.glob("*.solverstate")):
         return
-    snapshot_dir.rmdir()
     for path in outputs:
         if path is not None:
             Path(path).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        snapshot_dir.rmdir()  # only when empty
 
 
 def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | None = None,
@@ -126,10 +157,14 @@ def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | No
         effective_path = stem.parent / f"{stem.name}.solver.prototxt"
         write_prototxt(sp, effective_path)
         metrics = metrics_path or stem.parent / f"{stem.name}_metrics.csv"
+        running_metrics: Path | None = snapshot_dir / f"{name}_metrics.csv"
+        table: MetricsTable | str | os.PathLike | None = MirroredMetrics(running_metrics,
+                                                                          metrics)
         provenance_path = provenance_path or stem.parent / f"{stem.name}.provenance.json"
     else:
         stem, snapshot_dir, prefix = None, None, sp.snapshot_prefix
         metrics, effective_path = metrics_path, None
+        running_metrics, table = None, metrics
     effective_text = text_format.MessageToString(sp)
     if not sp.snapshot_prefix and stem is None:
         sp.snapshot_prefix = str(Path(solver_path).with_suffix(""))
@@ -151,7 +186,7 @@ def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | No
     glog.set_default_logger(logger)
     try:
         with SignalHandler(sigint_effect, sighup_effect) as signals:
-            solver = Solver(sp, xp=xp, log=logger, metrics=metrics, snapshot_prefix=prefix,
+            solver = Solver(sp, xp=xp, log=logger, metrics=table, snapshot_prefix=prefix,
                             action_request=signals)
             try:
                 solver.solve(resume_file)
@@ -165,7 +200,8 @@ def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | No
                 solver.close()
     except BaseException:
         if snapshot_dir is not None:
-            _discard_if_nothing_to_resume(snapshot_dir, [effective_path, metrics])
+            _discard_if_nothing_to_resume(snapshot_dir,
+                                          [effective_path, metrics, running_metrics])
         raise
     finally:
         glog.set_default_logger(previous_default)
