@@ -31,3 +31,15 @@ def xp(request):
     if request.param == "cupy":
         return backend.get_xp("GPU")
     return request.param
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """CLIs run in-process install root log handlers on pytest's captured streams; undo that."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

