@@ -104,20 +104,22 @@ class MirroredMetrics(MetricsTable):
         super().resume(iteration)
 
 
-def _discard_if_nothing_to_resume(snapshot_dir: Path,
-                                  outputs: list[str | os.PathLike | None]) -> None:
+def _discard_if_nothing_to_resume(snapshot_dir: Path, outputs: list[str | os.PathLike | None],
+                                  created_dirs: list[Path]) -> None:
     """After a failed run: with no snapshot to resume from, remove what it wrote.
 
     A run that wrote snapshots (periodic ones, a `.diverged` one) keeps them,
-    and its metrics and effective solver with them.
+    and its metrics and effective solver with them. `created_dirs`, deepest
+    first, are removed when empty.
     """
     if not snapshot_dir.is_dir() or any(snapshot_dir.glob("*.solverstate")):
         return
     for path in outputs:
         if path is not None:
             Path(path).unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        snapshot_dir.rmdir()  # only when empty
+    for directory in created_dirs:
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only when empty
 
 
 def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | None = None,
@@ -152,6 +154,7 @@ def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | No
         stem = Path(output_stem)
         name = re.sub(r"_iter_\d+$", "", stem.name)
         snapshot_dir = stem.parent / f"{stem.name}.snapshots"
+        created_dirs = [d for d in (snapshot_dir, *snapshot_dir.parents) if not d.exists()]
         snapshot_dir.mkdir(parents=True, exist_ok=True)
         prefix = str(snapshot_dir / name)
         effective_path = stem.parent / f"{stem.name}.solver.prototxt"
@@ -200,8 +203,8 @@ def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | No
                 solver.close()
     except BaseException:
         if snapshot_dir is not None:
-            _discard_if_nothing_to_resume(snapshot_dir,
-                                          [effective_path, metrics, running_metrics])
+            _discard_if_nothing_to_resume(
+                snapshot_dir, [effective_path, metrics, running_metrics], created_dirs)
         raise
     finally:
         glog.set_default_logger(previous_default)
