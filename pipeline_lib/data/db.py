@@ -142,7 +142,9 @@ class DatabaseWriter:
     def _write_failed(self, exc: BaseException) -> DatabaseError:
         """The library's write error as one naming the output (and a full disk, if it is)."""
         name = "LMDB" if self.backend == "lmdb" else "LevelDB"
-        reason = _reason(exc).replace(f"{self._tmp}{os.sep}", "").replace(str(self._tmp), "")
+        reason = _reason(exc)
+        for temporary in (f"{self._tmp}: ", f"{self._tmp}{os.sep}", str(self._tmp)):
+            reason = reason.replace(temporary, "")  # the work folder's name tells nothing
         hint = ""
         with contextlib.suppress(OSError):
             free = shutil.disk_usage(self._tmp.parent).free
