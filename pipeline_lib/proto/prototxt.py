@@ -111,8 +111,9 @@ def _read_utf8(path: StrPath) -> str:
     if b"\0" in data[:4096]:
         raise PrototxtError(
             path,
-            "is not a text protobuf (it holds NUL bytes); binary files such as "
-            ".caffemodel are read with read_binary / read_net_binary",
+            "is not a text protobuf (it holds NUL bytes); a binary file such as a "
+            ".caffemodel holds weights: give it as weights (pcaffe --weights, "
+            "read_net_binary), and the net's .prototxt as the model",
         )
     try:
         return data.decode("utf-8")
