@@ -72,7 +72,8 @@ class DatabaseWriter:
         self._closed = False
         if (self.path.exists() or self.path.is_symlink()) and not overwrite:
             raise FileExistsError(
-                f"{self.path}: output database already exists (remove it or pass overwrite=True)"
+                f"{self.path}: output database already exists (remove it, or pass "
+                "overwrite=True / --overwrite to replace it)"
             )
         self._tmp = make_temp_dir_beside(self.path)
         try:
