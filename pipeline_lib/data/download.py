@@ -145,8 +145,10 @@ def fetch_verified(
                 result[f.name] = dest_dir / f.name
                 missing.remove(f)
             for name, reason in errors.items():
-                log.warning("%s: %s: %s", source.label, name, reason)
-                failures.append((source.label, f"{name}: {reason}"))
+                if not reason.startswith(name):  # a source may already name the file
+                    reason = f"{name}: {reason}"
+                log.warning("%s: %s", source.label, reason)
+                failures.append((source.label, reason))
             shutil.rmtree(scratch, ignore_errors=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
