@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -158,11 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # unwinds like Ctrl-C, so unfinished outputs are removed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from pipeline_lib.progress import configure_logging
 
     args = build_parser().parse_args(argv)
     configure_logging()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.func(args)
     except KeyboardInterrupt:
