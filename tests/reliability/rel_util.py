@@ -128,17 +128,25 @@ def record(case: str, shown: str, exit_status: int) -> None:
     """Append a case and what the user saw to $RELIABILITY_TABLE (when set)."""
     table = os.environ.get("RELIABILITY_TABLE")
     if table:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
+        row = {"case": case, "exit": exit_status, "shown": shown, "test": test}
         with open(table, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"case": case, "exit": exit_status, "shown": shown}) + "\n")
+            f.write(json.dumps(row) + "\n")
 
 
 _LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ERROR pipeline_lib\.data: ")
 
 
 def clean_failure(proc: subprocess.CompletedProcess, case: str, *patterns: str) -> str:
-    """Assert a one-message failure: exit 1, no traceback, last stderr line matching each
-    pattern. Returns that line (the data CLI's log prefix removed) and records it."""
-    shown = _LOG_PREFIX.sub("", last_line(proc.stderr))
+    """Assert a one-message failure: exit 1, no traceback, the error message (last on
+    stderr) matching each pattern. Returns it (the data CLI's log prefix removed, lines
+    joined) and records it."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines)
+              if _LOG_PREFIX.match(line) or line.startswith("pcaffe")]
+    # the message: its first line and any continuation lines (e.g. one per download source)
+    message = lines[starts[-1]:] if starts else lines[-1:]
+    shown = _LOG_PREFIX.sub("", " ".join(line.strip() for line in message))
     assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     for pattern in patterns:

@@ -383,3 +383,35 @@ def test_debug_shows_the_traceback(run_dir):
     done = data_cli("--debug", "inspect", "nodb", cwd=run_dir)
     assert done.returncode == 1 and "Traceback" in done.stderr
     assert "DatabaseError: nodb: no such database" in done.stderr
+
+
+DEPLOY = """
+name: "small"
+layer { name: "data" type: "Input" top: "data"
+        input_param { shape { dim: 1 dim: 1 dim: 24 dim: 24 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param { num_output: 4 kernel_size: 5 stride: 2 } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "ip1" type: "InnerProduct" bottom: "conv1" top: "ip1"
+        inner_product_param { num_output: 10 } }
+layer { name: "prob" type: "Softmax" bottom: "ip1" top: "prob" }
+"""
+
+
+def test_classify_bad_images(trained, tmp_path):
+    (tmp_path / "deploy.prototxt").write_text(DEPLOY)
+    weights = trained / "results/small_iter_20.caffemodel"
+    tiny = make_tiny_imagenet(tmp_path / "inet")
+    jpeg = (tiny.train_root / tiny.train[0][0]).read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(jpeg[:2000])
+    (tmp_path / "text.png").write_text("not an image")
+    for name, case, pattern in (
+            ("cut.jpg", "truncated JPEG given to classify", "cut.jpg: cannot read image "
+                                                            r"\(OSError: image file is truncated"),
+            ("text.png", "a text file named .png given to classify",
+             r"text.png: cannot read image \(UnidentifiedImageError"),
+            ("gone.png", "image file that does not exist, given to classify",
+             "gone.png: no such file")):
+        done = pcaffe("classify", "--model", "deploy.prototxt", "--weights", weights, name,
+                      cwd=tmp_path)
+        clean_failure(done, case, f"^pcaffe classify: error: {pattern}")

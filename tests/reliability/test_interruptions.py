@@ -11,10 +11,12 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from imagenet_tiny import make_tiny_imagenet
 from rel_util import (
     ENV,
     GOLDEN,
@@ -164,6 +166,28 @@ def test_torn_snapshot_is_passed_over(run_dir, reference):
     record("kill -9 between a snapshot's two renames (caffemodel without solverstate, "
            "temp files)", "the newest complete pair (iteration 500) is resumed; final files "
            "byte-identical", 0)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_stopped_conversion_leaves_nothing(tmp_path, signum):
+    tiny = make_tiny_imagenet(tmp_path / "inet")
+    lines = [f"{path} {label}" for path, label in tiny.train if "corrupt" not in path]
+    (tmp_path / "many.txt").write_text("\n".join(lines * 2000) + "\n")
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline_lib.data", "convert-imageset",
+                                 tiny.train_root, "many.txt", "db", "--resize", "64x64"],
+                                cwd=tmp_path, env=ENV, stderr=stderr, text=True)
+    wait_for_text(err, "A total of", proc)
+    time.sleep(0.5)
+    proc.send_signal(signum)
+    proc.wait(timeout=120)
+    assert proc.returncode == 130, err.read_text()[-2000:]
+    assert last_line(err.read_text()).endswith("ERROR pipeline_lib.data: interrupted")
+    assert "Traceback" not in err.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inet", "many.txt", "stderr.txt"]
+    record(f"{signal.Signals(signum).name} during convert-imageset",
+           "interrupted (exit 130); no database and no temporary folder left", 130)
 
 
 # -- Snakemake ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rel_util import ENV, GOLDEN, clean_failure, data_cli, pcaffe, record, sha256, tree
+from rel_util import ENV, GOLDEN, clean_failure, data_cli, pcaffe, sha256, tree
 
 from pipeline_lib.cli_errors import describe_error
 from pipeline_lib.data.convert import convert_mnist
@@ -45,7 +45,8 @@ def test_database_on_a_full_disk(small_disk, tmp_path, backend):
     disk = small_disk(80)  # the 100 MNIST records need about 110 KiB
     done = data_cli("convert-mnist", IMAGES, LABELS, disk / "db", "--backend", backend,
                     cwd=tmp_path)
-    clean_failure(done, f"disk fills while writing an {backend.upper()} database (tmpfs)",
+    article = "an LMDB" if backend == "lmdb" else "a LevelDB"
+    clean_failure(done, f"disk fills while writing {article} database (tmpfs)",
                   f"db: cannot write the {'LMDB' if backend == 'lmdb' else 'LevelDB'} "
                   "database", "the disk is full", "nothing was written there")
     assert tree(disk) == set()  # no half database, no temporary folder
@@ -265,6 +266,23 @@ def test_describe_error_words_library_errors():
     assert describe_error(MemoryError()) == ("out of memory (try a smaller batch_size, or free "
                                              "memory)")
     assert describe_error(TypeError("boom")).startswith("internal error: TypeError: boom")
-    record("an unexpected exception (a bug)",
-           "pcaffe <cmd>: error: internal error: TypeError: ... (a bug; rerun with --debug for "
-           "the traceback and report it)", 1)
+
+
+A_BUG = """
+import sys
+import pipeline_lib.timing
+def broken(net, iterations):
+    return None + 1
+pipeline_lib.timing.time_net = broken
+from pipeline_lib.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_bug_is_reported_as_one(run_dir):
+    done = subprocess.run([sys.executable, "-c", A_BUG, "time", "--model", "small.prototxt",
+                           "--iterations", "1"], cwd=run_dir, env=ENV, capture_output=True,
+                          text=True, timeout=180, check=False)
+    clean_failure(done, "an unexpected exception (a bug, injected)",
+                  r"^pcaffe time: error: internal error: TypeError: unsupported operand",
+                  r"a bug; rerun with --debug for the traceback and report it\)$")
