@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from rel_util import GOLDEN, make_run_dir
+
+from reliability.rel_util import GOLDEN, make_run_dir
 
 
 def pytest_collection_modifyitems(items):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from imagenet_tiny import make_tiny_imagenet
-from rel_util import GOLDEN, clean_failure, data_cli, pcaffe, record, tree
 
 from pipeline_lib.proto import caffe_pb2
+from reliability.rel_util import GOLDEN, clean_failure, data_cli, pcaffe, record, tree
 
 TEST = ("test", "--model", "small.prototxt", "--iterations", "1")
 
@@ -21,7 +21,7 @@ TEST = ("test", "--model", "small.prototxt", "--iterations", "1")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A run folder whose small net trained 20 iterations: results/small_iter_20.*"""
-    from rel_util import make_run_dir
+    from reliability.rel_util import make_run_dir
 
     run = make_run_dir(tmp_path_factory.mktemp("trained") / "run")
     done = pcaffe("train", "--solver", "solver.prototxt", "--iterations", 20, "--output",

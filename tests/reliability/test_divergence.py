@@ -9,9 +9,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from rel_util import clean_failure, pcaffe, solver_with, tree
 
 from pipeline_lib.snapshot import load_caffemodel, load_solverstate
+from reliability.rel_util import clean_failure, pcaffe, solver_with, tree
 
 
 def test_exploding_learning_rate(run_dir):

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 from imagenet_tiny import make_tiny_imagenet
-from rel_util import (
+
+from pipeline_lib.snapshot import load_caffemodel, load_solverstate
+from reliability.rel_util import (
     ENV,
     GOLDEN,
     REPO,
@@ -30,8 +32,6 @@ from rel_util import (
     start_pcaffe,
     wait_for_text,
 )
-
-from pipeline_lib.snapshot import load_caffemodel, load_solverstate
 
 ITERATIONS = 1000
 STEM = f"results/small_iter_{ITERATIONS}"

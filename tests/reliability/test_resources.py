@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rel_util import ENV, GOLDEN, clean_failure, data_cli, pcaffe, sha256, tree
 
 from pipeline_lib.cli_errors import describe_error
 from pipeline_lib.data.convert import convert_mnist
@@ -25,6 +24,7 @@ from pipeline_lib.data.db import DatabaseError, DatabaseReader, DatabaseWriter
 from pipeline_lib.data.idx import write_idx
 from pipeline_lib.data.mean import compute_image_mean
 from pipeline_lib.snapshot import load_caffemodel, load_solverstate, save_net_param
+from reliability.rel_util import ENV, GOLDEN, clean_failure, data_cli, pcaffe, sha256, tree
 
 IMAGES = GOLDEN / "train100-images-idx3-ubyte"
 LABELS = GOLDEN / "train100-labels-idx1-ubyte"

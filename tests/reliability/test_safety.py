@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 from imagenet_tiny import make_tiny_imagenet
-from rel_util import ENV, GOLDEN, clean_failure, data_cli, sha256
 
 from pipeline_lib.data.mnist_sources import FILE_NAMES
+from reliability.rel_util import ENV, GOLDEN, clean_failure, data_cli, sha256
 
 MEMBER = "fakemnist/data/mnist.pkl.gz"
 GOLDEN_FILES = {"train-images-idx3-ubyte": "train100-images-idx3-ubyte",

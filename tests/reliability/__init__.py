@@ -1,0 +1,1 @@
+"""Fault-injection and bad-input tests (marker `reliability`); see docs/reliability.md."""
