@@ -177,6 +177,8 @@ def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | No
     if resume == "auto":
         if snapshot_dir is not None:
             resume_file = latest_snapshot(snapshot_dir, name)
+        elif prefix:  # Caffe's layout: <snapshot_prefix>_iter_<N>.solverstate
+            resume_file = latest_snapshot(Path(prefix).parent, Path(prefix).name)
     elif resume:
         resume_file = Path(resume)
     if provenance_path is not None:
