@@ -101,6 +101,25 @@ def test_stop_signal_snapshots_then_resume_is_exact(run_dir, reference, signum):
     assert restored.endswith(f"small_iter_{stopped}.solverstate")
 
 
+def test_resume_auto_without_an_output_stem(run_dir, reference):
+    """Caffe's own layout (snapshots at <snapshot_prefix>_iter_<N>): auto finds them too."""
+    proc = start_pcaffe("train", "--solver", _solver(run_dir), "--iterations", ITERATIONS,
+                        cwd=run_dir, stderr_path=run_dir / "stderr.txt")
+    wait_for_text(run_dir / "stderr.txt", "Iteration 240, lr", proc)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 3
+    stopped = int(re.search(r"stopped at iteration (\d+)",
+                            (run_dir / "stderr.txt").read_text()).group(1))
+    done = pcaffe("train", "--solver", "long.prototxt", "--iterations", ITERATIONS,
+                  "--snapshot", "auto", cwd=run_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"Restoring previous solver status from small_iter_{stopped}.solverstate" \
+        in done.stderr
+    for suffix, digest in reference.items():
+        assert sha256(run_dir / f"small_iter_{ITERATIONS}{suffix}") == digest
+
+
 @pytest.mark.parametrize("signum, flags", [
     (signal.SIGHUP, ()),
     (signal.SIGINT, ("--sigint-effect", "snapshot")),
