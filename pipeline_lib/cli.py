@@ -6,7 +6,8 @@
     pcaffe classify --model DEPLOY --weights W [--labels L] [--top-k K] [--json] INPUT...
 
 Caffe's single-dash spellings (`-solver`, `-weights`, ...) are accepted too.
-Errors print one line and exit 1; `--debug` shows the traceback instead.
+Errors print one line and exit 1; `--debug` shows the traceback instead. A
+training stopped by a signal (SIGINT/SIGTERM) saves a snapshot and exits 3.
 """
 
 from __future__ import annotations
@@ -189,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("train", "train a model from a solver prototxt")
     p.add_argument("--solver", "-solver", required=True)
-    p.add_argument("--snapshot", "-snapshot", help="resume from a .solverstate")
+    p.add_argument("--snapshot", "-snapshot",
+                   help="resume from a .solverstate, or 'auto': the newest complete snapshot")
     p.add_argument("--weights", "-weights", help="start from .caffemodel weights (comma list)")
     p.add_argument("--iterations", "-iterations", type=int, help="override max_iter")
     p.add_argument("--output", help="final snapshot stem, e.g. results/lenet_iter_10000")
