@@ -21,6 +21,7 @@ what software it ran.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -32,6 +33,7 @@ from google.protobuf import text_format
 
 from pipeline_lib import glog
 from pipeline_lib.backend import get_xp
+from pipeline_lib.fsutil import atomic_write_bytes
 from pipeline_lib.metrics import MetricsTable
 from pipeline_lib.model_files import model_files
 from pipeline_lib.proto import caffe_pb2
@@ -104,6 +106,42 @@ class MirroredMetrics(MetricsTable):
         super().resume(iteration)
 
 
+def run_fingerprint(effective_text: str, inputs: list[str | os.PathLike]) -> str:
+    """What makes snapshots of this run resumable: the effective solver (net inlined,
+    weights named) and the size and time of its input files.
+
+    An LMDB counts by its data.mdb (reading it writes nothing). A LevelDB rewrites
+    its own files when opened, so it counts by path only: a rebuilt LevelDB with
+    other content is not noticed here (Snakemake still reruns the job).
+    """
+    digest = hashlib.sha256(effective_text.encode("utf-8"))
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            path = path / "data.mdb" if (path / "data.mdb").is_file() else None
+        st = path.stat() if path is not None and path.exists() else None
+        signature = (st.st_size, st.st_mtime_ns) if st else None
+        digest.update(f"{item}\0{signature}\n".encode())
+    return digest.hexdigest()
+
+
+def claim_snapshot_dir(snapshot_dir: Path, name: str, fingerprint: str) -> bool:
+    """Make `snapshot_dir` hold snapshots of this run only; False when stale ones were removed.
+
+    Snapshots left by a run with another solver, net or data (the workflow reruns a
+    job when those change) must not be resumed: they are deleted, with the metrics
+    that went with them, and the run starts from iteration 0.
+    """
+    marker = snapshot_dir / "run.fingerprint"
+    previous = marker.read_text().strip() if marker.is_file() else None
+    stale = previous != fingerprint and any(snapshot_dir.glob(f"{name}_iter_*"))
+    if stale:
+        for path in [*snapshot_dir.glob(f"{name}_iter_*"), snapshot_dir / f"{name}_metrics.csv"]:
+            path.unlink(missing_ok=True)
+    atomic_write_bytes(marker, (fingerprint + "\n").encode())
+    return not stale
+
+
 def _discard_if_nothing_to_resume(snapshot_dir: Path, outputs: list[str | os.PathLike | None],
                                   created_dirs: list[Path]) -> None:
     """After a failed run: with no snapshot to resume from, remove what it wrote.
@@ -174,6 +212,13 @@ def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | No
         prefix = sp.snapshot_prefix
 
     resume_file = None
+    if snapshot_dir is not None:
+        fingerprint = run_fingerprint(effective_text, [*inputs.data_sources, *inputs.mean_files,
+                                                       *sp.weights])
+        if not claim_snapshot_dir(snapshot_dir, name, fingerprint):
+            glog.default_logger().warning(
+                f"{snapshot_dir} held snapshots of a run with another solver, net or data; "
+                "they were removed and this run starts from iteration 0")
     if resume == "auto":
         if snapshot_dir is not None:
             resume_file = latest_snapshot(snapshot_dir, name)
