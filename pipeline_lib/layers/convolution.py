@@ -213,11 +213,18 @@ class ConvolutionLayer(Layer):
             for n0, n1 in self._chunks(n):
                 nc = n1 - n0
                 cols = self._columns(b.data[n0:n1], str(idx))
+                dest = t.data[n0:n1].reshape(nc, g, og, oh * ow)
+                if self.layout == "taps" and xp is np:
+                    # one small GEMM per image straight into the top: no transposing copy
+                    xp.matmul(wm, cols.transpose(0, 2, 1).reshape(g, -1, nc, oh * ow)
+                              .transpose(2, 0, 1, 3), out=dest)
+                    if bias is not None:
+                        dest += bias
+                    continue
                 res = self.buffers.take("res", (g, og, nc * oh * ow), wm.dtype,
                                         g * og * self.chunk * oh * ow)
                 xp.matmul(wm, cols.transpose(0, 2, 1), out=res)
                 src = res.reshape(g, og, nc, oh * ow).transpose(2, 0, 1, 3)
-                dest = t.data[n0:n1].reshape(nc, g, og, oh * ow)
                 if bias is not None:
                     xp.add(src, bias, out=dest)
                 else:
@@ -239,21 +246,25 @@ class ConvolutionLayer(Layer):
             for n0, n1 in self._chunks(n):
                 nc = n1 - n0
                 cols = self._columns(b.data[n0:n1], key, fresh=idx not in self._cols_ready)
-                dyg = self.buffers.take("dyg", (g, og, nc, oh * ow), dy.dtype,
+                # top diff as (G, M, O/G): pixels by outputs, contiguous, so that
+                # the per-tap input-gradient GEMMs read plain row-major matrices
+                dyt = self.buffers.take("dyt", (g, nc, oh * ow, og), dy.dtype,
                                         g * og * self.chunk * oh * ow)
-                dyg[...] = dy[n0:n1].reshape(nc, g, og, oh * ow).transpose(1, 2, 0, 3)
-                dyg = dyg.reshape(g, og, nc * oh * ow)
-                if self.bias_term:  # row sums as a matrix-vector product: faster than sum()
+                dyt[...] = dy[n0:n1].reshape(nc, g, og, oh * ow).transpose(1, 0, 3, 2)
+                dyt = dyt.reshape(g, nc * oh * ow, og)
+                dyg = dyt.transpose(0, 2, 1)
+                if self.bias_term:  # column sums as a vector-matrix product: faster than sum()
                     ones = self.buffers.get("ones", (self.chunk * oh * ow,), dy.dtype, fill=1)
-                    self.blobs[1].diff += xp.matmul(dyg.reshape(g * og, -1), ones[:nc * oh * ow])
+                    self.blobs[1].diff += xp.matmul(ones[:nc * oh * ow], dyt).reshape(-1)
                 dwm = self.buffers.get("dwm", (g, og, kh, kw, cg), dy.dtype)
                 xp.matmul(dyg, cols, out=dwm.reshape(g, og, kg))
                 dw_view += dwm.transpose(0, 1, 4, 2, 3)
                 if idx < len(propagate_down) and propagate_down[idx]:
-                    self._input_gradient(dyg, b, n0, n1, key)
+                    self._input_gradient(dyt, b, n0, n1, key)
 
-    def _input_gradient(self, dyg, b: Blob, n0: int, n1: int, key: str) -> None:
-        """Bottom diff of images n0..n1 from their top diff given as (G, O/G, M)."""
+    def _input_gradient(self, dyt, b: Blob, n0: int, n1: int, key: str) -> None:
+        """Bottom diff of images n0..n1 from their top diff given as (G, M, O/G)."""
+        dyg = dyt.transpose(0, 2, 1)
         xp = self.xp
         win = self.win
         g, og, cg, kg = self._dims()
@@ -270,7 +281,7 @@ class ConvolutionLayer(Layer):
             wq = self.buffers.get("wq", (g, win.kernel_h, win.kernel_w, og, cg), weight.dtype)
             wq[...] = weight.transpose(0, 3, 4, 1, 2)
             dq = self.buffers.take("dq", (g, taps, m, cg), dyg.dtype, cap)
-            xp.matmul(dyg.transpose(0, 2, 1)[:, None], wq.reshape(g, taps, og, cg), out=dq)
+            xp.matmul(dyt[:, None], wq.reshape(g, taps, og, cg), out=dq)
             dx = self.buffers.get(f"dxpad{key}", (self.chunk, h + 2 * ph, w + 2 * pw, c),
                                   dyg.dtype)[:nc]
             dx[...] = 0
