@@ -1,0 +1,124 @@
+"""One speed table for the engine: training against PyTorch, per layer, data tools, memory.
+
+    python bench/run_all.py [--iterations 200] [--warmup 20] [--records 20000] [--gpu]
+                            [--no-torch] [--synthetic]
+
+Prints, in one run so that the ratios are taken under the same load:
+- LeNet training (models/lenet, batch 64) ms per iteration and images/s, ours
+  and PyTorch's (bench/lenet_train.py), and our time over PyTorch's;
+- per-layer forward/backward ms of the train net on dummy data (`time_net`,
+  as `pcaffe time`);
+- MNIST conversion records/s (`convert_mnist` to LMDB, on generated digits)
+  and image-mean records/s (`compute_image_mean` over that database);
+- peak RSS of this process after our training (PyTorch runs after it).
+
+The machine is shared: the load average is printed first, and training times
+are given as the median and the 20th percentile (less sensitive to other
+processes). Thread counts follow the environment (OPENBLAS_NUM_THREADS; PyTorch
+uses all CPUs). Anchors (2 vCPU): Caffe 25.1 ms, PyTorch 18.7 ms per iteration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import lenet_train  # noqa: E402
+
+from pipeline_lib.data.convert import convert_mnist  # noqa: E402
+from pipeline_lib.data.idx import write_idx  # noqa: E402
+from pipeline_lib.data.mean import compute_image_mean  # noqa: E402
+
+CAFFE_MS = 25.1
+
+
+def p20(times: list[float]) -> float:
+    ordered = sorted(times)
+    return ordered[len(ordered) // 5]
+
+
+def training_rows(args) -> list[str]:
+    use_db = lenet_train.TRAIN_DB.is_dir() and not args.synthetic
+    ours = lenet_train.time_ours(args.iterations, args.warmup, args.gpu, use_db)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    theirs = None if args.no_torch else lenet_train.time_torch(args.iterations, args.warmup,
+                                                               args.gpu)
+    rows = [f"LeNet training, batch 64, {'GPU' if args.gpu else 'CPU'}, data: "
+            f"{'MNIST LMDB' if use_db else 'synthetic'}, {args.iterations} timed iterations",
+            f"{'':<16}{'median ms':>10}{'p20 ms':>9}{'images/s':>10}{'vs Caffe':>10}"]
+    for name, times in (("pipeline_lib", ours), ("PyTorch", theirs)):
+        if times:
+            med = statistics.median(times)
+            rows.append(f"{name:<16}{med:>10.2f}{p20(times):>9.2f}{64000 / med:>10.0f}"
+                        f"{med / CAFFE_MS:>10.2f}")
+    if theirs:
+        ratio = statistics.median(ours) / statistics.median(theirs)
+        rows.append(f"ours / PyTorch: median {ratio:.2f}, p20 {p20(ours) / p20(theirs):.2f}")
+    rows.append(f"peak RSS after our training: {rss:.0f} MB (Caffe anchor 122 MB)")
+    return rows
+
+
+def layer_rows(args) -> list[str]:
+    from pipeline_lib.cli import load_net
+    from pipeline_lib.proto import caffe_pb2
+    from pipeline_lib.timing import time_net
+
+    net = load_net(str(ROOT / "models/lenet/lenet_train_test.prototxt"), None, caffe_pb2.TRAIN,
+                   gpu=args.gpu, dummy_data="1,28,28")
+    try:
+        return ["Per layer (train net, dummy data, mean of 50 passes)",
+                time_net(net, iterations=50).table()]
+    finally:
+        net.close()
+
+
+def data_rows(records: int) -> list[str]:
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        images, labels = Path(tmp, "images.idx"), Path(tmp, "labels.idx")
+        write_idx(rng.integers(0, 256, (records, 28, 28), dtype=np.uint8), images)
+        write_idx(rng.integers(0, 10, records, dtype=np.uint8), labels)
+        db = Path(tmp, "db")
+        start = time.perf_counter()
+        convert_mnist(images, labels, db, backend="lmdb")
+        convert_s = time.perf_counter() - start
+        start = time.perf_counter()
+        compute_image_mean(db)
+        mean_s = time.perf_counter() - start
+    return [f"MNIST conversion to LMDB: {records / convert_s:,.0f} records/s ({records} records;"
+            f" Caffe's convert_mnist_data ~200,000/s)",
+            f"image mean over LMDB:     {records / mean_s:,.0f} records/s"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--records", type=int, default=20000)
+    parser.add_argument("--gpu", action="store_true")
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--synthetic", action="store_true", help="random data, no LMDB")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    print(f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
+    for block in (training_rows(args), layer_rows(args), data_rows(args.records)):
+        print()
+        print("\n".join(block))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
