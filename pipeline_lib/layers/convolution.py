@@ -246,13 +246,20 @@ class ConvolutionLayer(Layer):
             for n0, n1 in self._chunks(n):
                 nc = n1 - n0
                 cols = self._columns(b.data[n0:n1], key, fresh=idx not in self._cols_ready)
-                # top diff as (G, M, O/G): pixels by outputs, contiguous, so that
-                # the per-tap input-gradient GEMMs read plain row-major matrices
-                dyt = self.buffers.take("dyt", (g, nc, oh * ow, og), dy.dtype,
-                                        g * og * self.chunk * oh * ow)
-                dyt[...] = dy[n0:n1].reshape(nc, g, og, oh * ow).transpose(1, 0, 3, 2)
-                dyt = dyt.reshape(g, nc * oh * ow, og)
-                dyg = dyt.transpose(0, 2, 1)
+                cap = g * og * self.chunk * oh * ow
+                src = dy[n0:n1].reshape(nc, g, og, oh * ow)
+                if self.layout == "rows":
+                    # (G, M, O/G), pixels by outputs, so that the per-tap input-gradient
+                    # GEMMs read plain row-major matrices
+                    dyt = self.buffers.take("dyt", (g, nc, oh * ow, og), dy.dtype, cap)
+                    dyt[...] = src.transpose(1, 0, 3, 2)
+                    dyt = dyt.reshape(g, nc * oh * ow, og)
+                    dyg = dyt.transpose(0, 2, 1)
+                else:  # (G, O/G, M): long contiguous runs to copy (wide outputs)
+                    dyg = self.buffers.take("dyg", (g, og, nc, oh * ow), dy.dtype, cap)
+                    dyg[...] = src.transpose(1, 2, 0, 3)
+                    dyg = dyg.reshape(g, og, nc * oh * ow)
+                    dyt = dyg.transpose(0, 2, 1)
                 if self.bias_term:  # column sums as a vector-matrix product: faster than sum()
                     ones = self.buffers.get("ones", (self.chunk * oh * ow,), dy.dtype, fill=1)
                     self.blobs[1].diff += xp.matmul(ones[:nc * oh * ow], dyt).reshape(-1)
