@@ -250,8 +250,9 @@ def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | No
                 solver.close()
     except BaseException:
         if snapshot_dir is not None:
+            marker = snapshot_dir / "run.fingerprint"
             _discard_if_nothing_to_resume(
-                snapshot_dir, [effective_path, metrics, running_metrics], created_dirs)
+                snapshot_dir, [effective_path, metrics, running_metrics, marker], created_dirs)
         raise
     finally:
         glog.set_default_logger(previous_default)

@@ -40,6 +40,7 @@ def test_solver_file_trains_lenet(name, tmp_path, monkeypatch):
     sp.test_interval = 2
     sp.snapshot = 0
     sp.snapshot_after_train = False
+    sp.snapshot_prefix = str(tmp_path / "lenet")
     solver = Solver(sp, metrics=None, log=GlogLogger(None, stderr=False))
     before = [p.data.copy() for p in solver.net.learnable_params]
     solver.solve()
