@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline_lib.backend import get_xp  # noqa: E402
+from pipeline_lib.metrics import MetricsTable  # noqa: E402
 from pipeline_lib.proto.prototxt import read_net, read_solver  # noqa: E402
 from pipeline_lib.solver import Solver  # noqa: E402
 
@@ -65,7 +66,7 @@ def lenet_solver(iterations: int, use_db: bool):
 
 def time_ours(iterations: int, warmup: int, gpu: bool, use_db: bool) -> list[float]:
     xp = get_xp("GPU" if gpu else "CPU")
-    solver = Solver(lenet_solver(warmup + iterations, use_db), xp=xp, metrics=None,
+    solver = Solver(lenet_solver(warmup + iterations, use_db), xp=xp, metrics=MetricsTable(),
                     log=_quiet_logger())
     times = []
     solver.step(warmup)
