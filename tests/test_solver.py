@@ -278,6 +278,7 @@ def test_signal_actions_snapshot_and_stop(tmp_path):
 
 
 def test_signal_handler_maps_signals_to_actions():
+    before = signal.getsignal(signal.SIGINT)
     with SignalHandler(sigint_effect="stop", sighup_effect="snapshot") as handler:
         assert handler() == SolverAction.NONE
         os.kill(os.getpid(), signal.SIGINT)
@@ -287,7 +288,7 @@ def test_signal_handler_maps_signals_to_actions():
         assert handler() == SolverAction.NONE
         os.kill(os.getpid(), signal.SIGTERM)
         assert handler() == SolverAction.STOP
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # restored on exit
     with pytest.raises(ValueError, match="unknown signal effect 'pause'"):
         SignalHandler(sigint_effect="pause")
 

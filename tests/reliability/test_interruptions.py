@@ -187,6 +187,12 @@ def test_torn_snapshot_is_passed_over(run_dir, reference):
            "byte-identical", 0)
 
 
+def _as_in_a_terminal() -> None:
+    # A test run started in the background (`cmd &` in a script) inherits SIGINT ignored,
+    # and Python then keeps ignoring it; a user at a terminal has the default action.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_stopped_conversion_leaves_nothing(tmp_path, signum):
     tiny = make_tiny_imagenet(tmp_path / "inet")
@@ -196,7 +202,8 @@ def test_stopped_conversion_leaves_nothing(tmp_path, signum):
     with open(err, "w") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", "pipeline_lib.data", "convert-imageset",
                                  tiny.train_root, "many.txt", "db", "--resize", "64x64"],
-                                cwd=tmp_path, env=ENV, stderr=stderr, text=True)
+                                cwd=tmp_path, env=ENV, stderr=stderr, text=True,
+                                preexec_fn=_as_in_a_terminal)
     wait_for_text(err, "A total of", proc)
     time.sleep(0.5)
     proc.send_signal(signum)
