@@ -102,6 +102,20 @@ class Layer:
                 want = str(lo) if lo == hi else f"{lo or 0}..{'any' if hi is None else hi}"
                 raise self.error(f"takes {want} {what} blob(s), got {n}")
 
+    def weight_and_bias(self, weight_shape: tuple[int, ...], bias_size: int | None,
+                        weight_filler: caffe_pb2.FillerParameter,
+                        bias_filler: caffe_pb2.FillerParameter) -> None:
+        """Create the weight (and bias) blobs, or check the shapes of ones already given."""
+        want = [tuple(weight_shape)] + ([(bias_size,)] if bias_size is not None else [])
+        if self.blobs:
+            got = [b.shape for b in self.blobs]
+            if got != want:
+                raise self.error(f"learnable blobs have shapes {got}, expected {want}")
+            return
+        self.blobs = [self.make_blob(want[0], weight_filler)]
+        if bias_size is not None:
+            self.blobs.append(self.make_blob(want[1], bias_filler))
+
     def make_blob(self, shape, filler: caffe_pb2.FillerParameter | None = None) -> Blob:
         """A learnable blob, filled by `filler` (see pipeline_lib.fillers)."""
         from pipeline_lib.fillers import fill

@@ -98,15 +98,8 @@ class ConvolutionLayer(Layer):
                              f"and num_output {self.num_output}")
         self.channels = channels
         w_shape = (self.num_output, channels // self.group, self.win.kernel_h, self.win.kernel_w)
-        if self.blobs:
-            want = [w_shape] + ([(self.num_output,)] if self.bias_term else [])
-            got = [b.shape for b in self.blobs]
-            if got != want:
-                raise self.error(f"learnable blobs have shapes {got}, expected {want}")
-        else:
-            self.blobs = [self.make_blob(w_shape, cp.weight_filler)]
-            if self.bias_term:
-                self.blobs.append(self.make_blob((self.num_output,), cp.bias_filler))
+        self.weight_and_bias(w_shape, self.num_output if self.bias_term else None,
+                             cp.weight_filler, cp.bias_filler)
         self.buffers = Buffers(self.xp)
         self._cols_ready: set[int] = set()
 

@@ -29,15 +29,8 @@ class InnerProductLayer(Layer):
         self.axis = canonical_axis(self, ip.axis, len(shape))
         self.k = count(shape, self.axis)
         w_shape = (self.k, self.num_output) if self.transpose else (self.num_output, self.k)
-        if self.blobs:
-            want = [w_shape] + ([(self.num_output,)] if self.bias_term else [])
-            got = [b.shape for b in self.blobs]
-            if got != want:
-                raise self.error(f"learnable blobs have shapes {got}, expected {want}")
-        else:
-            self.blobs = [self.make_blob(w_shape, ip.weight_filler)]
-            if self.bias_term:
-                self.blobs.append(self.make_blob((self.num_output,), ip.bias_filler))
+        self.weight_and_bias(w_shape, self.num_output if self.bias_term else None,
+                             ip.weight_filler, ip.bias_filler)
         self.buffers = Buffers(self.xp)
 
     def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
