@@ -1,13 +1,13 @@
 """Shared pieces of convolution and pooling: window geometry, im2col/col2im, scratch buffers.
 
-Two patch-matrix layouts, chosen by which gives NumPy the longer contiguous
-runs to copy (its cost is per run more than per value):
-- "rows": one row per output pixel, built from a channels-last (NHWC) copy of
-  the input, so a kernel row of kw pixels is one run of kw*C values. Suits
-  many channels and small outputs (LeNet's conv2).
-- "taps": one row per kernel tap and channel, built straight from NCHW, runs
-  of one output row (Wo values). Suits few channels and wide outputs (conv1).
-Blobs stay NCHW. Everything here takes the array module `xp` (NumPy or CuPy).
+Both patch-matrix layouts are built from channels-last (NHWC) images and are
+chosen by which gives NumPy the longer contiguous runs to copy (its cost is
+per run more than per value):
+- "rows": one row per output pixel, so a kernel row of kw pixels is one run of
+  kw*C values. Suits many channels and small outputs (LeNet's conv2).
+- "taps": one row per kernel tap and channel, runs of one output row (Wo
+  values) when C is 1. Suits few channels and wide outputs (conv1).
+Everything here takes the array module `xp` (NumPy or CuPy).
 """
 
 from __future__ import annotations
@@ -153,32 +153,13 @@ def col2im_rows_add(xp, cols, dx_nhwc, win: Window2D, out_h: int, out_w: int) ->
         xp.add(dest, src, out=dest)
 
 
-def patch_view_nchw(xp, x_nchw, win: Window2D, out_h: int, out_w: int):
-    """A strided view (N, C, out_h, out_w, kh, kw) of every patch of a padded NCHW array."""
-    n, c, _, _ = x_nchw.shape
-    sn, sc, sh, sw = x_nchw.strides
-    shape = (n, c, out_h, out_w, win.kernel_h, win.kernel_w)
-    strides = (sn, sc, sh * win.stride_h, sw * win.stride_w,
-               sh * win.dilation_h, sw * win.dilation_w)
-    return as_strided(xp, x_nchw, shape, strides)
-
-
-def im2col_taps(xp, x_nchw, win: Window2D, out_h: int, out_w: int, groups: int, out) -> None:
-    """Copy the patches of a padded NCHW array into `out`, shaped (G, kh, kw, C/G, N, out_h, out_w).
+def im2col_taps(xp, x_nhwc, win: Window2D, out_h: int, out_w: int, groups: int, out) -> None:
+    """Copy the patches of a padded NHWC array into `out`, shaped (G, kh, kw, C/G, N, out_h, out_w).
 
     `out.reshape(G, K/G, M)` is then each group's (K/G x M) patch matrix, K
     ordered (kh, kw, C/G) as in `im2col_rows`.
     """
-    patches = patch_view_nchw(xp, x_nchw, win, out_h, out_w)
-    n, c, oh, ow, kh, kw = patches.shape
-    patches = patches.reshape(n, groups, c // groups, oh, ow, kh, kw)
-    out[...] = patches.transpose(1, 5, 6, 2, 0, 3, 4)
-
-
-def col2im_taps_add(xp, cols, dx_nchw, win: Window2D, out_h: int, out_w: int) -> None:
-    """Add patch gradients (G, kh*kw, C/G, N, out_h, out_w) into a padded NCHW gradient."""
-    groups, _, cg, n, _, _ = cols.shape
-    for q, (i, j) in enumerate(win.offsets):
-        rows, columns = win.tap_slices(i, j, out_h, out_w)
-        dest = dx_nchw[:, :, rows, columns].reshape(n, groups, cg, out_h, out_w)
-        xp.add(dest, cols[:, q].transpose(2, 0, 1, 3, 4), out=dest)
+    patches = patch_view(xp, x_nhwc, win, out_h, out_w)
+    n, oh, ow, kh, kw, c = patches.shape
+    patches = patches.reshape(n, oh, ow, kh, kw, groups, c // groups)
+    out[...] = patches.transpose(5, 3, 4, 6, 0, 1, 2)

@@ -98,6 +98,23 @@ def insert_splits(param: caffe_pb2.NetParameter) -> caffe_pb2.NetParameter:
     return out
 
 
+def channels_last_blobs(param: caffe_pb2.NetParameter) -> set[str]:
+    """Names of the blobs to keep channels-last: made by a layer that prefers it, read only
+    by layers that accept it (in-place layers count as readers of the blob they rewrite)."""
+    preferred: set[str] = set()
+    refused: set[str] = set()
+    for lp in param.layer:
+        try:
+            cls = layer_class(lp.type)
+        except ValueError:
+            return set()  # reported with context when the net is built
+        if not cls.accepts_channels_last:
+            refused.update(lp.bottom)
+        if cls.prefers_channels_last:
+            preferred.update(t for t in lp.top if t not in lp.bottom)
+    return preferred - refused
+
+
 class Net:
     """Layers wired by blob names, with forward, backward and weight I/O."""
 
@@ -128,6 +145,7 @@ class Net:
         self.params_lr: list[float] = []
         self.params_weight_decay: list[float] = []
         self._param_owner_by_name: dict[str, tuple[Blob, caffe_pb2.ParamSpec]] = {}
+        self._channels_last = channels_last_blobs(self.param) if xp is np else set()
         consumed: set[str] = set()
         for layer_param in self.param.layer:
             self._add_layer(layer_param, consumed)
@@ -162,6 +180,7 @@ class Net:
                                "another layer (only in-place use, top == bottom, may reuse a name)")
             else:
                 blob = Blob((), self.xp, self.dtype, name=name)
+                blob.channels_last = name in self._channels_last
                 self.blobs[name] = blob
                 tops.append(blob)
         try:

@@ -33,6 +33,12 @@ def xp(request):
     return request.param
 
 
+@pytest.fixture(params=[False, True], ids=["nchw", "channels_last"])
+def channels_last(request):
+    """Blob memory layout for layers that accept channels-last blobs (see Blob)."""
+    return request.param
+
+
 @pytest.fixture(autouse=True)
 def _restore_root_logging():
     """CLIs run in-process install root log handlers on pytest's captured streams; undo that."""

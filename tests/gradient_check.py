@@ -21,14 +21,17 @@ def _objective(layer: Layer, bottom, top, weights, seed) -> float:
 
 def check_gradient(layer: Layer, bottom: list[Blob], *, check_bottom=None, check_params=True,
                    eps: float = 1e-4, rtol: float = 1e-4, atol: float = 1e-6,
-                   max_checks: int = 120, seed: int = 0) -> None:
+                   max_checks: int = 120, seed: int = 0, channels_last: bool = False) -> None:
     """Assert that `layer`'s backward matches finite differences.
 
     `layer` must be built with dtype float64 and `bottom` blobs of float64.
     `check_bottom` is a list of bottom indices to check (default: all).
+    `channels_last` makes the tops channels-last (see Blob).
     """
     rng = np.random.default_rng(1234)
     top = [Blob((), np, np.float64, name=n) for n in layer.param.top]
+    for t in top:
+        t.channels_last = channels_last
     layer.setup(bottom, top)
     layer.reshape(bottom, top)
     weights = [rng.standard_normal(t.shape) if t.count else np.zeros(t.shape) for t in top]
@@ -52,16 +55,17 @@ def check_gradient(layer: Layer, bottom: list[Blob], *, check_bottom=None, check
 
     # numeric
     for name, blob in targets:
-        flat = blob.data.reshape(-1)
-        n = flat.size
+        values = blob.data  # indexed, not reshaped: a channels-last blob is not contiguous
+        n = values.size
         idx = np.arange(n) if n <= max_checks else rng.choice(n, max_checks, replace=False)
         for k in idx:
-            orig = flat[k]
-            flat[k] = orig + eps
+            at = np.unravel_index(k, values.shape)
+            orig = values[at]
+            values[at] = orig + eps
             plus = _objective(layer, bottom, top, weights, seed)
-            flat[k] = orig - eps
+            values[at] = orig - eps
             minus = _objective(layer, bottom, top, weights, seed)
-            flat[k] = orig
+            values[at] = orig
             numeric = (plus - minus) / (2 * eps)
             got = analytic[name].reshape(-1)[k]
             scale = max(abs(numeric), abs(got), 1.0)

@@ -167,3 +167,63 @@ def test_errors_name_layer_and_blob():
                       'inner_product_param { num_output: 2 } }'))
     with pytest.raises(NetError, match=r"unknown layer type 'Convolutoin'.*Convolution"):
         Net(net_param('layer { name: "c" type: "Convolutoin" }'))
+
+
+def test_conv_and_pool_blobs_are_channels_last_only_where_every_reader_accepts_it(monkeypatch):
+    from test_batch_threads import CONV_NET
+
+    from pipeline_lib import net as net_module
+    from pipeline_lib.layers.base import nhwc
+
+    text = CONV_NET + """
+layer { name: "side" type: "Convolution" bottom: "p1" top: "s"
+        convolution_param { num_output: 2 kernel_size: 1 } }
+layer { name: "cat" type: "Concat" bottom: "s" bottom: "s2" top: "cat" }
+"""
+    text = text.replace('top: "x" top: "y"', 'top: "x" top: "y" top: "s2"').replace(
+        "shape { dim: 24 } }", "shape { dim: 24 } shape { dim: 24 dim: 2 dim: 5 dim: 5 } }")
+    param = net_param(text)
+
+    def run(plan):
+        monkeypatch.setattr(net_module, "channels_last_blobs", plan)
+        net = Net(param, rng=np.random.default_rng(3))
+        rng = np.random.default_rng(4)
+        net.blobs["x"].data[...] = rng.standard_normal(net.blobs["x"].shape)
+        net.blobs["y"].data[...] = rng.integers(0, 5, 24)
+        net.clear_param_diffs()
+        loss = net.forward_backward()
+        return net, loss
+
+    planned, loss = run(net_module.channels_last_blobs)
+    last = {name for name, b in planned.blobs.items() if b.channels_last}
+    assert last == {"c1", "p1", "c2", "p2"}  # "s" feeds Concat, which does not accept it
+    for name in last:
+        blob = planned.blobs[name]
+        assert nhwc(blob.data).flags.c_contiguous and nhwc(blob.diff).flags.c_contiguous
+    assert planned.blobs["s"].data.flags.c_contiguous
+    nchw, nchw_loss = run(lambda param: set())
+    assert not any(b.channels_last for b in nchw.blobs.values())
+    # the same arithmetic in either layout: equal to the bit
+    assert loss == nchw_loss
+    for a, b in zip(planned.learnable_params, nchw.learnable_params):
+        np.testing.assert_array_equal(a.diff, b.diff)
+    np.testing.assert_array_equal(planned.blobs["p2"].data, nchw.blobs["p2"].data)
+
+
+def test_channels_last_blob_is_an_nchw_view_kept_across_reshapes():
+    from pipeline_lib.layers.base import Blob, nhwc
+
+    blob = Blob()
+    blob.channels_last = True
+    blob.reshape((2, 3, 4, 5))
+    data = blob.data
+    assert data.shape == (2, 3, 4, 5) and nhwc(data).flags.c_contiguous
+    data[1, 2, 3, 4] = 7
+    assert nhwc(data)[1, 3, 4, 2] == 7
+    blob.reshape((2, 3, 4, 5))
+    assert blob.data is data  # same shape and layout: nothing reallocated
+    blob.reshape((6,))
+    assert blob.data.shape == (6,) and blob.data.flags.c_contiguous  # only 4-D goes channels-last
+    blob.channels_last = False
+    blob.reshape((2, 3, 4, 5))
+    assert blob.data.flags.c_contiguous

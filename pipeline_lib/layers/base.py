@@ -5,6 +5,13 @@ creates learnable blobs, `reshape` sets top shapes from bottom shapes,
 `forward` writes tops, `backward` writes bottom diffs (`=`) and *adds* to
 the diffs of its learnable blobs (`+=`, so shared weights and `iter_size`
 accumulate; the solver zeroes them). Arrays are NCHW, as in Caffe.
+
+A 4-D blob may keep its values channels-last in memory (`channels_last`, set
+by the net where producer and consumers gain from it): `data` and `diff` are
+then NCHW-shaped views of (N, H, W, C) arrays, so every layer reads and writes
+them as NCHW while the ones that care take `nhwc(blob.data)` for free. A
+reshape of such a view may be a copy, so only layers that never write through
+one may read these blobs: they say so with `accepts_channels_last`.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ class Blob:
         self.xp = xp
         self.dtype = np.dtype(dtype)
         self.name = name
+        self.channels_last = False  # wanted layout, applied by reshape
+        self._allocated_channels_last = False
         self.data = xp.zeros(tuple(int(d) for d in shape), self.dtype)
         self.diff = xp.zeros_like(self.data)
 
@@ -35,14 +44,27 @@ class Blob:
         return int(self.data.size)
 
     def reshape(self, shape) -> None:
-        """Reallocate (zeroed) when the shape changes; keep the arrays otherwise."""
+        """Reallocate (zeroed) when the shape or layout changes; keep the arrays otherwise."""
         shape = tuple(int(d) for d in shape)
-        if shape != self.shape:
-            self.data = self.xp.zeros(shape, self.dtype)
-            self.diff = self.xp.zeros(shape, self.dtype)
+        last = self.channels_last and len(shape) == 4
+        if shape != self.shape or last != self._allocated_channels_last:
+            self.data = self._zeros(shape, last)
+            self.diff = self._zeros(shape, last)
+            self._allocated_channels_last = last
+
+    def _zeros(self, shape: tuple[int, ...], channels_last: bool):
+        if not channels_last:
+            return self.xp.zeros(shape, self.dtype)
+        n, c, h, w = shape
+        return self.xp.zeros((n, h, w, c), self.dtype).transpose(0, 3, 1, 2)
 
     def __repr__(self) -> str:
         return f"Blob({self.name!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def nhwc(array):
+    """An NCHW array seen channels-last: contiguous when its blob is `channels_last`."""
+    return array.transpose(0, 2, 3, 1)
 
 
 class LayerSetupError(ValueError):
@@ -58,6 +80,10 @@ class Layer:
     #: (min, max) bottoms and tops; None = no bound
     num_bottom: ClassVar[tuple[int | None, int | None]] = (None, None)
     num_top: ClassVar[tuple[int | None, int | None]] = (None, None)
+    #: tops are best kept channels-last (see Blob); the net decides
+    prefers_channels_last: ClassVar[bool] = False
+    #: bottoms may be channels-last: the layer never writes through a reshape of them
+    accepts_channels_last: ClassVar[bool] = False
 
     def __init__(self, param: caffe_pb2.LayerParameter, phase: int = caffe_pb2.TRAIN,
                  xp=np, rng: np.random.Generator | None = None, dtype=np.float32):

@@ -17,15 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline_lib.conv_utils import (
-    Buffers,
-    Window2D,
-    col2im_rows_add,
-    col2im_taps_add,
-    im2col_rows,
-    im2col_taps,
-)
-from pipeline_lib.layers.base import Blob, Layer, register
+from pipeline_lib.batch_threads import over_batch
+from pipeline_lib.conv_utils import Buffers, Window2D, col2im_rows_add, im2col_rows, im2col_taps
+from pipeline_lib.layers.base import Blob, Layer, nhwc, register
 
 #: Above this many bytes of patch matrix, the batch is processed in slices.
 MAX_COLUMN_BYTES = 64 * 2**20
@@ -73,6 +67,8 @@ class ConvolutionLayer(Layer):
     type = "Convolution"
     num_bottom = (1, None)
     num_top = (1, None)
+    prefers_channels_last = True
+    accepts_channels_last = True
 
     # -- setup -------------------------------------------------------------------
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
@@ -142,129 +138,121 @@ class ConvolutionLayer(Layer):
         cg = self.channels // g
         return g, self.num_output // g, cg, cg * self.win.kernel_h * self.win.kernel_w
 
-    def _padded(self, x, key: str, nhwc: bool):
-        """A bottom slice zero-padded, NHWC or NCHW; a view when nothing needs copying."""
-        n, c, h, w = x.shape
+    def _padded(self, x, key: str):
+        """A bottom slice as NHWC, zero-padded; a view when it needs no copy."""
+        xs = nhwc(x)
+        n, h, w, c = xs.shape
         ph, pw = self.win.pad_h, self.win.pad_w
-        if ph == 0 and pw == 0 and (not nhwc or c == 1):
-            return x.reshape(n, h, w, c) if nhwc else x
-        if nhwc:
-            buf = self.buffers.get(f"xpad{key}", (self.chunk, h + 2 * ph, w + 2 * pw, c),
-                                   x.dtype, fill=0)[:n]
-            buf[:, ph:ph + h, pw:pw + w, :] = x.transpose(0, 2, 3, 1)
-        else:
-            buf = self.buffers.get(f"xpad{key}", (self.chunk, c, h + 2 * ph, w + 2 * pw),
-                                   x.dtype, fill=0)[:n]
-            buf[:, :, ph:ph + h, pw:pw + w] = x
+        if ph == 0 and pw == 0 and (xs.flags.c_contiguous or self.xp is not np):
+            return xs
+        buf = self.buffers.get(f"xpad{key}", (self.chunk, h + 2 * ph, w + 2 * pw, c),
+                               x.dtype, fill=0)[:n]
+        buf[:, ph:ph + h, pw:pw + w, :] = xs
         return buf
 
-    def _col_buffer(self, key: str, n: int, dtype):
-        """The patch-matrix buffer of bottom `key` for n images, in the layer's layout."""
-        g, _, _, kg = self._dims()
-        oh, ow = self.out_hw
-        if self.layout == "rows":
-            return self.buffers.get(f"col{key}", (self.chunk, oh, ow, g, kg), dtype)[:n]
-        return self.buffers.take(f"col{key}", (g, kg, n, oh, ow), dtype,
-                                 g * kg * self.chunk * oh * ow)
-
     def _columns(self, x, key: str, fresh: bool = True):
-        """Patch matrix of a bottom slice as (G, M, K/G); `fresh=False` reuses forward's."""
+        """Patch matrix of a bottom slice as (G, M, K'), `fresh=False` reuses forward's.
+
+        K' is K/G plus, with a bias, one column of ones: the GEMMs then add the
+        bias in forward and sum its gradient in backward for free.
+        """
         n = x.shape[0]
         win = self.win
         g, _, _, kg = self._dims()
+        kb = kg + self.bias_term
         oh, ow = self.out_hw
-        col = self._col_buffer(key, n, x.dtype)
+        m = n * oh * ow
         if self.layout == "rows":
+            col = self.buffers.get(f"col{key}", (self.chunk * oh * ow, g, kb), x.dtype)[:m]
             if fresh:
-                im2col_rows(self.xp, self._padded(x, key, True), win, oh, ow, g,
-                            col.reshape(n, oh, ow, g, win.kernel_h, win.kernel_w, -1))
-            return col.reshape(n * oh * ow, g, kg).transpose(1, 0, 2)
+                xs = self._padded(x, key)
+                dest = col.reshape(n, oh, ow, g, kb)[..., :kg].reshape(
+                    n, oh, ow, g, win.kernel_h, win.kernel_w, -1)
+                over_batch(self.xp, n, lambda a, b: im2col_rows(self.xp, xs[a:b], win, oh, ow, g,
+                                                                dest[a:b]))
+                if self.bias_term:
+                    col[:, :, kg] = 1
+            return col.transpose(1, 0, 2)
+        col = self.buffers.take(f"col{key}", (g, kb, m), x.dtype, g * kb * self.chunk * oh * ow)
         if fresh:
-            im2col_taps(self.xp, self._padded(x, key, False), win, oh, ow, g,
-                        col.reshape(g, win.kernel_h, win.kernel_w, -1, n, oh, ow))
-        return col.reshape(g, kg, n * oh * ow).transpose(0, 2, 1)
+            xs = self._padded(x, key)
+            dest = col[:, :kg].reshape(g, win.kernel_h, win.kernel_w, -1, n, oh, ow)
+            over_batch(self.xp, n, lambda a, b: im2col_taps(self.xp, xs[a:b], win, oh, ow, g,
+                                                            dest[:, :, :, :, a:b]))
+            if self.bias_term:
+                col[:, kg] = 1
+        return col.transpose(0, 2, 1)
 
     def _weight_matrix(self):
-        """Weights as (G, O/G, K/G), K ordered (kh, kw, C/G) like the patch matrices."""
+        """Weights (and bias) as (G, O/G, K'), K ordered (kh, kw, C/G) like the patch matrices."""
         o, cg, kh, kw = self.blobs[0].shape
-        g = self.group
-        w = self.blobs[0].data.reshape(g, o // g, cg, kh, kw).transpose(0, 1, 3, 4, 2)
-        wm = self.buffers.get("wmat", (g, o // g, kh, kw, cg), w.dtype)
-        wm[...] = w
-        return wm.reshape(g, o // g, kh * kw * cg)
+        g, og, _, kg = self._dims()
+        wm = self.buffers.get("wmat", (g, og, kg + self.bias_term), self.blobs[0].dtype)
+        w = self.blobs[0].data.reshape(g, og, cg, kh, kw).transpose(0, 1, 3, 4, 2)
+        wm[:, :, :kg].reshape(g, og, kh, kw, cg)[...] = w
+        if self.bias_term:
+            wm[:, :, kg] = self.blobs[1].data.reshape(g, og)
+        return wm
 
     # -- forward / backward ---------------------------------------------------------
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         xp = self.xp
         g, og, _, _ = self._dims()
         oh, ow = self.out_hw
-        wm = self._weight_matrix()
-        bias = self.blobs[1].data.reshape(1, g, og, 1) if self.bias_term else None
+        wmt = self._weight_matrix().transpose(0, 2, 1)
         self._cols_ready.clear()
         for idx, (b, t) in enumerate(zip(bottom, top)):
             n = b.shape[0]
             for n0, n1 in self._chunks(n):
-                nc = n1 - n0
+                m = (n1 - n0) * oh * ow
                 cols = self._columns(b.data[n0:n1], str(idx))
-                dest = t.data[n0:n1].reshape(nc, g, og, oh * ow)
-                if self.layout == "taps" and xp is np:
-                    # one small GEMM per image straight into the top: no transposing copy
-                    xp.matmul(wm, cols.transpose(0, 2, 1).reshape(g, -1, nc, oh * ow)
-                              .transpose(2, 0, 1, 3), out=dest)
-                    if bias is not None:
-                        dest += bias
+                dest = nhwc(t.data[n0:n1])
+                if g == 1 and dest.flags.c_contiguous:  # straight into a channels-last top
+                    xp.matmul(cols, wmt, out=dest.reshape(1, m, og))
                     continue
-                res = self.buffers.take("res", (g, og, nc * oh * ow), wm.dtype,
+                res = self.buffers.take("res", (g, m, og), wmt.dtype,
                                         g * og * self.chunk * oh * ow)
-                xp.matmul(wm, cols.transpose(0, 2, 1), out=res)
-                src = res.reshape(g, og, nc, oh * ow).transpose(2, 0, 1, 3)
-                if bias is not None:
-                    xp.add(src, bias, out=dest)
-                else:
-                    dest[...] = src
+                xp.matmul(cols, wmt, out=res)
+                dest[...] = res.transpose(1, 0, 2).reshape(dest.shape)
             if self.chunk >= n:
                 self._cols_ready.add(idx)
 
+    def _top_diff(self, dy, m: int):
+        """A top diff slice as (M, O), a view when it is channels-last."""
+        d = nhwc(dy)
+        if d.flags.c_contiguous:
+            return d.reshape(m, -1)
+        buf = self.buffers.take("dy", d.shape, d.dtype, self.chunk * self.out_hw[0] *
+                                self.out_hw[1] * self.num_output)
+        buf[...] = d
+        return buf.reshape(m, -1)
+
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
-        xp = self.xp
         g, og, cg, kg = self._dims()
         kh, kw = self.win.kernel_h, self.win.kernel_w
         oh, ow = self.out_hw
-        weight = self.blobs[0]
-        dw_view = weight.diff.reshape(g, og, cg, kh, kw)
+        dw_view = self.blobs[0].diff.reshape(g, og, cg, kh, kw)
         for idx, (t, b) in enumerate(zip(top, bottom)):
-            dy = t.diff
-            n = dy.shape[0]
             key = str(idx)
-            for n0, n1 in self._chunks(n):
-                nc = n1 - n0
+            for n0, n1 in self._chunks(t.shape[0]):
+                m = (n1 - n0) * oh * ow
                 cols = self._columns(b.data[n0:n1], key, fresh=idx not in self._cols_ready)
-                cap = g * og * self.chunk * oh * ow
-                src = dy[n0:n1].reshape(nc, g, og, oh * ow)
-                if self.layout == "rows":
-                    # (G, M, O/G), pixels by outputs, so that the per-tap input-gradient
-                    # GEMMs read plain row-major matrices
-                    dyt = self.buffers.take("dyt", (g, nc, oh * ow, og), dy.dtype, cap)
-                    dyt[...] = src.transpose(1, 0, 3, 2)
-                    dyt = dyt.reshape(g, nc * oh * ow, og)
-                    dyg = dyt.transpose(0, 2, 1)
-                else:  # (G, O/G, M): long contiguous runs to copy (wide outputs)
-                    dyg = self.buffers.take("dyg", (g, og, nc, oh * ow), dy.dtype, cap)
-                    dyg[...] = src.transpose(1, 2, 0, 3)
-                    dyg = dyg.reshape(g, og, nc * oh * ow)
-                    dyt = dyg.transpose(0, 2, 1)
-                if self.bias_term:  # column sums as a vector-matrix product: faster than sum()
-                    ones = self.buffers.get("ones", (self.chunk * oh * ow,), dy.dtype, fill=1)
-                    self.blobs[1].diff += xp.matmul(ones[:nc * oh * ow], dyt).reshape(-1)
-                dwm = self.buffers.get("dwm", (g, og, kh, kw, cg), dy.dtype)
-                xp.matmul(dyg, cols, out=dwm.reshape(g, og, kg))
-                dw_view += dwm.transpose(0, 1, 4, 2, 3)
+                dyg = self._top_diff(t.diff[n0:n1], m).reshape(m, g, og).transpose(1, 0, 2)
+                dwm = self.buffers.get("dwm", (g, og, kg + self.bias_term), dyg.dtype)
+                self.xp.matmul(dyg.transpose(0, 2, 1), cols, out=dwm)
+                dw_view += dwm[:, :, :kg].reshape(g, og, kh, kw, cg).transpose(0, 1, 4, 2, 3)
+                if self.bias_term:
+                    self.blobs[1].diff += dwm[:, :, kg].reshape(-1)
                 if idx < len(propagate_down) and propagate_down[idx]:
-                    self._input_gradient(dyt, b, n0, n1, key)
+                    self._input_gradient(dyg, b, n0, n1, key)
 
-    def _input_gradient(self, dyt, b: Blob, n0: int, n1: int, key: str) -> None:
-        """Bottom diff of images n0..n1 from their top diff given as (G, M, O/G)."""
-        dyg = dyt.transpose(0, 2, 1)
+    def _input_gradient(self, dyg, b: Blob, n0: int, n1: int, key: str) -> None:
+        """Bottom diff of images n0..n1 from their top diff given as (G, M, O/G).
+
+        One GEMM per kernel tap gives that tap's patch gradient as a contiguous
+        (M, C/G) block; adding the blocks back (col2im) then copies runs of a
+        whole output row of C values.
+        """
         xp = self.xp
         win = self.win
         g, og, cg, kg = self._dims()
@@ -274,31 +262,23 @@ class ConvolutionLayer(Layer):
         m = nc * oh * ow
         _, c, h, w = b.shape
         ph, pw = win.pad_h, win.pad_w
-        cap = g * kg * self.chunk * oh * ow
         weight = self.blobs[0].data.reshape(g, og, cg, win.kernel_h, win.kernel_w)
-        if self.layout == "rows":
-            # per tap a contiguous (M, C/G) block: (G, taps, M, C/G)
-            wq = self.buffers.get("wq", (g, win.kernel_h, win.kernel_w, og, cg), weight.dtype)
-            wq[...] = weight.transpose(0, 3, 4, 1, 2)
-            dq = self.buffers.take("dq", (g, taps, m, cg), dyg.dtype, cap)
-            xp.matmul(dyt[:, None], wq.reshape(g, taps, og, cg), out=dq)
+        wq = self.buffers.get("wq", (g, win.kernel_h, win.kernel_w, og, cg), weight.dtype)
+        wq[...] = weight.transpose(0, 3, 4, 1, 2)
+        dq = self.buffers.take("dq", (g, taps, m, cg), dyg.dtype, g * kg * self.chunk * oh * ow)
+        xp.matmul(dyg[:, None], wq.reshape(g, taps, og, cg), out=dq)
+        dx = nhwc(b.diff[n0:n1])
+        direct = ph == 0 and pw == 0 and dx.flags.c_contiguous
+        if not direct:
             dx = self.buffers.get(f"dxpad{key}", (self.chunk, h + 2 * ph, w + 2 * pw, c),
                                   dyg.dtype)[:nc]
-            dx[...] = 0
-            col2im_rows_add(xp, dq.reshape(g, taps, nc, oh, ow, cg), dx, win, oh, ow)
-            b.diff[n0:n1] = dx[:, ph:ph + h, pw:pw + w].transpose(0, 3, 1, 2)
-            return
-        # per tap a contiguous (C/G, M) block: (G, K/G, M), K ordered (kh, kw, C/G)
-        wt = self.buffers.get("wt", (g, win.kernel_h, win.kernel_w, cg, og), weight.dtype)
-        wt[...] = weight.transpose(0, 3, 4, 2, 1)
-        dq = self.buffers.take("dq", (g, kg, m), dyg.dtype, cap)
-        xp.matmul(wt.reshape(g, kg, og), dyg, out=dq)
-        if ph or pw:
-            dx = self.buffers.get(f"dxpad{key}", (self.chunk, c, h + 2 * ph, w + 2 * pw),
-                                  dyg.dtype)[:nc]
-        else:
-            dx = b.diff[n0:n1]
-        dx[...] = 0
-        col2im_taps_add(xp, dq.reshape(g, taps, cg, nc, oh, ow), dx, win, oh, ow)
-        if ph or pw:
-            b.diff[n0:n1] = dx[:, :, ph:ph + h, pw:pw + w]
+        dq = dq.reshape(g, taps, nc, oh, ow, cg)
+        diff = nhwc(b.diff[n0:n1])
+
+        def work(a: int, z: int) -> None:
+            dx[a:z] = 0
+            col2im_rows_add(xp, dq[:, :, a:z], dx[a:z], win, oh, ow)
+            if not direct:
+                diff[a:z] = dx[a:z, ph:ph + h, pw:pw + w]
+
+        over_batch(xp, nc, work)

@@ -16,6 +16,7 @@ class InnerProductLayer(Layer):
     type = "InnerProduct"
     num_bottom = (1, 1)
     num_top = (1, 1)
+    accepts_channels_last = True
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
         self.check_counts(bottom, top)

@@ -10,6 +10,7 @@ class TanHLayer(Layer):
     type = "TanH"
     num_bottom = (1, 1)
     num_top = (1, 1)
+    accepts_channels_last = True
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
         self.check_counts(bottom, top)

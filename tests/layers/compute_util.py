@@ -16,16 +16,22 @@ def make(text: str, xp=np, dtype=np.float64, seed: int = 0) -> Layer:
     return layer_class(param.type)(param, caffe_pb2.TRAIN, xp, np.random.default_rng(seed), dtype)
 
 
-def to_blob(array, xp=np, dtype=np.float64) -> Blob:
+def to_blob(array, xp=np, dtype=np.float64, channels_last: bool = False) -> Blob:
+    """A Blob holding a copy of `array`, kept channels-last in memory if asked (4-D)."""
     array = np.asarray(array)
-    b = Blob(array.shape, xp, dtype)
+    b = Blob((), xp, dtype)
+    b.channels_last = channels_last
+    b.reshape(array.shape)
     b.data[...] = xp.asarray(array.astype(dtype))
     return b
 
 
-def forward(layer: Layer, bottom: list[Blob], num_top: int = 1) -> list[Blob]:
-    """setup + reshape + forward into new tops."""
+def forward(layer: Layer, bottom: list[Blob], num_top: int = 1,
+            channels_last: bool = False) -> list[Blob]:
+    """setup + reshape + forward into new tops (channels-last ones if asked)."""
     top = [Blob((), layer.xp, layer.dtype) for _ in range(num_top)]
+    for t in top:
+        t.channels_last = channels_last
     layer.setup(bottom, top)
     layer.reshape(bottom, top)
     layer.forward(bottom, top)

@@ -69,11 +69,11 @@ def conv_layer(body: str, xp=np, dtype=np.float64, bias=True, seed=0):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_forward_matches_naive_loop(xp, case, dtype, layout):
+def test_forward_matches_naive_loop(xp, case, dtype, layout, channels_last):
     body, shape, pad, stride, dil, group = CASES[case]
     x = np.random.default_rng(1).standard_normal(shape)
     layer = conv_layer(body, xp, dtype)
-    (y,) = forward(layer, [to_blob(x, xp, dtype)])
+    (y,) = forward(layer, [to_blob(x, xp, dtype, channels_last)], channels_last=channels_last)
     w, b = host(layer.blobs[0].data), host(layer.blobs[1].data)
     want = naive_conv(x.astype(dtype), w, b, pad, stride, dil, group)
     assert y.data.dtype == dtype and y.shape == want.shape
@@ -82,10 +82,11 @@ def test_forward_matches_naive_loop(xp, case, dtype, layout):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_gradients_match_finite_differences(case, layout):
+def test_gradients_match_finite_differences(case, layout, channels_last):
     body, shape, *_ = CASES[case]
     x = np.random.default_rng(2).standard_normal(shape)
-    check_gradient(conv_layer(body), [to_blob(x)])
+    check_gradient(conv_layer(body), [to_blob(x, channels_last=channels_last)],
+                   channels_last=channels_last)
 
 
 def test_gradient_without_bias():
@@ -112,13 +113,13 @@ def naive_conv_input_grad(dy, w, x_shape, pad, stride, dil, group):
 
 
 @pytest.mark.parametrize("case", ["group_stride_dil", "non_square"])
-def test_backward_matches_naive_adjoint(xp, case, layout):
+def test_backward_matches_naive_adjoint(xp, case, layout, channels_last):
     body, shape, pad, stride, dil, group = CASES[case]
     rng = np.random.default_rng(4)
     x = rng.standard_normal(shape)
     layer = conv_layer(body, xp)
-    bottom = [to_blob(x, xp)]
-    top = forward(layer, bottom)
+    bottom = [to_blob(x, xp, channels_last=channels_last)]
+    top = forward(layer, bottom, channels_last=channels_last)
     dy = rng.standard_normal(top[0].shape)
     backward(layer, top, bottom, [dy])
     w = host(layer.blobs[0].data)
@@ -152,7 +153,7 @@ def test_no_input_gradient_when_not_propagated():
     assert np.abs(layer.blobs[0].diff).sum() > 0
 
 
-def test_sliced_batch_matches_whole_batch(monkeypatch, layout):
+def test_sliced_batch_matches_whole_batch(monkeypatch, layout, channels_last):
     # tiny column budget: one image (and then a smaller remainder) at a time
     body = "num_output: 4 kernel_size: 3 pad: 1 group: 2"
     rng = np.random.default_rng(6)
@@ -162,8 +163,8 @@ def test_sliced_batch_matches_whole_batch(monkeypatch, layout):
     for budget in (convolution.MAX_COLUMN_BYTES, 2 * 6 * 6 * 36 * 8):
         monkeypatch.setattr(convolution, "MAX_COLUMN_BYTES", budget)
         layer = conv_layer(body)
-        bottom = [to_blob(x)]
-        top = forward(layer, bottom)
+        bottom = [to_blob(x, channels_last=channels_last)]
+        top = forward(layer, bottom, channels_last=channels_last)
         backward(layer, top, bottom, [dy])
         results.append((layer.chunk, top[0].data.copy(), bottom[0].diff.copy(),
                         layer.blobs[0].diff.copy(), layer.blobs[1].diff.copy()))

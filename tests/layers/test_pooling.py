@@ -71,60 +71,64 @@ def pool_layer(method, body, xp=np, dtype=np.float64, tops=1):
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("method", ["MAX", "AVE"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_forward_matches_caffe_loops(xp, case, method, dtype):
+def test_forward_matches_caffe_loops(xp, case, method, dtype, channels_last):
     body, shape, k, s, p, ceil = CASES[case]
     x = np.random.default_rng(1).standard_normal(shape).astype(dtype)
     layer = pool_layer(method, body, xp, dtype)
-    (y,) = forward(layer, [to_blob(x, xp, dtype)])
+    (y,) = forward(layer, [to_blob(x, xp, dtype, channels_last)], channels_last=channels_last)
     want, _ = naive_pool(x, method, k, s, p, ceil)
     assert y.shape == want.shape and y.data.dtype == dtype
     np.testing.assert_allclose(host(y.data), want, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_mask_top_is_caffes_bottom_index(xp, case):
+def test_mask_top_is_caffes_bottom_index(xp, case, channels_last):
     body, shape, k, s, p, ceil = CASES[case]
     x = np.random.default_rng(2).standard_normal(shape)
     layer = pool_layer("MAX", body, xp, tops=2)
-    y, mask = forward(layer, [to_blob(x, xp)], num_top=2)
+    y, mask = forward(layer, [to_blob(x, xp, channels_last=channels_last)], num_top=2,
+                      channels_last=channels_last)
     _, want = naive_pool(x, "MAX", k, s, p, ceil)
     assert mask.shape == y.shape
     np.testing.assert_array_equal(host(mask.data), want)
 
 
-def test_ties_go_to_the_first_maximum(xp):
-    x = np.zeros((1, 1, 4, 4))
+def test_ties_go_to_the_first_maximum(xp, channels_last):
+    x = np.zeros((1, 2, 4, 4))
     x[0, 0, 1, 1] = x[0, 0, 1, 0] = 5.0   # both in the first window; (1, 0) comes first
     x[0, 0, 2:, 2:] = -1.0                # a window of equal values
+    x[0, 1] = 7.0                         # another channel, all equal
     layer = pool_layer("MAX", "kernel_size: 2 stride: 2", xp, tops=2)
-    bottom = [to_blob(x, xp)]
-    y, mask = forward(layer, bottom, num_top=2)
+    bottom = [to_blob(x, xp, channels_last=channels_last)]
+    y, mask = forward(layer, bottom, num_top=2, channels_last=channels_last)
     _, want = naive_pool(x, "MAX", (2, 2), (2, 2), (0, 0))
     np.testing.assert_array_equal(host(mask.data), want)
     backward(layer, [y, mask], bottom, [np.ones(y.shape), np.zeros(y.shape)])
     dx = host(bottom[0].diff)[0, 0]
     assert dx[1, 0] == 1 and dx[1, 1] == 0 and dx[2, 2] == 1 and dx.sum() == 4
+    assert (host(bottom[0].diff)[0, 1] == np.kron(np.ones((2, 2)), [[1, 0], [0, 0]])).all()
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("method", ["MAX", "AVE"])
-def test_gradients_match_finite_differences(case, method):
+def test_gradients_match_finite_differences(case, method, channels_last):
     body, shape, *_ = CASES[case]
     # distinct values, far apart relative to eps: no ties for MAX
     rng = np.random.default_rng(3)
     x = rng.permutation(np.prod(shape)).reshape(shape) * 0.01 + 0.1
-    check_gradient(pool_layer(method, body), [to_blob(x)], check_params=False)
+    check_gradient(pool_layer(method, body), [to_blob(x, channels_last=channels_last)],
+                   check_params=False, channels_last=channels_last)
 
 
 @pytest.mark.parametrize("case", ["overlap_3x3s2", "pad_3x3s2", "lenet_2x2"])
 @pytest.mark.parametrize("method", ["MAX", "AVE"])
-def test_backward_matches_naive_adjoint(xp, case, method):
+def test_backward_matches_naive_adjoint(xp, case, method, channels_last):
     body, shape, k, s, p, ceil = CASES[case]
     rng = np.random.default_rng(4)
     x = rng.standard_normal(shape)
     layer = pool_layer(method, body, xp)
-    bottom = [to_blob(x, xp)]
-    top = forward(layer, bottom)
+    bottom = [to_blob(x, xp, channels_last=channels_last)]
+    top = forward(layer, bottom, channels_last=channels_last)
     dy = rng.standard_normal(top[0].shape)
     bottom[0].diff[...] = 9  # must be overwritten
     backward(layer, top, bottom, [dy])
