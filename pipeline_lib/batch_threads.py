@@ -44,9 +44,10 @@ def _executor(workers: int) -> ThreadPoolExecutor:
     return _pool
 
 
-def over_batch(xp, n: int, work: Callable[[int, int], None]) -> None:
+def over_batch(xp, n: int, work: Callable[[int, int], None],
+               min_per_slice: int = MIN_PER_SLICE) -> None:
     """Call `work(start, stop)` on consecutive slices covering range(n), in parallel on NumPy."""
-    slices = min(thread_count(), n // MIN_PER_SLICE) if xp is np else 1
+    slices = min(thread_count(), n // min_per_slice) if xp is np else 1
     if slices <= 1:
         work(0, n)
         return
