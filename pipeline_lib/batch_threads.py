@@ -23,13 +23,15 @@ _pool_pid: int | None = None
 
 
 def thread_count() -> int:
-    """Threads for batch work: PIPELINE_THREADS if set, else the CPUs this process may use."""
-    value = os.environ.get("PIPELINE_THREADS")
-    if value:
-        try:
-            return max(1, int(value))
-        except ValueError:
-            raise ValueError(f"PIPELINE_THREADS must be a whole number, got {value!r}") from None
+    """Threads for batch work: PIPELINE_THREADS, else the BLAS thread count the environment
+    sets (Snakemake sets it to a job's threads), else the CPUs this process may use."""
+    for name in ("PIPELINE_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name)
+        if value:
+            try:
+                return max(1, int(value))
+            except ValueError:
+                raise ValueError(f"{name} must be a whole number, got {value!r}") from None
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1

@@ -60,7 +60,15 @@ def test_errors_in_a_slice_reach_the_caller(monkeypatch):
         batch_threads.over_batch(np, 16, work)
 
 
-def test_bad_thread_count_is_a_clear_error(monkeypatch):
+def test_thread_count_follows_the_environment(monkeypatch):
+    for name in ("PIPELINE_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert batch_threads.thread_count() == 3
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # what Snakemake sets for a job
+    assert batch_threads.thread_count() == 2
+    monkeypatch.setenv("PIPELINE_THREADS", "5")
+    assert batch_threads.thread_count() == 5
     monkeypatch.setenv("PIPELINE_THREADS", "two")
     with pytest.raises(ValueError, match="PIPELINE_THREADS must be a whole number"):
         batch_threads.thread_count()
