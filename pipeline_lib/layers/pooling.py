@@ -138,8 +138,11 @@ class PoolingLayer(Layer):
         n, h, w, c = x.shape
         ph, pw = self.pad
         buf = self.buffers.get(f"xpad{fill}", (n,) + self.padded_hw + (c,), x.dtype, fill=fill)
-        over_batch(self.xp, n, lambda a, b: buf[a:b, ph:ph + h, pw:pw + w].__setitem__(
-            Ellipsis, x[a:b]))
+
+        def copy(a: int, b: int) -> None:
+            buf[a:b, ph:ph + h, pw:pw + w] = x[a:b]
+
+        over_batch(self.xp, n, copy)
         return buf
 
     # -- forward -------------------------------------------------------------------
@@ -155,7 +158,7 @@ class PoolingLayer(Layer):
         if self.global_pooling and not self.needs_pad:
             flat = x.reshape(n, c, -1)
             y[...] = self.xp.max(flat, axis=2).reshape(y.shape)
-            nhwc(idx.transpose(0, 3, 1, 2))[...] = self.xp.argmax(flat, axis=2).reshape(n, 1, 1, c)
+            idx[...] = self.xp.argmax(flat, axis=2).reshape(n, 1, 1, c)
         else:
             src, ys = self._source(nhwc(x), MAX_FILL), nhwc(y)
             over_batch(self.xp, n, lambda a, b: self._forward_max(src[a:b], ys[a:b], idx[a:b]))
