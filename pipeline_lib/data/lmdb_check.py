@@ -16,7 +16,6 @@ version 1): 16-byte page headers, two meta pages, 8-byte node headers.
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 from pathlib import Path
@@ -39,7 +38,7 @@ class LmdbCorrupt(ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
-def _meta(buf: mmap.mmap | bytes, offset: int) -> tuple[int, int, int, int] | None:
+def _meta(buf: bytes, offset: int) -> tuple[int, int, int, int] | None:
     """(txnid, page size, root page, last page) of the meta page at `offset`, or None."""
     if len(buf) < offset + PAGE_HEADER + 136:
         return None
@@ -74,14 +73,17 @@ def check_lmdb_file(data_path: str | os.PathLike) -> None:
 def _check(path: Path, size: int) -> None:
     if size == 0:
         raise LmdbCorrupt(path, "empty file (0 bytes)")
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        first = _meta(buf, 0)
+    # pread, not mmap: mapped pages would count in this process's peak memory (VmHWM)
+    # even after unmapping, and the walk touches every leaf page of the file.
+    with open(path, "rb") as f:
+        fd = f.fileno()
+        first = _meta(os.pread(fd, PAGE_HEADER + 136, 0), 0)
         if first is None:
             raise LmdbCorrupt(path, "no LMDB meta page at the start; not an LMDB file")
         psize = first[1]
         if psize < 512 or psize & (psize - 1):
             raise LmdbCorrupt(path, f"meta page gives page size {psize}")
-        second = _meta(buf, psize)
+        second = _meta(os.pread(fd, PAGE_HEADER + 136, psize), 0)
         metas = [m for m in (first, second) if m is not None]
         _txnid, _, root, last = max(metas)
         need = (last + 1) * psize
@@ -89,10 +91,10 @@ def _check(path: Path, size: int) -> None:
             raise LmdbCorrupt(path, f"truncated or damaged: {size} bytes, but its meta page "
                               f"says the last page ends at byte {need}")
         if root != INVALID_PAGE:
-            _walk(buf, path, psize, last, root)
+            _walk(fd, path, psize, last, root)
 
 
-def _walk(buf: mmap.mmap, path: Path, psize: int, last: int, root: int) -> None:
+def _walk(fd: int, path: Path, psize: int, last: int, root: int) -> None:
     stack = [(root, 0)]
     while stack:
         pgno, depth = stack.pop()
@@ -101,8 +103,10 @@ def _walk(buf: mmap.mmap, path: Path, psize: int, last: int, root: int) -> None:
             raise LmdbCorrupt(path, f"{where}: page number outside the file (pages 2..{last})")
         if depth > MAX_DEPTH:
             raise LmdbCorrupt(path, f"{where}: B-tree deeper than {MAX_DEPTH} levels (a loop?)")
-        start = pgno * psize
-        own, _, flags, lower, upper = struct.unpack_from("=QHHHH", buf, start)
+        page = os.pread(fd, psize, pgno * psize)
+        if len(page) < psize:
+            raise LmdbCorrupt(path, f"{where}: ends past the end of the file (truncated?)")
+        own, _, flags, lower, upper = struct.unpack_from("=QHHHH", page, 0)
         if own != pgno:
             raise LmdbCorrupt(path, f"{where}: holds the header of page {own} (damaged or zeroed)")
         if not flags & (P_BRANCH | P_LEAF) or flags & P_OVERFLOW:
@@ -112,11 +116,11 @@ def _walk(buf: mmap.mmap, path: Path, psize: int, last: int, root: int) -> None:
         if flags & P_LEAF2:
             continue  # fixed-size keys, no nodes: not used by Caffe's databases
         count = (lower - PAGE_HEADER) // 2
-        offsets = struct.unpack_from(f"={count}H", buf, start + PAGE_HEADER)
+        offsets = struct.unpack_from(f"={count}H", page, PAGE_HEADER)
         for offset in offsets:
             if not upper <= offset <= psize - NODE_HEADER:
                 raise LmdbCorrupt(path, f"{where}: node offset {offset} outside the page")
-            lo, hi, nflags, ksize = struct.unpack_from("=HHHH", buf, start + offset)
+            lo, hi, nflags, ksize = struct.unpack_from("=HHHH", page, offset)
             end = offset + NODE_HEADER + ksize
             if flags & P_BRANCH:
                 if end > psize:
@@ -126,7 +130,7 @@ def _walk(buf: mmap.mmap, path: Path, psize: int, last: int, root: int) -> None:
             if nflags & F_BIGDATA:
                 if end + 8 > psize:
                     raise LmdbCorrupt(path, f"{where}: a record runs past the end of the page")
-                (overflow,) = struct.unpack_from("=Q", buf, start + end)
+                (overflow,) = struct.unpack_from("=Q", page, end)
                 pages = (PAGE_HEADER - 1 + (lo | hi << 16)) // psize + 1
                 if not 2 <= overflow or overflow + pages - 1 > last:
                     raise LmdbCorrupt(path, f"{where}: a record's value lies outside the file")
