@@ -6,6 +6,9 @@ without error, so a failed run leaves nothing half-written. The LMDB map
 doubles whenever it fills up. `DatabaseReader` gives keys in key order and
 random access to values; it opens LMDB read-only without a lock file. A
 reader may move between threads but serves one thread at a time.
+`RecordCursor` reads records one after another, wrapping at the end, as
+Caffe's DataLayer does; unlike `keys()`, it touches only what it reads, so a
+large LMDB is not paged into memory at start.
 LevelDB has no read-only mode: it takes a LOCK file and may fold its log
 into a table on open, so open a copy of any database you must not change.
 """
@@ -30,6 +33,16 @@ LOW_DISK_BYTES = 64 << 20  # a write error with less free than this is blamed on
 
 class DatabaseError(RuntimeError):
     """A database that is missing, of the wrong kind, locked or corrupt."""
+
+
+class RecordOutOfRange(IndexError):
+    """A record position before the start or past the end of the database."""
+
+    def __init__(self, path: Path, index: int, count: int | None) -> None:
+        self.index = index
+        self.count = count  # records in the database, when known
+        held = "" if count is None else f" ({count} records)"
+        super().__init__(f"{path}: record {index} out of range{held}")
 
 
 def _check_backend(backend: str) -> str:
@@ -219,19 +232,7 @@ class DatabaseReader:
             import lmdb
 
             self._errors: tuple[type[BaseException], ...] = (lmdb.Error,)
-            try:  # the LMDB library would crash (SIGBUS, assertion) on a damaged file
-                check_lmdb_file(self.path / "data.mdb")
-            except LmdbCorrupt as exc:
-                raise DatabaseError(f"{self.path}: cannot open LMDB database: data.mdb: "
-                                    f"{exc.reason} (the database is corrupt; rebuild it)"
-                                    ) from None
-            except OSError as exc:
-                raise DatabaseError(f"{self.path}: cannot open LMDB database ({exc})") from None
-            try:
-                self._env = lmdb.open(str(self.path), readonly=True, lock=False, subdir=True)
-                self._txn = self._env.begin(buffers=False)
-            except lmdb.Error as exc:
-                raise DatabaseError(f"{self.path}: cannot open LMDB database ({exc})") from None
+            self._open_lmdb()
         else:
             import plyvel
 
@@ -247,6 +248,35 @@ class DatabaseReader:
                 raise DatabaseError(
                     f"{self.path}: cannot open LevelDB database ({_reason(exc)})"
                 ) from None
+
+    def _open_lmdb(self) -> None:
+        import lmdb
+
+        try:  # the LMDB library would crash (SIGBUS, assertion) on a damaged file
+            check_lmdb_file(self.path / "data.mdb")
+        except LmdbCorrupt as exc:
+            raise DatabaseError(f"{self.path}: cannot open LMDB database: data.mdb: "
+                                f"{exc.reason} (the database is corrupt; rebuild it)"
+                                ) from None
+        except OSError as exc:
+            raise DatabaseError(f"{self.path}: cannot open LMDB database ({exc})") from None
+        try:
+            self._env = lmdb.open(str(self.path), readonly=True, lock=False, subdir=True)
+            self._txn = self._env.begin(buffers=False)
+        except lmdb.Error as exc:
+            raise DatabaseError(f"{self.path}: cannot open LMDB database ({exc})") from None
+
+    def remap(self) -> None:
+        """LMDB: map the file afresh, so the pages read so far no longer count in this
+        process's memory (the kernel keeps them cached). Cursors on the old mapping stop
+        working; a RecordCursor given `unmap_every` does this and moves itself over."""
+        if self.backend != "lmdb":
+            return
+        if self._env is not None:
+            self._txn.abort()
+            self._env.close()
+            self._env = None
+        self._open_lmdb()
 
     def __enter__(self) -> DatabaseReader:
         return self
@@ -317,6 +347,10 @@ class DatabaseReader:
             where = "at the first record" if last is None else f"after key {_show(last)}"
             raise DatabaseError(f"{self.path}: corrupt record {where} ({_reason(exc)})") from None
 
+    def cursor(self, unmap_every: int | None = None) -> RecordCursor:
+        """A RecordCursor at the first record (see RecordCursor for `unmap_every`)."""
+        return RecordCursor(self, unmap_every)
+
     def close(self) -> None:
         if self.backend == "lmdb":
             if getattr(self, "_env", None) is not None:
@@ -330,6 +364,166 @@ class DatabaseReader:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+class RecordCursor:
+    """Records in key order from a position, back to the first after the last.
+
+    `index` is the position of the record `read` returns next; `seek` moves to
+    a position, straight to its key when that is known. Only the records read
+    or stepped over are touched: no list of keys is built. Serves one thread
+    at a time, like its reader.
+
+    An LMDB is read through a memory map, and every page read stays in the
+    process's resident memory until the file is unmapped: a long sequential
+    read would end up holding the whole file. With `unmap_every` (bytes), an
+    LMDB cursor has its reader map the file afresh after reading that much
+    (`DatabaseReader.remap`) and finds its place again by key.
+    """
+
+    def __init__(self, reader: DatabaseReader, unmap_every: int | None = None) -> None:
+        self.reader = reader
+        self.path = reader.path
+        self._errors = reader._errors
+        self._last: bytes | None = None  # the key last read, for error messages
+        self._unmap_every = unmap_every if reader.backend == "lmdb" else None
+        self._mapped = 0  # value bytes read since the file was mapped
+        try:
+            if reader.backend == "lmdb":
+                self._bind_lmdb()
+                self._count: int | None = len(reader)  # LMDB counts its records for free
+            else:
+                it = reader._db.raw_iterator(verify_checksums=True)
+
+                def to_first() -> bool:
+                    it.seek_to_first()
+                    return it.valid()
+
+                def to_next() -> bool:
+                    it.next()
+                    return it.valid()
+
+                def to_key(key: bytes) -> bool:
+                    it.seek(key)
+                    return it.valid() and it.key() == key
+
+                self._it = it
+                self._to_first, self._to_next, self._to_key = to_first, to_next, to_key
+                self._count = None
+            self.index = 0
+            self.empty = not self._to_first()
+        except self._errors as exc:
+            raise self._failed(exc) from None
+
+    def _bind_lmdb(self) -> None:
+        self._it = it = self.reader._txn.cursor()
+        self._to_first, self._to_next, self._to_key = it.first, it.next, it.set_key
+
+    def _unmap(self) -> None:
+        """Map the LMDB afresh (see the class) and come back to the same record."""
+        key = self.key
+        self.reader.remap()
+        self._bind_lmdb()
+        self._mapped = 0
+        try:
+            found = self._to_key(key)
+        except self._errors as exc:
+            raise self._failed(exc) from None
+        if not found:
+            raise DatabaseError(f"{self.path}: key {_show(key)} is gone (was the database "
+                                "replaced while it was read?)")
+
+    @property
+    def key(self) -> bytes:
+        """The key of the record `read` returns next."""
+        self._check_not_empty()
+        try:
+            return self._it.key()
+        except self._errors as exc:
+            raise self._failed(exc) from None
+
+    def peek(self) -> tuple[bytes, bytes]:
+        """The record `read` returns next, as (key, value); the cursor stays."""
+        self._check_not_empty()
+        try:
+            return self._it.item()
+        except self._errors as exc:
+            raise self._failed(exc) from None
+
+    def read(self, count: int) -> list[tuple[bytes, bytes]]:
+        """The next `count` records as (key, value), wrapping to the first after the last."""
+        self._check_not_empty()
+        records = []
+        item, to_next = self._it.item, self._to_next
+        try:
+            for _ in range(count):
+                records.append(item())
+                if to_next():
+                    self.index += 1
+                else:
+                    self._first()
+        except self._errors as exc:
+            if records:
+                self._last = records[-1][0]
+            raise self._failed(exc) from None
+        if records:
+            self._last = records[-1][0]
+        if self._unmap_every is not None:
+            self._mapped += sum(len(value) for _, value in records)
+            if self._mapped >= self._unmap_every:
+                self._unmap()
+        return records
+
+    def skip(self, count: int) -> None:
+        """Move `count` records on, wrapping at the end, without reading values."""
+        self._check_not_empty()
+        if self._count is not None:
+            count %= self._count
+        try:
+            for _ in range(count):
+                if self._to_next():
+                    self.index += 1
+                else:
+                    self._first()
+        except self._errors as exc:
+            raise self._failed(exc) from None
+
+    def seek(self, index: int, key: bytes | None = None) -> None:
+        """Move to record `index`. Given `key` (that record's key, as `key` said) this is one
+        lookup; without it, or when it is gone, the cursor steps there from the first
+        record. Raises RecordOutOfRange past the end."""
+        index = int(index)
+        self._check_not_empty()
+        if index < 0 or (self._count is not None and index >= self._count):
+            raise RecordOutOfRange(self.path, index, self._count)
+        try:
+            if key is not None and self._to_key(key):
+                self.index = index
+                return
+            self._first()
+            for position in range(1, index + 1):
+                if not self._to_next():
+                    self._first()
+                    raise RecordOutOfRange(self.path, index, position)
+        except self._errors as exc:
+            raise self._failed(exc) from None
+        self.index = index
+
+    def _first(self) -> None:
+        self.index = 0
+        self._to_first()
+
+    def _check_not_empty(self) -> None:
+        if self.empty:
+            raise DatabaseError(f"{self.path}: the database holds no records")
+
+    def _failed(self, exc: BaseException) -> DatabaseError:
+        where = "at the first record" if self._last is None else f"after key {_show(self._last)}"
+        return DatabaseError(f"{self.path}: corrupt record {where} ({_reason(exc)})")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._it.close()
 
 
 def _reason(exc: BaseException) -> str:

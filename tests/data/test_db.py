@@ -7,7 +7,13 @@ import numpy as np
 import plyvel
 import pytest
 
-from pipeline_lib.data.db import DatabaseError, DatabaseReader, DatabaseWriter, detect_backend
+from pipeline_lib.data.db import (
+    DatabaseError,
+    DatabaseReader,
+    DatabaseWriter,
+    RecordOutOfRange,
+    detect_backend,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 BACKENDS = ["lmdb", "leveldb"]
@@ -36,6 +42,73 @@ def test_round_trip_in_key_order(tmp_path, backend):
         assert reader.key(3) == b"00000003"
         with pytest.raises(IndexError, match="record 25 out of range"):
             reader.value(25)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cursor_reads_in_key_order_and_wraps_around(tmp_path, backend):
+    records = _records(7)
+    with DatabaseWriter(tmp_path / "db", backend) as writer:
+        for key, value in reversed(records):
+            writer.put(key, value)
+    with DatabaseReader(tmp_path / "db") as reader:
+        cursor = reader.cursor()
+        assert not cursor.empty and cursor.index == 0 and cursor.peek() == records[0]
+        assert cursor.read(5) == records[:5] and cursor.index == 5
+        assert cursor.read(4) == records[5:] + records[:2]  # past the end: the first again
+        assert cursor.index == 2 and cursor.key == b"00000002"
+        cursor.skip(6)  # 2 + 6 = 8, wrapped to 1
+        assert cursor.index == 1 and cursor.peek() == records[1]
+        cursor.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cursor_seeks_by_key_or_by_stepping(tmp_path, backend):
+    records = _records(10)
+    with DatabaseWriter(tmp_path / "db", backend) as writer:
+        for key, value in records:
+            writer.put(key, value)
+    with DatabaseReader(tmp_path / "db") as reader:
+        cursor = reader.cursor()
+        cursor.seek(6)  # no key: stepped to from the first record
+        assert cursor.index == 6 and cursor.read(1) == [records[6]]
+        # with a key, the cursor goes straight to it (a mismatched index shows which won)
+        cursor.seek(3, key=b"00000008")
+        assert cursor.index == 3 and cursor.read(1) == [records[8]]
+        cursor.seek(4, key=b"gone")  # a key that is not there: stepped to instead
+        assert cursor.index == 4 and cursor.read(1) == [records[4]]
+        for bad in (10, -1):
+            with pytest.raises(RecordOutOfRange, match=f"record {bad} out of range"):
+                cursor.seek(bad)
+        with pytest.raises(RecordOutOfRange) as info:
+            cursor.seek(12)
+        assert info.value.count == 10
+        assert reader._keys is None  # the cursor never listed the keys
+
+
+def test_lmdb_cursor_keeps_its_place_when_the_file_is_mapped_afresh(tmp_path):
+    records = _records(9, size=100)
+    with DatabaseWriter(tmp_path / "db", "lmdb") as writer:
+        for key, value in records:
+            writer.put(key, value)
+    with DatabaseReader(tmp_path / "db") as reader:
+        remaps = []
+        remap = reader.remap
+        reader.remap = lambda: remaps.append(cursor.index) or remap()
+        cursor = reader.cursor(unmap_every=250)  # a new map after 300 bytes of values
+        got = []
+        for _ in range(6):
+            got += cursor.read(2)
+        assert got == records + records[:3] and cursor.index == 3
+        assert remaps == [4, 8, 3]
+
+
+def test_cursor_on_an_empty_database(tmp_path):
+    DatabaseWriter(tmp_path / "db", "lmdb").close()
+    with DatabaseReader(tmp_path / "db") as reader:
+        cursor = reader.cursor()
+        assert cursor.empty
+        with pytest.raises(DatabaseError, match="holds no records"):
+            cursor.read(1)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -153,6 +226,8 @@ def test_corrupt_leveldb_block_names_db_and_key(tmp_path):
     with DatabaseReader(tmp_path / "db") as reader:
         with pytest.raises(DatabaseError, match=r"db: corrupt record after key \d{8} .*checksum"):
             reader.keys()
+        with pytest.raises(DatabaseError, match=r"db: corrupt record after key \d{8} .*checksum"):
+            reader.cursor().read(100)
         reader._keys = [k for k, _ in records]  # as if listed before the damage
         errors = []
         for i in range(100):
