@@ -1,17 +1,20 @@
 """The "Data" layer: batches of `Datum` records from an LMDB or LevelDB database.
 
-Records are read in key order and wrap around at the end, as Caffe's
-DataLayer does; each batch goes through the DataTransformer
-(`transform_param`). A background thread decodes `data_param.prefetch`
-batches ahead (0 turns it off) so loading overlaps the solver's work.
+Records are read in key order with a database cursor and wrap around at the
+end, as Caffe's DataLayer does, so only the records read are ever touched;
+each batch goes through the DataTransformer (`transform_param`). A background
+thread decodes and transforms `data_param.prefetch` batches ahead (0 turns it
+off) so loading overlaps the solver's work; `forward` only adopts the ready
+array as the top's data.
 
 Results do not depend on the prefetch thread: the thread owns the cursor and
 a Generator of the layer's own (seeded from the net's rng at setup), draws
 the transform's randomness batch after batch in record order, and tags every
-batch with the state that follows it. `get_state()` returns the tag of the
-last batch the net consumed, so a snapshot taken between iterations restores
-exactly even though the thread has read ahead; `set_state()` drops whatever
-was prefetched and restarts from there.
+batch with the state that follows it: the position of the next record, its
+key and the Generator's state. `get_state()` returns the tag of the last batch
+the net consumed, so a snapshot taken between iterations restores exactly even
+though the thread has read ahead; `set_state()` drops whatever was prefetched
+and seeks to that key (a state without one steps from the first record).
 
 Caffe's schema defaults `data_param.backend` to LEVELDB (its converters
 default to LMDB); we honour that default and say so when it does not match
@@ -20,6 +23,7 @@ the database on disk.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import queue
@@ -31,7 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from pipeline_lib.data.datum import datum_to_array
-from pipeline_lib.data.db import DatabaseError, DatabaseReader, detect_backend
+from pipeline_lib.data.db import (
+    DatabaseError,
+    DatabaseReader,
+    RecordCursor,
+    RecordOutOfRange,
+    detect_backend,
+)
 from pipeline_lib.data.transform import DataTransformer
 from pipeline_lib.layers.base import Blob, Layer, register
 from pipeline_lib.proto import caffe_pb2
@@ -40,6 +50,7 @@ _BACKEND_NAMES = {caffe_pb2.DataParameter.LEVELDB: "leveldb", caffe_pb2.DataPara
 _BACKEND_WORDS = {"leveldb": "LEVELDB", "lmdb": "LMDB"}
 # deprecated DataParameter fields that Caffe's upgrade moves into transform_param
 _OLD_TRANSFORM_FIELDS = ("scale", "mean_file", "crop_size", "mirror")
+UNMAP_BYTES = 8 << 20  # LMDB pages read before the file is mapped afresh (see RecordCursor)
 
 
 class DataSourceError(ValueError):
@@ -62,72 +73,93 @@ class _Batch:
 
 
 class _BatchSource:
-    """Reads, decodes and transforms batches in record order.
+    """Reads, decodes and transforms batches in record order, through a RecordCursor.
 
     Owns the cursor and the Generator; exactly one thread uses it at a time.
     """
 
-    def __init__(self, reader, transformer: DataTransformer, gen: np.random.Generator,
-                 batch_size: int, cursor: int, dtype: np.dtype, where: str):
-        self.reader = reader
+    def __init__(self, records: RecordCursor, transformer: DataTransformer,
+                 gen: np.random.Generator, batch_size: int, dtype: np.dtype, where: str):
+        self.records = records
         self.transformer = transformer
         self.gen = gen
         self.batch_size = batch_size
-        self.cursor = cursor
-        self.size = len(reader)
         self.dtype = dtype
         self.where = where
 
     def state(self) -> dict:
-        return {"cursor": self.cursor, "rng": copy.deepcopy(self.gen.bit_generator.state)}
+        # The key lets a resume seek straight to the record; latin-1 maps bytes 1:1 to text.
+        return {"cursor": self.records.index, "key": self.records.key.decode("latin-1"),
+                "rng": copy.deepcopy(self.gen.bit_generator.state)}
 
     def restore(self, state: dict) -> None:
+        key = state.get("key")
+        self.records.seek(int(state["cursor"]),
+                          key.encode("latin-1") if isinstance(key, str) else None)
         self.gen.bit_generator.state = copy.deepcopy(state["rng"])
-        self.cursor = int(state["cursor"])
 
-    def _key(self, index: int) -> str:
-        key_of = getattr(self.reader, "key", None)
-        key = key_of(index) if key_of is not None else self.reader.keys()[index]
-        return key.decode(errors="replace") if isinstance(key, bytes) else str(key)
-
-    def decode(self, index: int) -> tuple[np.ndarray, int]:
-        """The image (C x H x W, uint8 or float32) and label of record `index`."""
-        value = self.reader.value(index)
-        datum = caffe_pb2.Datum()
+    def decode(self, key: bytes, value: bytes) -> tuple[bytes | np.ndarray, tuple, int]:
+        """One record's pixels, their C x H x W shape and its label. The pixels of a plain
+        uint8 Datum stay bytes (a batch of them is joined at once); others are decoded."""
         try:
-            datum.ParseFromString(value)
+            # a fresh message each time: a reused one keeps every parse's memory (upb arena)
+            datum = caffe_pb2.Datum.FromString(value)
         except Exception as exc:  # DecodeError, or RuntimeError from some backends
-            raise DataSourceError(f"{self.where} key {self._key(index)}: corrupt record, "
+            raise DataSourceError(f"{self.where} key {_show(key)}: corrupt record, "
                                   f"not a serialized Datum ({exc})") from None
+        if datum.data and not datum.encoded:
+            shape = (datum.channels, datum.height, datum.width)
+            pixels = datum.data
+            if len(pixels) != shape[0] * shape[1] * shape[2]:
+                raise DataSourceError(
+                    f"{self.where} key {_show(key)}: data has {len(pixels)} bytes, "
+                    f"expected {shape[0]}x{shape[1]}x{shape[2]}")
+            return pixels, shape, datum.label
         if datum.encoded:
             image = datum_to_array(datum, color=self.transformer.decode_color,
-                                   where=f"{self.where} key {self._key(index)}")
-        elif datum.data:
-            shape = (datum.channels, datum.height, datum.width)
-            if len(datum.data) != shape[0] * shape[1] * shape[2]:
-                raise DataSourceError(
-                    f"{self.where} key {self._key(index)}: data has {len(datum.data)} bytes, "
-                    f"expected {shape[0]}x{shape[1]}x{shape[2]}")
-            image = np.frombuffer(datum.data, dtype=np.uint8).reshape(shape)
+                                   where=f"{self.where} key {_show(key)}")
         else:
-            image = datum_to_array(datum, where=f"{self.where} key {self._key(index)}")
-        return image, datum.label
+            image = datum_to_array(datum, where=f"{self.where} key {_show(key)}")
+        return image, image.shape, datum.label
+
+    def first_shape(self) -> tuple:
+        """The C x H x W shape of the record the next batch starts with (the cursor stays)."""
+        return self.decode(*self.records.peek())[1]
 
     def next_batch(self) -> _Batch:
-        images, labels = [], []
-        index = self.cursor
-        for _ in range(self.batch_size):
-            image, label = self.decode(index)
-            if images and image.shape != images[0].shape:
+        """The next batch, transformed; after an error the cursor is back at its start."""
+        start = (self.records.index, self.records.key)
+        try:
+            images, labels = self._decode_batch(self.records.read(self.batch_size))
+        except BaseException:
+            with contextlib.suppress(Exception):  # the record's own error says more
+                self.records.seek(*start)
+            raise
+        return _Batch(self.transformer.transform(images), labels, self.state())
+
+    def _decode_batch(self, records: list[tuple[bytes, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.empty(len(records), self.dtype)
+        pixels = []
+        first = None
+        for i, (key, value) in enumerate(records):
+            image, shape, labels[i] = self.decode(key, value)
+            if first is None:
+                first = shape
+            elif shape != first:
                 raise DataSourceError(
-                    f"{self.where} key {self._key(index)}: image shape {image.shape} differs "
-                    f"from {images[0].shape} of the batch's first record; a batch needs one size")
-            images.append(image)
-            labels.append(label)
-            index = (index + 1) % self.size
-        data = self.transformer.transform(np.stack(images))
-        self.cursor = index
-        return _Batch(data, np.asarray(labels, dtype=self.dtype), self.state())
+                    f"{self.where} key {_show(key)}: image shape {shape} differs from {first} "
+                    "of the batch's first record; a batch needs one size")
+            pixels.append(image)
+        if all(isinstance(p, bytes) for p in pixels):
+            images = np.frombuffer(b"".join(pixels), np.uint8).reshape(len(pixels), *first)
+        else:
+            images = np.stack([np.frombuffer(p, np.uint8).reshape(first)
+                               if isinstance(p, bytes) else p for p in pixels])
+        return images, labels
+
+
+def _show(key: bytes) -> str:
+    return key.decode(errors="replace")
 
 
 class _Prefetcher:
@@ -181,7 +213,8 @@ class _Resources:
     """What must be released when the layer closes or is collected."""
 
     def __init__(self):
-        self.reader = None
+        self.reader: DatabaseReader | None = None
+        self.cursor: RecordCursor | None = None
         self.prefetcher: _Prefetcher | None = None
 
     def stop_prefetch(self) -> None:
@@ -191,6 +224,9 @@ class _Resources:
 
     def close(self) -> None:
         self.stop_prefetch()
+        if self.cursor is not None:
+            self.cursor.close()
+            self.cursor = None
         if self.reader is not None:
             self.reader.close()
             self.reader = None
@@ -215,11 +251,11 @@ class DataLayer(Layer):
         self._finalizer = weakref.finalize(self, self._res.close)
         try:
             self._res.reader = DatabaseReader(str(path), backend)
+            self._res.cursor = self._res.reader.cursor(unmap_every=UNMAP_BYTES)
         except Exception as exc:
             raise self.error(f"cannot open {_BACKEND_WORDS[backend]} database {str(path)!r} "
                              f"(data_param.source {dp.source!r}): {exc}") from None
-        size = len(self._res.reader)
-        if size == 0:
+        if self._res.cursor.empty:
             raise self.error(f"database {str(path)!r} holds no records")
 
         # the layer's own Generator, so its draws do not depend on other layers' use of rng
@@ -230,15 +266,14 @@ class DataLayer(Layer):
         except (ValueError, OSError) as exc:
             raise self.error(str(exc)) from None
         where = f"{_BACKEND_WORDS[backend]} {str(path)!r}"
-        source = _BatchSource(self._res.reader, transformer, gen, self.batch_size, 0,
+        source = _BatchSource(self._res.cursor, transformer, gen, self.batch_size,
                               self.dtype, where)
-        first, _ = source.decode(0)
         try:
-            self._data_shape = transformer.output_shape(first.shape, self.batch_size)
+            self._data_shape = transformer.output_shape(source.first_shape(), self.batch_size)
         except ValueError as exc:
             raise self.error(f"{where}: {exc}") from None
         if dp.rand_skip:
-            source.cursor = int(gen.integers(0, dp.rand_skip)) % size
+            source.records.skip(int(gen.integers(0, dp.rand_skip)))
         self._source = source
         self._consumed = source.state()
 
@@ -289,11 +324,9 @@ class DataLayer(Layer):
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         batch = self._next_batch()
-        top[0].reshape(batch.data.shape)
-        top[0].data[...] = self.xp.asarray(batch.data)
+        _take(top[0], self.xp.asarray(batch.data))
         if len(top) > 1:
-            top[1].reshape(batch.labels.shape)
-            top[1].data[...] = self.xp.asarray(batch.labels)
+            _take(top[1], self.xp.asarray(batch.labels))
         self._consumed = batch.after
 
     # -- resumable state ---------------------------------------------------------
@@ -307,13 +340,16 @@ class DataLayer(Layer):
             rng_state = state["rng"]
         except (KeyError, TypeError, ValueError):
             raise self.error(f"saved state {state!r} lacks 'cursor' and 'rng'") from None
-        if not 0 <= cursor < self._source.size:
-            raise self.error(f"saved cursor {cursor} is outside the database's "
-                             f"{self._source.size} records (was the database rebuilt?)")
         self._res.stop_prefetch()
         try:
-            self._source.restore({"cursor": cursor, "rng": rng_state})
+            self._source.restore({"cursor": cursor, "key": state.get("key"), "rng": rng_state})
+        except RecordOutOfRange as exc:
+            self._source.restore(self._consumed)
+            held = "" if exc.count is None else f"'s {exc.count} records"
+            raise self.error(f"saved cursor {cursor} is outside the database{held} "
+                             "(was the database rebuilt?)") from None
         except (KeyError, TypeError, ValueError) as exc:
+            self._source.restore(self._consumed)
             raise self.error(f"saved random state does not fit this layer: {exc}") from None
         self._consumed = self._source.state()
 
@@ -321,3 +357,14 @@ class DataLayer(Layer):
         """Stop the prefetch thread and close the database."""
         if hasattr(self, "_finalizer"):
             self._finalizer()
+
+
+def _take(blob: Blob, array) -> None:
+    """Make a fresh batch array the blob's data: adopted when its layout is the blob's (no
+    copy: a large copy lets the prefetch thread take the GIL and keep it for a whole batch),
+    copied into the blob's own array otherwise (a channels-last blob)."""
+    blob.reshape(array.shape)
+    if array.strides == blob.data.strides and array.dtype == blob.data.dtype:
+        blob.data = array
+    else:
+        blob.data[...] = array

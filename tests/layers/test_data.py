@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from google.protobuf import text_format
 
 from pipeline_lib import backend as xp_backend
 from pipeline_lib.data.datum import array_to_datum, encoded_datum
-from pipeline_lib.data.db import DatabaseWriter
+from pipeline_lib.data.db import DatabaseReader, DatabaseWriter, RecordCursor
 from pipeline_lib.layers.base import Blob, LayerSetupError, layer_class
 from pipeline_lib.proto import caffe_pb2
 
@@ -142,6 +144,139 @@ def test_resume_from_state_matches_an_uninterrupted_run(db10, prefetch):
     for got, want in zip(run(resumed, blobs, 2), later, strict=True):
         np.testing.assert_array_equal(got[0], want[0])
     resumed.close()
+
+
+class CountingReader(DatabaseReader):
+    """A reader that counts the records its cursors hand out and refuses whole-database
+    reads (listing the keys, or counting a LevelDB's records)."""
+
+    touched = 0
+
+    def keys(self):
+        raise AssertionError("keys() reads every record of the database")
+
+    def __iter__(self):
+        raise AssertionError("iterating reads every record of the database")
+
+    def __len__(self):
+        if self.backend == "leveldb":
+            raise AssertionError("a LevelDB is counted by reading every record")
+        return super().__len__()
+
+    def cursor(self, unmap_every=None):
+        return CountingCursor(self, unmap_every)
+
+
+class CountingCursor(RecordCursor):
+    def peek(self):
+        CountingReader.touched += 1
+        return super().peek()
+
+    def read(self, count):
+        CountingReader.touched += count
+        return super().read(count)
+
+    def skip(self, count):
+        CountingReader.touched += count
+        super().skip(count)
+
+
+@pytest.mark.parametrize("backend", ["lmdb", "leveldb"])
+def test_setup_and_resume_touch_only_the_records_they_read(tmp_path, monkeypatch, backend):
+    monkeypatch.chdir(tmp_path)
+    images = make_images(200)
+    write_db(tmp_path / "train_db", backend, images, np.zeros(200))
+    monkeypatch.setattr("pipeline_lib.layers.data.DatabaseReader", CountingReader)
+    monkeypatch.setattr(CountingReader, "touched", 0)
+    body = (f'data_param {{ source: "train_db" backend: {backend.upper()} batch_size: 4 '
+            'prefetch: 0 }')
+    layer, blobs = data_layer(body)
+    assert CountingReader.touched == 1  # the first record, for the top's shape
+    run(layer, blobs, 2)
+    assert CountingReader.touched == 1 + 8
+    state = layer.get_state()
+    assert state["cursor"] == 8 and state["key"] == "00000008"
+    layer.close()
+
+    resumed, blobs = data_layer(body)
+    resumed.set_state(state)
+    (data, _), = run(resumed, blobs, 1)
+    np.testing.assert_array_equal(data, images[8:12])
+    assert CountingReader.touched == 2 * (1 + 8) - 4  # no step over records 0..7
+    resumed.close()
+
+
+@pytest.mark.parametrize("db10", ["lmdb", "leveldb"], indirect=True)
+def test_a_state_without_a_key_steps_to_its_cursor(db10):
+    backend, images, _ = db10
+    layer, blobs = data_layer(f'data_param {{ source: "train_db" backend: {backend.upper()} '
+                              'batch_size: 4 }')
+    state = layer.get_state()
+    del state["key"]  # as a solverstate written before keys were saved
+    state["cursor"] = 7
+    layer.set_state(state)
+    assert layer.get_state()["key"] == "00000007"
+    (data, _), = run(layer, blobs, 1)
+    np.testing.assert_array_equal(data, images[[7, 8, 9, 0]])
+    with pytest.raises(LayerSetupError, match="outside the database's 10 records"):
+        layer.set_state({**state, "cursor": 12})
+    (data, _), = run(layer, blobs, 1)  # a refused state leaves the layer where it was
+    np.testing.assert_array_equal(data, images[1:5])
+    layer.close()
+
+
+@pytest.mark.parametrize("db10", ["lmdb"], indirect=True)
+def test_forward_adopts_the_prefetched_batch(db10):
+    layer, blobs = data_layer('transform_param { scale: 0.5 } '
+                              'data_param { source: "train_db" backend: LMDB batch_size: 4 }')
+    layer.forward([], blobs)
+    first = blobs[0].data
+    layer.forward([], blobs)
+    assert blobs[0].data is not first  # a new array, not a copy into the old one
+    assert blobs[0].data.dtype == np.float32 and blobs[0].data.flags.writeable
+    layer.close()
+
+
+PEAK_SCRIPT = """
+import numpy as np
+from google.protobuf import text_format
+import pipeline_lib.layers.data
+from pipeline_lib.layers.base import Blob, layer_class
+from pipeline_lib.proto import caffe_pb2
+
+pipeline_lib.layers.data.UNMAP_BYTES = 2 << 20
+
+def peak_mib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+lp = text_format.Parse('name: "d" type: "Data" top: "data" top: "label" '
+                       'data_param { source: "big_db" backend: LMDB batch_size: 64 }',
+                       caffe_pb2.LayerParameter())
+before = peak_mib()
+layer = layer_class("Data")(lp, caffe_pb2.TRAIN, np, np.random.default_rng(0), np.float32)
+tops = [Blob(name="data"), Blob(name="label")]
+layer.setup([], tops)
+for _ in range(400):  # the whole database, and a little more
+    layer.reshape([], tops)
+    layer.forward([], tops)
+assert layer.get_state()["cursor"] == 400 * 64 % 24000
+layer.close()
+print(peak_mib() - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_reading_a_large_lmdb_keeps_memory_bounded(tmp_path):
+    """The structure check, setup and a pass over a 32 MiB LMDB add a few MiB at most:
+    no page stays mapped for long, and no parsed record is kept."""
+    value = array_to_datum(np.zeros((1, 30, 32), np.uint8), 0).SerializeToString()
+    with DatabaseWriter(tmp_path / "big_db", "lmdb") as db:
+        for i in range(24000):  # about 32 MiB of leaf pages
+            db.put(b"%08d" % i, value)
+    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT], cwd=tmp_path, check=True,
+                         capture_output=True, text=True).stdout
+    assert float(out) < 12, f"peak memory grew by {float(out):.1f} MiB"
 
 
 @pytest.mark.parametrize("db10", ["lmdb"], indirect=True)
