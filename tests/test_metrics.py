@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
+import numpy as np
 import pandas as pd
 
 from pipeline_lib.metrics import BASE_COLUMNS, MetricsTable
@@ -49,3 +52,49 @@ def test_no_path_keeps_the_table_in_memory():
     table = filled(None)
     assert table.write() is None
     assert len(table.frame()) == 4
+
+
+def test_csv_bytes_are_what_pandas_writes(tmp_path):
+    table = filled(tmp_path / "m.csv")
+    table.add_train(20, lr=1e-5, loss=float("inf"), smoothed_loss=1e16, seconds=2,
+                    outputs={"loss": 0.1 + 0.2, "count": 3, "note": "a,b"})
+    table.add_test(20, 1, loss=np.float64(0.25), seconds=2.5,
+                   outputs={"accuracy": np.float32(0.7), "count": 4})
+    table.write()
+    want = table.frame().to_csv(index=False)
+    assert (tmp_path / "m.csv").read_bytes() == want.encode()
+    assert want.splitlines()[5] == ("train,20,,2.0,1e-05,inf,1e+16,,3.0,0.30000000000000004,"
+                                    '"a,b"')
+    whole = MetricsTable()
+    whole.add_test(0, 0, loss=1.0, seconds=0.5, outputs={"count": 2})
+    whole.add_test(5, 0, loss=1.0, seconds=0.5, outputs={"count": 3})
+    assert whole.to_csv() == whole.frame().to_csv(index=False)  # whole numbers stay whole
+    assert whole.to_csv().splitlines()[1].endswith(",,2")
+    assert MetricsTable().to_csv() == ",".join(BASE_COLUMNS) + "\n"
+
+
+def test_a_resumed_table_writes_the_same_bytes(tmp_path):
+    def late_rows(table):
+        table.add_train(15, lr=0.1 + 0.2, loss=1 / 3, smoothed_loss=2e-7, seconds=3.0,
+                        outputs={"loss": 1 / 3})
+        table.add_train(20, lr=0.5, loss=2.0, smoothed_loss=1.0, seconds=4.0, outputs={"loss": 2})
+
+    path = tmp_path / "m.csv"
+    table = filled(path)
+    late_rows(table)
+    table.write()
+    written = path.read_bytes()
+    resumed = MetricsTable(path)
+    resumed.resume(20)
+    assert [r["iter"] for r in resumed.rows] == [0, 0, 10, 10, 15]
+    resumed.add_train(20, lr=0.5, loss=2.0, smoothed_loss=1.0, seconds=4.0, outputs={"loss": 2})
+    resumed.write()
+    assert path.read_bytes() == written
+
+
+def test_training_does_not_import_pandas():
+    code = ("import sys, pipeline_lib.solver, pipeline_lib.train, pipeline_lib.metrics\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'matplotlib'}))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout
+    assert out.strip() == "[]"
