@@ -73,6 +73,25 @@ def make_mlp(phase=caffe_pb2.TRAIN, seed=0, dtype=np.float64):
     net.blobs["y"].data[...] = [0, 1, 2, 1]
     return net
 
+CONV_NET = """
+name: "convnet"
+layer { name: "in" type: "Input" top: "x" top: "y"
+        input_param { shape { dim: 24 dim: 3 dim: 10 dim: 10 } shape { dim: 24 } } }
+layer { name: "conv1" type: "Convolution" bottom: "x" top: "c1"
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1
+                            weight_filler { type: "xavier" } } }
+layer { name: "pool1" type: "Pooling" bottom: "c1" top: "p1"
+        pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "conv2" type: "Convolution" bottom: "p1" top: "c2"
+        convolution_param { num_output: 6 kernel_size: 2 weight_filler { type: "xavier" } } }
+layer { name: "relu" type: "ReLU" bottom: "c2" top: "c2" }
+layer { name: "pool2" type: "Pooling" bottom: "c2" top: "p2"
+        pooling_param { pool: AVE kernel_size: 2 stride: 2 } }
+layer { name: "ip" type: "InnerProduct" bottom: "p2" top: "out"
+        inner_product_param { num_output: 5 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "out" bottom: "y" top: "loss" }
+"""
+
 
 def test_structure_params_and_outputs():
     train = make_mlp()
@@ -170,8 +189,6 @@ def test_errors_name_layer_and_blob():
 
 
 def test_conv_and_pool_blobs_are_channels_last_only_where_every_reader_accepts_it(monkeypatch):
-    from test_batch_threads import CONV_NET
-
     from pipeline_lib import net as net_module
     from pipeline_lib.layers.base import nhwc
 

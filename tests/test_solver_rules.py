@@ -217,29 +217,3 @@ def test_sgd_on_any_array_module_matches_numpy_in_float32(reg, xp):
                        + [to_host(p.diff) for p in params])
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-
-
-@pytest.mark.parametrize("decay_mult", [1.0, 0.0])
-def test_large_sgd_params_split_over_threads_give_the_same_bits(monkeypatch, decay_mult):
-    """Params above SPLIT_ABOVE are updated a slice per core: same bits as one slice."""
-    from pipeline_lib.solvers import sgd
-
-    sp = solver(type="SGD", momentum=0.9, weight_decay=0.05)
-    rng = np.random.default_rng(0)
-    w0 = rng.standard_normal(sgd.SPLIT_ABOVE * 2 + 3).astype(np.float32)
-    grads = [rng.standard_normal(w0.size).astype(np.float32) for _ in range(3)]
-    results = []
-    for threads, split in (("1", sgd.SPLIT_ABOVE), ("3", sgd.SPLIT_ABOVE), ("3", 10**9)):
-        monkeypatch.setenv("PIPELINE_THREADS", threads)
-        monkeypatch.setattr(sgd, "SPLIT_ABOVE", split)  # 10**9: the generic step-by-step path
-        p = Blob(w0.shape, np, np.float32)
-        p.data[...] = w0
-        rule = make_update_rule(sp, [p], [1.0], [decay_mult])
-        for it, g in enumerate(grads):
-            p.diff[...] = g
-            rule.apply(0.01, it)
-        results.append((p.data.copy(), p.diff.copy(), rule.history[0].copy()))
-    for other in results[1:]:
-        for a, b in zip(results[0], other):
-            np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(results[0][0], w0)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline_lib.batch_threads import over_batch
 from pipeline_lib.conv_utils import Buffers, Window2D, col2im_rows_add, im2col_rows, im2col_taps
 from pipeline_lib.layers.base import Blob, Layer, nhwc, register
 
@@ -165,20 +164,16 @@ class ConvolutionLayer(Layer):
         if self.layout == "rows":
             col = self.buffers.get(f"col{key}", (self.chunk * oh * ow, g, kb), x.dtype)[:m]
             if fresh:
-                xs = self._padded(x, key)
                 dest = col.reshape(n, oh, ow, g, kb)[..., :kg].reshape(
                     n, oh, ow, g, win.kernel_h, win.kernel_w, -1)
-                over_batch(self.xp, n, lambda a, b: im2col_rows(self.xp, xs[a:b], win, oh, ow, g,
-                                                                dest[a:b]))
+                im2col_rows(self.xp, self._padded(x, key), win, oh, ow, g, dest)
                 if self.bias_term:
                     col[:, :, kg] = 1
             return col.transpose(1, 0, 2)
         col = self.buffers.take(f"col{key}", (g, kb, m), x.dtype, g * kb * self.chunk * oh * ow)
         if fresh:
-            xs = self._padded(x, key)
             dest = col[:, :kg].reshape(g, win.kernel_h, win.kernel_w, -1, n, oh, ow)
-            over_batch(self.xp, n, lambda a, b: im2col_taps(self.xp, xs[a:b], win, oh, ow, g,
-                                                            dest[:, :, :, :, a:b]))
+            im2col_taps(self.xp, self._padded(x, key), win, oh, ow, g, dest)
             if self.bias_term:
                 col[:, kg] = 1
         return col.transpose(0, 2, 1)
@@ -272,13 +267,7 @@ class ConvolutionLayer(Layer):
         if not direct:
             dx = self.buffers.get(f"dxpad{key}", (self.chunk, h + 2 * ph, w + 2 * pw, c),
                                   dyg.dtype)[:nc]
-        dq = dq.reshape(g, taps, nc, oh, ow, cg)
-        diff = nhwc(b.diff[n0:n1])
-
-        def work(a: int, z: int) -> None:
-            dx[a:z] = 0
-            col2im_rows_add(xp, dq[:, :, a:z], dx[a:z], win, oh, ow)
-            if not direct:
-                diff[a:z] = dx[a:z, ph:ph + h, pw:pw + w]
-
-        over_batch(xp, nc, work)
+        dx[...] = 0
+        col2im_rows_add(xp, dq.reshape(g, taps, nc, oh, ow, cg), dx, win, oh, ow)
+        if not direct:
+            nhwc(b.diff[n0:n1])[...] = dx[:, ph:ph + h, pw:pw + w]

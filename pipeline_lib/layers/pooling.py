@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline_lib.batch_threads import over_batch
 from pipeline_lib.conv_utils import Buffers, pool_out_size
 from pipeline_lib.layers.base import Blob, Layer, nhwc, register
 from pipeline_lib.proto import caffe_pb2
@@ -138,11 +137,7 @@ class PoolingLayer(Layer):
         n, h, w, c = x.shape
         ph, pw = self.pad
         buf = self.buffers.get(f"xpad{fill}", (n,) + self.padded_hw + (c,), x.dtype, fill=fill)
-
-        def copy(a: int, b: int) -> None:
-            buf[a:b, ph:ph + h, pw:pw + w] = x[a:b]
-
-        over_batch(self.xp, n, copy)
+        buf[:, ph:ph + h, pw:pw + w] = x
         return buf
 
     # -- forward -------------------------------------------------------------------
@@ -150,8 +145,7 @@ class PoolingLayer(Layer):
         x, y = bottom[0].data, top[0].data
         n, c, oh, ow = y.shape
         if self.method == P.AVE:
-            src, ys = self._source(nhwc(x), 0.0), nhwc(y)
-            over_batch(self.xp, n, lambda a, b: self._forward_ave(src[a:b], ys[a:b]))
+            self._forward_ave(self._source(nhwc(x), 0.0), nhwc(y))
             return
         idx_dtype = np.uint8 if self.kernel[0] * self.kernel[1] <= 255 else np.int32
         idx = self.buffers.get("argmax", (n, oh, ow, c), idx_dtype)
@@ -160,14 +154,13 @@ class PoolingLayer(Layer):
             y[...] = self.xp.max(flat, axis=2).reshape(y.shape)
             idx[...] = self.xp.argmax(flat, axis=2).reshape(n, 1, 1, c)
         else:
-            src, ys = self._source(nhwc(x), MAX_FILL), nhwc(y)
-            over_batch(self.xp, n, lambda a, b: self._forward_max(src[a:b], ys[a:b], idx[a:b]))
+            self._forward_max(self._source(nhwc(x), MAX_FILL), nhwc(y), idx)
         self.argmax = idx.transpose(0, 3, 1, 2)
         if len(top) > 1:
             top[1].data[...] = self._mask_indices(self.argmax)
 
     def _forward_max(self, src, y, winner) -> None:
-        """MAX of a batch slice, NHWC: `y` gets the maxima, `winner` the tap of the first one."""
+        """MAX on NHWC views: `y` gets the maxima, `winner` the tap of the first one."""
         xp = self.xp
         slices = [src[:, r, c] for _, r, c in self._taps()]
         if len(slices) == 1:
@@ -178,8 +171,9 @@ class PoolingLayer(Layer):
         for s in slices[2:]:
             xp.maximum(y, s, out=y)
         # winner = number of leading taps strictly below the max (first maximum wins)
-        run = xp.less(slices[0], y)
-        below = xp.empty_like(run)
+        run = self.buffers.get("run", y.shape, np.bool_)
+        below = self.buffers.get("below", y.shape, np.bool_)
+        xp.less(slices[0], y, out=run)
         winner[...] = run
         for s in slices[1:-1]:
             xp.less(s, y, out=below)
@@ -198,7 +192,7 @@ class PoolingLayer(Layer):
         return (rows + tap // kw) * w + (cols + tap % kw)
 
     def _forward_ave(self, src, y) -> None:
-        """AVE of a batch slice, NHWC."""
+        """AVE on NHWC views."""
         xp = self.xp
         taps = list(self._taps())
         _, r, c = taps[0]
@@ -209,8 +203,10 @@ class PoolingLayer(Layer):
 
     # -- backward ------------------------------------------------------------------
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        """Bottom diff, on NHWC views (padded when the windows reach outside the bottom)."""
         if not propagate_down[0]:
             return
+        xp = self.xp
         dy = nhwc(top[0].diff)
         b = bottom[0]
         n, c = b.shape[:2]
@@ -218,26 +214,12 @@ class PoolingLayer(Layer):
             dx = self.buffers.get("dxpad", (n,) + self.padded_hw + (c,), dy.dtype)
         else:
             dx = nhwc(b.diff)
-        ph, pw = self.pad
-        h, w = self.in_hw
-
-        winner = nhwc(self.argmax) if self.method == P.MAX else dy
-
-        def work(a: int, z: int) -> None:
-            self._backward(dy[a:z], dx[a:z], winner[a:z])
-            if self.needs_pad:
-                nhwc(b.diff[a:z])[...] = dx[a:z, ph:ph + h, pw:pw + w]
-
-        over_batch(self.xp, n, work)
-
-    def _backward(self, dy, dx, winner) -> None:
-        """Bottom diff of a batch slice, NHWC (padded when the windows reach outside)."""
-        xp = self.xp
         if not self.tiles:
             dx[...] = 0
         if self.method == P.MAX:
-            eq = xp.empty(dy.shape, np.bool_)
-            grad = None if self.tiles else xp.empty_like(dy)
+            winner = nhwc(self.argmax)
+            eq = self.buffers.get("eq", dy.shape, np.bool_)
+            grad = None if self.tiles else self.buffers.get("grad", dy.shape, dy.dtype)
             for q, r, c in self._taps():
                 xp.equal(winner, q, out=eq)
                 if self.tiles:
@@ -246,9 +228,14 @@ class PoolingLayer(Layer):
                     xp.multiply(dy, eq, out=grad)
                     xp.add(dx[:, r, c], grad, out=dx[:, r, c])
         else:
-            grad = xp.multiply(dy, self.inv_area[..., None])
+            grad = self.buffers.get("grad", dy.shape, dy.dtype)
+            xp.multiply(dy, self.inv_area[..., None], out=grad)
             for _, r, c in self._taps():
                 if self.tiles:
                     dx[:, r, c] = grad
                 else:
                     xp.add(dx[:, r, c], grad, out=dx[:, r, c])
+        if self.needs_pad:
+            ph, pw = self.pad
+            h, w = self.in_hw
+            nhwc(b.diff)[...] = dx[:, ph:ph + h, pw:pw + w]

@@ -2,20 +2,13 @@
 
 On CuPy arrays, regularization, the update and its application run as one
 elementwise kernel per param (the same formulas; the GPU may fuse a multiply
-and an add into one rounding). On NumPy, large params take the same steps a
-slice per core (elementwise, so the same bits for any thread count).
+and an add into one rounding).
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from pipeline_lib.backend import is_gpu_array
-from pipeline_lib.batch_threads import over_batch
 from pipeline_lib.solvers.base import UpdateRule, register
-
-#: Params smaller than this are updated on one thread.
-SPLIT_ABOVE = 1 << 16
 
 _KERNEL_OP = """
 T grad = g;
@@ -56,34 +49,11 @@ class SGD(UpdateRule):
         g[...] = v
 
     def fused_step(self, i: int, local_rate: float, iteration: int) -> bool:
-        p = self.params[i]
         if not self._fused[i]:
-            if p.data.size < SPLIT_ABOVE or self.l1 or not p.data.flags.c_contiguous:
-                return False
-            self._threaded_step(i, local_rate)
-            return True
+            return False
+        p = self.params[i]
         decay = self.weight_decay * self.decay_mults[i]
         t = p.data.dtype.type
         _fused_kernel(p.xp)(t(local_rate), t(self.momentum), t(decay), self.l1,
                             p.data, p.diff, self.history[i])
         return True
-
-    def _threaded_step(self, i: int, local_rate: float) -> None:
-        """Regularize (L2), update and apply a large NumPy param a slice per core."""
-        p = self.params[i]
-        decay = self.weight_decay * self.decay_mults[i]
-        w, g = p.data.reshape(-1), p.diff.reshape(-1)
-        v, tmp = self.history[i].reshape(-1), self._scratch[i].reshape(-1)
-
-        def work(a: int, b: int) -> None:
-            gs, vs = g[a:b], v[a:b]
-            if decay:
-                np.multiply(w[a:b], decay, out=tmp[a:b])
-                gs += tmp[a:b]
-            vs *= self.momentum
-            gs *= local_rate
-            vs += gs
-            gs[...] = vs
-            w[a:b] -= gs
-
-        over_batch(np, w.size, work, min_per_slice=SPLIT_ABOVE // 2)
