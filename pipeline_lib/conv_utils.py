@@ -102,6 +102,10 @@ class Buffers:
             raise ValueError(f"scratch {name!r}: shape {shape} exceeds capacity {capacity}")
         return self.get(name, (capacity,), dtype)[:size].reshape(shape)
 
+    def flat(self, name: str):
+        """The memory of an existing buffer as a flat array, to reuse as other scratch."""
+        return self._arrays[name].reshape(-1)
+
     def clear(self) -> None:
         self._arrays.clear()
 

@@ -244,3 +244,13 @@ def test_channels_last_blob_is_an_nchw_view_kept_across_reshapes():
     blob.channels_last = False
     blob.reshape((2, 3, 4, 5))
     assert blob.data.flags.c_contiguous
+
+
+def test_forward_only_nets_hold_no_gradients():
+    """Diffs are made on first use: a TEST net that only runs forward never allocates one."""
+    net = Net(net_param(CONV_NET), caffe_pb2.TEST, rng=np.random.default_rng(3))
+    net.forward()
+    assert all(b._diff is None for b in net.blobs.values())
+    blob = net.blobs["c1"]
+    assert blob.diff.shape == blob.shape and not blob.diff.any()
+    assert blob.diff.strides == blob.data.strides  # the same (channels-last) layout as data

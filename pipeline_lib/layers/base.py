@@ -24,7 +24,8 @@ from pipeline_lib.proto import caffe_pb2
 
 
 class Blob:
-    """An n-d array of values (`data`) and of gradients (`diff`)."""
+    """An n-d array of values (`data`) and of gradients (`diff`, made zeroed on first use,
+    so that nets which only run forward never hold one)."""
 
     def __init__(self, shape=(), xp=np, dtype=np.float32, name: str = ""):
         self.xp = xp
@@ -33,7 +34,17 @@ class Blob:
         self.channels_last = False  # wanted layout, applied by reshape
         self._allocated_channels_last = False
         self.data = xp.zeros(tuple(int(d) for d in shape), self.dtype)
-        self.diff = xp.zeros_like(self.data)
+        self._diff = None
+
+    @property
+    def diff(self):
+        if self._diff is None:
+            self._diff = self._zeros(self.shape, self._allocated_channels_last)
+        return self._diff
+
+    @diff.setter
+    def diff(self, value) -> None:
+        self._diff = value
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -49,7 +60,7 @@ class Blob:
         last = self.channels_last and len(shape) == 4
         if shape != self.shape or last != self._allocated_channels_last:
             self.data = self._zeros(shape, last)
-            self.diff = self._zeros(shape, last)
+            self._diff = None
             self._allocated_channels_last = last
 
     def _zeros(self, shape: tuple[int, ...], channels_last: bool):

@@ -19,9 +19,12 @@ import numpy as np
 
 from pipeline_lib.conv_utils import Buffers, Window2D, col2im_rows_add, im2col_rows, im2col_taps
 from pipeline_lib.layers.base import Blob, Layer, nhwc, register
+from pipeline_lib.proto import caffe_pb2
 
 #: Above this many bytes of patch matrix, the batch is processed in slices.
 MAX_COLUMN_BYTES = 64 * 2**20
+#: The same in the TEST phase: forward only, so the matrix is not kept for a backward.
+MAX_COLUMN_BYTES_TEST = 2 * 2**20
 #: Patch-matrix layout, "rows" or "taps"; None picks per layer (tests pin it).
 LAYOUT: str | None = None
 
@@ -124,7 +127,8 @@ class ConvolutionLayer(Layer):
         else:
             self.layout = "taps" if ow > rows_run else "rows"
         per_image = oh * ow * self.channels * self.win.kernel_h * self.win.kernel_w
-        self.chunk = max(1, min(n, MAX_COLUMN_BYTES // (per_image * self.dtype.itemsize)))
+        budget = MAX_COLUMN_BYTES_TEST if self.phase == caffe_pb2.TEST else MAX_COLUMN_BYTES
+        self.chunk = max(1, min(n, budget // (per_image * self.dtype.itemsize)))
         self._cols_ready.clear()
 
     # -- patch matrices -------------------------------------------------------------
@@ -239,14 +243,16 @@ class ConvolutionLayer(Layer):
                 if self.bias_term:
                     self.blobs[1].diff += dwm[:, :, kg].reshape(-1)
                 if idx < len(propagate_down) and propagate_down[idx]:
-                    self._input_gradient(dyg, b, n0, n1, key)
+                    # the patch matrix is spent: its memory takes the patch gradients
+                    self._cols_ready.discard(idx)
+                    self._input_gradient(dyg, b, n0, n1, key, self.buffers.flat(f"col{key}"))
 
-    def _input_gradient(self, dyg, b: Blob, n0: int, n1: int, key: str) -> None:
+    def _input_gradient(self, dyg, b: Blob, n0: int, n1: int, key: str, scratch) -> None:
         """Bottom diff of images n0..n1 from their top diff given as (G, M, O/G).
 
         One GEMM per kernel tap gives that tap's patch gradient as a contiguous
-        (M, C/G) block; adding the blocks back (col2im) then copies runs of a
-        whole output row of C values.
+        (M, C/G) block, in `scratch` (flat, at least M*K values); adding the
+        blocks back (col2im) then copies runs of a whole output row of C values.
         """
         xp = self.xp
         win = self.win
@@ -260,7 +266,7 @@ class ConvolutionLayer(Layer):
         weight = self.blobs[0].data.reshape(g, og, cg, win.kernel_h, win.kernel_w)
         wq = self.buffers.get("wq", (g, win.kernel_h, win.kernel_w, og, cg), weight.dtype)
         wq[...] = weight.transpose(0, 3, 4, 1, 2)
-        dq = self.buffers.take("dq", (g, taps, m, cg), dyg.dtype, g * kg * self.chunk * oh * ow)
+        dq = scratch[:g * kg * m].reshape(g, taps, m, cg)
         xp.matmul(dyg[:, None], wq.reshape(g, taps, og, cg), out=dq)
         dx = nhwc(b.diff[n0:n1])
         direct = ph == 0 and pw == 0 and dx.flags.c_contiguous

@@ -50,7 +50,7 @@ _BACKEND_NAMES = {caffe_pb2.DataParameter.LEVELDB: "leveldb", caffe_pb2.DataPara
 _BACKEND_WORDS = {"leveldb": "LEVELDB", "lmdb": "LMDB"}
 # deprecated DataParameter fields that Caffe's upgrade moves into transform_param
 _OLD_TRANSFORM_FIELDS = ("scale", "mean_file", "crop_size", "mirror")
-UNMAP_BYTES = 8 << 20  # LMDB pages read before the file is mapped afresh (see RecordCursor)
+UNMAP_BYTES = 4 << 20  # LMDB pages read before the file is mapped afresh (see RecordCursor)
 
 
 class DataSourceError(ValueError):

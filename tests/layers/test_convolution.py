@@ -282,3 +282,20 @@ def test_layout_is_picked_by_run_length():
     conv2 = conv_layer("num_output: 50 kernel_size: 5")
     forward(conv2, [Blob((2, 20, 12, 12))])
     assert (conv1.layout, conv2.layout) == ("taps", "rows")
+
+
+def test_test_phase_keeps_a_smaller_patch_matrix(monkeypatch):
+    """Forward-only (TEST) layers slice the batch to a smaller budget; same outputs."""
+    from pipeline_lib.proto import caffe_pb2
+
+    monkeypatch.setattr(convolution, "MAX_COLUMN_BYTES_TEST", 3 * 6 * 6 * 36 * 8)
+    x = np.random.default_rng(8).standard_normal((7, 4, 6, 6))
+    outputs = []
+    for phase in (caffe_pb2.TRAIN, caffe_pb2.TEST):
+        layer = conv_layer("num_output: 3 kernel_size: 3 pad: 1")
+        layer.phase = phase
+        (y,) = forward(layer, [to_blob(x)])
+        outputs.append((layer.chunk, y.data.copy()))
+    (train_chunk, train_y), (test_chunk, test_y) = outputs
+    assert train_chunk == 7 and test_chunk == 3
+    np.testing.assert_array_equal(train_y, test_y)
