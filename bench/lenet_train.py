@@ -5,9 +5,10 @@
 Trains the tutorial's LeNet (models/lenet, batch 64, SGD momentum 0.9, weight decay
 5e-4, inv policy) on MNIST from data/mnist/mnist_train_lmdb when it exists, else on
 random digits of the same shape, and prints ms per iteration (median and mean over the
-timed iterations), images/s, peak RSS, and our time divided by PyTorch's. PyTorch is a
-benchmark-only dependency (`pip install torch==2.13.0`, CPU build); it runs the same
-net and update rule with `ceil_mode=True` pooling, as Caffe's.
+timed iterations), images/s, peak RSS, and our time divided by PyTorch's. The two
+take turns every 25 iterations, so a shared machine's changing speed affects both
+alike. PyTorch is a benchmark-only dependency (`pip install torch==2.13.0`, CPU
+build); it runs the same net and update rule with `ceil_mode=True` pooling, as Caffe's.
 Anchors on this kind of machine (2 vCPU): Caffe 25.1 ms, PyTorch 18.7 ms per iteration.
 """
 
@@ -64,20 +65,18 @@ def lenet_solver(iterations: int, use_db: bool):
     return sp
 
 
-def time_ours(iterations: int, warmup: int, gpu: bool, use_db: bool) -> list[float]:
+def ours_step(gpu: bool, use_db: bool):
+    """One LeNet training iteration of our engine per call; and a function that stops it."""
     xp = get_xp("GPU" if gpu else "CPU")
-    solver = Solver(lenet_solver(warmup + iterations, use_db), xp=xp, metrics=MetricsTable(),
+    solver = Solver(lenet_solver(10**8, use_db), xp=xp, metrics=MetricsTable(),
                     log=_quiet_logger())
-    times = []
-    solver.step(warmup)
-    for _ in range(iterations):
-        start = time.perf_counter()
+
+    def step() -> None:
         solver.step(1)
         if gpu:
             xp.cuda.Device().synchronize()
-        times.append((time.perf_counter() - start) * 1000)
-    solver.close()
-    return times
+
+    return step, solver.close
 
 
 def _quiet_logger():
@@ -86,7 +85,8 @@ def _quiet_logger():
     return GlogLogger(None, stderr=False)
 
 
-def time_torch(iterations: int, warmup: int, gpu: bool) -> list[float] | None:
+def torch_step(gpu: bool):
+    """One iteration of the same net, update rule and lr policy in PyTorch per call, or None."""
     try:
         import torch
         from torch import nn
@@ -107,10 +107,12 @@ def time_torch(iterations: int, warmup: int, gpu: bool) -> list[float] | None:
     loss_fn = nn.CrossEntropyLoss()
     x = torch.rand(64, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (64,), device=device)
-    times = []
-    for it in range(warmup + iterations):
-        start = time.perf_counter()
+    it = 0
+
+    def step() -> None:
+        nonlocal it
         lr = 0.01 * (1 + 1e-4 * it) ** -0.75
+        it += 1
         net.zero_grad(set_to_none=False)
         loss = loss_fn(net(x), y)
         loss.backward()
@@ -122,8 +124,28 @@ def time_torch(iterations: int, warmup: int, gpu: bool) -> list[float] | None:
                     p.sub_(v)
         if gpu:
             torch.cuda.synchronize()
-        if it >= warmup:
-            times.append((time.perf_counter() - start) * 1000)
+
+    return step
+
+
+def timed(step, count: int) -> list[float]:
+    """Milliseconds of each of `count` calls."""
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def interleaved(steps: list, iterations: int, block: int = 25) -> list[list[float]]:
+    """Time each step function `iterations` times, taking turns in blocks of `block`
+    iterations, so that a machine whose speed drifts slows all of them alike."""
+    times: list[list[float]] = [[] for _ in steps]
+    while len(times[0]) < iterations:
+        count = min(block, iterations - len(times[0]))
+        for step, out in zip(steps, times):
+            out.extend(timed(step, count))
     return times
 
 
@@ -141,19 +163,27 @@ def main() -> int:
     parser.add_argument("--synthetic", action="store_true", help="random data, no LMDB")
     args = parser.parse_args()
     use_db = TRAIN_DB.is_dir() and not args.synthetic
-    ours = time_ours(args.iterations, args.warmup, args.gpu, use_db)
+    ours, close = ours_step(args.gpu, use_db)
+    timed(ours, args.warmup)
     rss_ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    theirs = None if args.no_torch else time_torch(args.iterations, args.warmup, args.gpu)
+    steps = [ours]
+    theirs = None if args.no_torch else torch_step(args.gpu)
+    if theirs is not None:
+        timed(theirs, args.warmup)
+        steps.append(theirs)
+    times = interleaved(steps, args.iterations)
+    close()
     print(f"LeNet training, batch 64, {'GPU' if args.gpu else 'CPU'}, {os.cpu_count()} cores, "
-          f"data: {'MNIST LMDB' if use_db else 'synthetic'}, {args.iterations} timed iterations")
+          f"data: {'MNIST LMDB' if use_db else 'synthetic'}, {args.iterations} timed iterations"
+          + (", ours and PyTorch taking turns every 25" if theirs else ""))
     print(f"{'':<22}{'median ms':>10}{'mean ms':>10}{'images/s':>12}")
-    print(summary("pipeline_lib", ours))
-    print(f"peak RSS after ours: {rss_ours:.0f} MB")
-    if theirs:
-        print(summary("PyTorch", theirs))
-        ratio = statistics.median(ours) / statistics.median(theirs)
+    print(summary("pipeline_lib", times[0]))
+    print(f"peak RSS of ours (before PyTorch is loaded): {rss_ours:.0f} MB")
+    if theirs is not None:
+        print(summary("PyTorch", times[1]))
+        ratio = statistics.median(times[0]) / statistics.median(times[1])
         print(f"ours / PyTorch (median): {ratio:.2f}")
-    print(f"ours / Caffe anchor 25.1 ms: {statistics.median(ours) / 25.1:.2f}")
+    print(f"ours / Caffe anchor 25.1 ms: {statistics.median(times[0]) / 25.1:.2f}")
     return 0
 
 

@@ -5,12 +5,13 @@
 
 Prints, in one run so that the ratios are taken under the same load:
 - LeNet training (models/lenet, batch 64) ms per iteration and images/s, ours
-  and PyTorch's (bench/lenet_train.py), and our time over PyTorch's;
+  and PyTorch's taking turns every 25 iterations (bench/lenet_train.py), and our
+  time over PyTorch's;
 - per-layer forward/backward ms of the train net on dummy data (`time_net`,
   as `pcaffe time`);
 - MNIST conversion records/s (`convert_mnist` to LMDB, on generated digits)
   and image-mean records/s (`compute_image_mean` over that database);
-- peak RSS of this process after our training (PyTorch runs after it).
+- peak RSS of this process after our warm-up (PyTorch is loaded after it).
 
 The machine is shared: the load average is printed first, and training times
 are given as the median and the 20th percentile (less sensitive to other
@@ -51,12 +52,20 @@ def p20(times: list[float]) -> float:
 
 def training_rows(args) -> list[str]:
     use_db = lenet_train.TRAIN_DB.is_dir() and not args.synthetic
-    ours = lenet_train.time_ours(args.iterations, args.warmup, args.gpu, use_db)
+    ours_step, close = lenet_train.ours_step(args.gpu, use_db)
+    lenet_train.timed(ours_step, args.warmup)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    theirs = None if args.no_torch else lenet_train.time_torch(args.iterations, args.warmup,
-                                                               args.gpu)
+    steps = [ours_step]
+    torch_step = None if args.no_torch else lenet_train.torch_step(args.gpu)
+    if torch_step is not None:
+        lenet_train.timed(torch_step, args.warmup)
+        steps.append(torch_step)
+    ours, *rest = lenet_train.interleaved(steps, args.iterations)
+    theirs = rest[0] if rest else None
+    close()
     rows = [f"LeNet training, batch 64, {'GPU' if args.gpu else 'CPU'}, data: "
-            f"{'MNIST LMDB' if use_db else 'synthetic'}, {args.iterations} timed iterations",
+            f"{'MNIST LMDB' if use_db else 'synthetic'}, {args.iterations} timed iterations"
+            + (", ours and PyTorch taking turns every 25" if theirs else ""),
             f"{'':<16}{'median ms':>10}{'p20 ms':>9}{'images/s':>10}{'vs Caffe':>10}"]
     for name, times in (("pipeline_lib", ours), ("PyTorch", theirs)):
         if times:
@@ -66,7 +75,8 @@ def training_rows(args) -> list[str]:
     if theirs:
         ratio = statistics.median(ours) / statistics.median(theirs)
         rows.append(f"ours / PyTorch: median {ratio:.2f}, p20 {p20(ours) / p20(theirs):.2f}")
-    rows.append(f"peak RSS after our training: {rss:.0f} MB (Caffe anchor 122 MB)")
+    rows.append(f"peak RSS after our warm-up (before PyTorch loads): {rss:.0f} MB "
+                "(Caffe anchor 122 MB, whole run with tests)")
     return rows
 
 
