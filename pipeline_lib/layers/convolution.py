@@ -5,12 +5,15 @@ size rounds down: (H + 2p - (d(k-1)+1)) // s + 1. Like Caffe, several bottoms
 may share the layer's weights, each giving the top of the same index.
 
 Inside, the patches of the whole batch form one matrix (M = N*Ho*Wo pixels by
-K = kh*kw*C/group values; layout "rows" or "taps", see conv_utils) and each
-group is one GEMM. Backward: the weight gradient is one GEMM against the same
-patch matrix (kept from forward); the input gradient is a GEMM giving each
-kernel tap's patch gradient as a contiguous block, added back tap by tap
-(col2im). Very large patch matrices are made a slice of the batch at a time
-so that their memory stays bounded.
+K = kh*kw*C/group values, plus a column of ones that carries the bias; layout
+"rows" or "taps", see conv_utils) and each group is one GEMM whose (M, O)
+result is the top seen channels-last: written in place when the top is a
+channels-last blob. Backward: the weight and bias gradients are one GEMM
+against the same patch matrix (kept from forward); the input gradient is a
+GEMM per kernel tap giving that tap's patch gradient as a contiguous block, in
+the spent patch matrix's memory, added back tap by tap (col2im). Large patch
+matrices are made a slice of the batch at a time so that their memory stays
+bounded (a smaller bound in the TEST phase, which keeps nothing for backward).
 """
 
 from __future__ import annotations
@@ -188,7 +191,7 @@ class ConvolutionLayer(Layer):
         g, og, _, kg = self._dims()
         wm = self.buffers.get("wmat", (g, og, kg + self.bias_term), self.blobs[0].dtype)
         w = self.blobs[0].data.reshape(g, og, cg, kh, kw).transpose(0, 1, 3, 4, 2)
-        wm[:, :, :kg].reshape(g, og, kh, kw, cg)[...] = w
+        wm[:, :, :kg] = w.reshape(g, og, kg)
         if self.bias_term:
             wm[:, :, kg] = self.blobs[1].data.reshape(g, og)
         return wm
