@@ -252,8 +252,14 @@ class DatabaseReader:
     def _open_lmdb(self) -> None:
         import lmdb
 
+        data = self.path / "data.mdb"
         try:  # the LMDB library would crash (SIGBUS, assertion) on a damaged file
-            check_lmdb_file(self.path / "data.mdb")
+            # checked once per file version: a remap of an unchanged file skips the pass
+            stat = data.stat()
+            version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            if version != getattr(self, "_checked_version", None):
+                check_lmdb_file(data)
+                self._checked_version = version
         except LmdbCorrupt as exc:
             raise DatabaseError(f"{self.path}: cannot open LMDB database: data.mdb: "
                                 f"{exc.reason} (the database is corrupt; rebuild it)"

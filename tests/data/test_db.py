@@ -102,6 +102,27 @@ def test_lmdb_cursor_keeps_its_place_when_the_file_is_mapped_afresh(tmp_path):
         assert remaps == [4, 8, 3]
 
 
+def test_lmdb_structure_check_runs_again_only_for_a_changed_file(tmp_path, monkeypatch):
+    import pipeline_lib.data.db as db_module
+
+    with DatabaseWriter(tmp_path / "db", "lmdb") as writer:
+        for key, value in _records(3):
+            writer.put(key, value)
+    checked = []
+    check = db_module.check_lmdb_file
+    monkeypatch.setattr(db_module, "check_lmdb_file", lambda path: checked.append(path) or
+                        check(path))
+    with DatabaseReader(tmp_path / "db") as reader:
+        reader.remap()
+        reader.remap()
+        assert len(checked) == 1  # a remap of the same file does not walk it again
+        data = tmp_path / "db" / "data.mdb"
+        data.write_bytes(data.read_bytes()[:4096])  # truncated under the reader
+        with pytest.raises(DatabaseError, match="corrupt"):
+            reader.remap()
+        assert len(checked) == 2
+
+
 def test_cursor_on_an_empty_database(tmp_path):
     DatabaseWriter(tmp_path / "db", "lmdb").close()
     with DatabaseReader(tmp_path / "db") as reader:
