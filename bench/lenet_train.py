@@ -149,6 +149,23 @@ def interleaved(steps: list, iterations: int, block: int = 25) -> list[list[floa
     return times
 
 
+def measure(iterations: int, warmup: int, gpu: bool, use_db: bool, with_torch: bool
+            ) -> tuple[list[float], list[float] | None, float]:
+    """ms per iteration of ours and of PyTorch (None without torch), timed taking turns,
+    and our peak RSS in MB after the warm-up, before PyTorch is loaded."""
+    ours, close = ours_step(gpu, use_db)
+    timed(ours, warmup)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    steps = [ours]
+    theirs = torch_step(gpu) if with_torch else None
+    if theirs is not None:
+        timed(theirs, warmup)
+        steps.append(theirs)
+    times = interleaved(steps, iterations)
+    close()
+    return times[0], (times[1] if theirs is not None else None), rss
+
+
 def summary(name: str, times: list[float]) -> str:
     med, mean = statistics.median(times), statistics.fmean(times)
     return f"{name:<22}{med:>10.2f}{mean:>10.2f}{64000 / med:>12.0f}"
@@ -163,27 +180,19 @@ def main() -> int:
     parser.add_argument("--synthetic", action="store_true", help="random data, no LMDB")
     args = parser.parse_args()
     use_db = TRAIN_DB.is_dir() and not args.synthetic
-    ours, close = ours_step(args.gpu, use_db)
-    timed(ours, args.warmup)
-    rss_ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    steps = [ours]
-    theirs = None if args.no_torch else torch_step(args.gpu)
-    if theirs is not None:
-        timed(theirs, args.warmup)
-        steps.append(theirs)
-    times = interleaved(steps, args.iterations)
-    close()
+    ours, theirs, rss_ours = measure(args.iterations, args.warmup, args.gpu, use_db,
+                                     not args.no_torch)
     print(f"LeNet training, batch 64, {'GPU' if args.gpu else 'CPU'}, {os.cpu_count()} cores, "
           f"data: {'MNIST LMDB' if use_db else 'synthetic'}, {args.iterations} timed iterations"
           + (", ours and PyTorch taking turns every 25" if theirs else ""))
     print(f"{'':<22}{'median ms':>10}{'mean ms':>10}{'images/s':>12}")
-    print(summary("pipeline_lib", times[0]))
+    print(summary("pipeline_lib", ours))
     print(f"peak RSS of ours (before PyTorch is loaded): {rss_ours:.0f} MB")
     if theirs is not None:
-        print(summary("PyTorch", times[1]))
-        ratio = statistics.median(times[0]) / statistics.median(times[1])
+        print(summary("PyTorch", theirs))
+        ratio = statistics.median(ours) / statistics.median(theirs)
         print(f"ours / PyTorch (median): {ratio:.2f}")
-    print(f"ours / Caffe anchor 25.1 ms: {statistics.median(times[0]) / 25.1:.2f}")
+    print(f"ours / Caffe anchor 25.1 ms: {statistics.median(ours) / 25.1:.2f}")
     return 0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -52,17 +51,8 @@ def p20(times: list[float]) -> float:
 
 def training_rows(args) -> list[str]:
     use_db = lenet_train.TRAIN_DB.is_dir() and not args.synthetic
-    ours_step, close = lenet_train.ours_step(args.gpu, use_db)
-    lenet_train.timed(ours_step, args.warmup)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    steps = [ours_step]
-    torch_step = None if args.no_torch else lenet_train.torch_step(args.gpu)
-    if torch_step is not None:
-        lenet_train.timed(torch_step, args.warmup)
-        steps.append(torch_step)
-    ours, *rest = lenet_train.interleaved(steps, args.iterations)
-    theirs = rest[0] if rest else None
-    close()
+    ours, theirs, rss = lenet_train.measure(args.iterations, args.warmup, args.gpu, use_db,
+                                            not args.no_torch)
     rows = [f"LeNet training, batch 64, {'GPU' if args.gpu else 'CPU'}, data: "
             f"{'MNIST LMDB' if use_db else 'synthetic'}, {args.iterations} timed iterations"
             + (", ours and PyTorch taking turns every 25" if theirs else ""),
