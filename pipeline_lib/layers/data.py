@@ -362,7 +362,7 @@ class DataLayer(Layer):
 def _take(blob: Blob, array) -> None:
     """Make a fresh batch array the blob's data: adopted when its layout is the blob's (no
     copy: a large copy lets the prefetch thread take the GIL and keep it for a whole batch),
-    copied into the blob's own array otherwise (a channels-last blob)."""
+    copied into the blob's own array when its layout or dtype differs."""
     blob.reshape(array.shape)
     if array.strides == blob.data.strides and array.dtype == blob.data.dtype:
         blob.data = array

@@ -136,7 +136,7 @@ class PoolingLayer(Layer):
             return x
         n, h, w, c = x.shape
         ph, pw = self.pad
-        buf = self.buffers.get(f"xpad{fill}", (n,) + self.padded_hw + (c,), x.dtype, fill=fill)
+        buf = self.buffers.get("xpad", (n,) + self.padded_hw + (c,), x.dtype, fill=fill)
         buf[:, ph:ph + h, pw:pw + w] = x
         return buf
 
