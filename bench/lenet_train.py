@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline_lib.backend import get_xp  # noqa: E402
-from pipeline_lib.metrics import MetricsTable  # noqa: E402
+from pipeline_lib.core.backend import get_xp  # noqa: E402
+from pipeline_lib.engine.training.metrics import MetricsTable  # noqa: E402
+from pipeline_lib.engine.training.solver import Solver  # noqa: E402
 from pipeline_lib.proto.prototxt import read_net, read_solver  # noqa: E402
-from pipeline_lib.solver import Solver  # noqa: E402
 
 SOLVER = ROOT / "models/lenet/lenet_solver.prototxt"
 TRAIN_DB = ROOT / "data/mnist/mnist_train_lmdb"
@@ -80,7 +80,7 @@ def ours_step(gpu: bool, use_db: bool):
 
 
 def _quiet_logger():
-    from pipeline_lib.glog import GlogLogger
+    from pipeline_lib.core.glog import GlogLogger
 
     return GlogLogger(None, stderr=False)
 

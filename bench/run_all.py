@@ -72,8 +72,8 @@ def training_rows(args) -> list[str]:
 
 def layer_rows(args) -> list[str]:
     from pipeline_lib.cli import load_net
+    from pipeline_lib.engine.timing import time_net
     from pipeline_lib.proto import caffe_pb2
-    from pipeline_lib.timing import time_net
 
     net = load_net(str(ROOT / "models/lenet/lenet_train_test.prototxt"), None, caffe_pb2.TRAIN,
                    gpu=args.gpu, dummy_data="1,28,28")

@@ -1,4 +1,4 @@
-"""A small Python API in pycaffe's spirit, over `pipeline_lib.net.Net`.
+"""A small Python API in pycaffe's spirit, over `pipeline_lib.engine.net.Net`.
 
     net = Net("models/lenet/lenet.prototxt", "results/lenet_iter_10000.caffemodel")
     probs = net.forward(data=images)["prob"]      # inputs by blob name; outputs as NumPy
@@ -19,9 +19,10 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from pipeline_lib.backend import get_xp, to_host
-from pipeline_lib.layers.base import Blob, Layer
-from pipeline_lib.net import Net as CoreNet
+from pipeline_lib.core.backend import get_xp, to_host
+from pipeline_lib.core.blob import Blob
+from pipeline_lib.engine.layers.base import Layer
+from pipeline_lib.engine.net import Net as CoreNet
 from pipeline_lib.proto import caffe_pb2
 
 PhaseLike = int | str

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from pipeline_lib.cli_errors import describe_error
+from pipeline_lib.core.errors import describe_error
 from pipeline_lib.proto import caffe_pb2
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -32,7 +32,7 @@ def command(name: str):
 
 
 def _xp(gpu: bool):
-    from pipeline_lib.backend import get_xp
+    from pipeline_lib.core.backend import get_xp
 
     return get_xp("GPU" if gpu else "CPU")
 
@@ -43,7 +43,7 @@ def _phase(name: str) -> int:
 
 @command("train")
 def cmd_train(args: argparse.Namespace) -> int:
-    from pipeline_lib.train import train
+    from pipeline_lib.engine.training.job import train
 
     if args.snapshot and args.weights:
         raise SystemExit("pcaffe train: give either --snapshot or --weights, not both")
@@ -64,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def load_net(model: str, weights: str | None, phase: int, gpu: bool = False,
              batch_size: int | None = None, dummy_data: str | None = None, seed: int = 0):
     """A Net from a prototxt, optionally with weights, batch size and dummy data patched in."""
-    from pipeline_lib.net import Net
+    from pipeline_lib.engine.net import Net
     from pipeline_lib.proto.prototxt import read_net, read_net_binary
 
     param = read_net(model)
@@ -127,7 +127,7 @@ def replace_data_layers(param: caffe_pb2.NetParameter, chw: list[int], batch: in
 
 @command("test")
 def cmd_test(args: argparse.Namespace) -> int:
-    from pipeline_lib.backend import to_host
+    from pipeline_lib.core.backend import to_host
 
     net = load_net(args.model, args.weights, _phase(args.phase), args.gpu)
     totals: dict[str, float] = {}
@@ -150,7 +150,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 @command("time")
 def cmd_time(args: argparse.Namespace) -> int:
-    from pipeline_lib.timing import time_net
+    from pipeline_lib.engine.timing import time_net
 
     net = load_net(args.model, args.weights, _phase(args.phase), args.gpu,
                    batch_size=args.batch_size, dummy_data=args.dummy_data)

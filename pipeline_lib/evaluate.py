@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline_lib.data.datum import datum_to_array, parse_datum
+from pipeline_lib.core.fsutil import atomic_write_bytes
 from pipeline_lib.data.db import DatabaseReader
-from pipeline_lib.fsutil import atomic_write_bytes
 from pipeline_lib.preprocess import Preprocessor, find_transform_param
 from pipeline_lib.proto import caffe_pb2
+from pipeline_lib.proto.datum import datum_to_array, parse_datum
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def score_records(reader: DatabaseReader, preprocessor: Preprocessor, forward: F
                   tally_for: Callable[[int], Tally], *, batch_size: int,
                   color: bool | None = None, limit: int | None = None) -> Tally:
     """Stream the database's records in key order through `forward`, `batch_size` at a time."""
-    from pipeline_lib.progress import Progress
+    from pipeline_lib.core.progress import Progress
 
     total = len(reader) if limit is None else min(limit, len(reader))
     tally: Tally | None = None
@@ -256,7 +256,7 @@ class ScoringSetup:
 def scoring_setup(param: caffe_pb2.NetParameter, *, stages: Sequence[str] = (), level: int = 0,
                   scores_blob: str | None = None) -> ScoringSetup:
     """Find the TEST phase's Data layer and the blob holding the class scores."""
-    from pipeline_lib.net import filter_net
+    from pipeline_lib.engine.net import filter_net
 
     state = caffe_pb2.NetState(phase=caffe_pb2.TEST, level=level, stage=list(stages))
     net = filter_net(param, state)
@@ -292,7 +292,7 @@ def evaluate_net(param: caffe_pb2.NetParameter | str | os.PathLike,
     """Score the TEST net's database (or `source`) once through; returns the evaluation and
     a description (net, source, blobs, batch size, transform) for reports."""
     from pipeline_lib.api import Net
-    from pipeline_lib.backend import to_host
+    from pipeline_lib.core.backend import to_host
     from pipeline_lib.proto.prototxt import read_net
 
     if not isinstance(param, caffe_pb2.NetParameter):

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline_lib.fsutil import atomic_write_bytes
+from pipeline_lib.core.fsutil import atomic_write_bytes
 
 ACCURACY_MARK = "accuracy"
 TEST_COLORS = ("tab:green", "tab:red", "tab:purple", "tab:brown")
@@ -55,7 +55,7 @@ def default_window(n: int, fraction: float = 0.25) -> int:
 
 
 def read_metrics(path: str | os.PathLike) -> pd.DataFrame:
-    """The metrics CSV (pipeline_lib.metrics), checked for the columns the plots need."""
+    """The metrics CSV (engine.training.metrics), checked for the columns the plots need."""
     df = pd.read_csv(path)
     missing = {"kind", "iter", "net", "loss"} - set(df.columns)
     if missing:

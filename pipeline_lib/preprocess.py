@@ -109,7 +109,7 @@ class Preprocessor:
                                   f"net's input {h}x{w}")
         settings: dict = {"scale": float(tp.scale), "mean_values": tuple(tp.mean_value)}
         if tp.mean_file:
-            from pipeline_lib.data.mean_io import read_mean_binaryproto
+            from pipeline_lib.proto.blobproto import read_mean_binaryproto
 
             settings["mean"] = read_mean_binaryproto(tp.mean_file)
         return cls((c, h, w), **settings).replace(**overrides)
@@ -145,7 +145,7 @@ class Preprocessor:
         if overrides.get("mean_values") and "mean" not in overrides:
             overrides["mean"] = None
         if isinstance(overrides.get("mean"), str | os.PathLike):
-            from pipeline_lib.data.mean_io import read_mean_binaryproto
+            from pipeline_lib.proto.blobproto import read_mean_binaryproto
 
             overrides["mean"] = read_mean_binaryproto(overrides["mean"])
         new_size = overrides.get("mean") is not None or "input_shape" in overrides

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from pipeline_lib import backend  # noqa: E402
+from pipeline_lib.core import backend  # noqa: E402
 
 TESTS = Path(__file__).parent
 DATA = TESTS / "data"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline_lib.layers.base import Blob, Layer
+from pipeline_lib.core.blob import Blob
+from pipeline_lib.engine.layers.base import Layer
 
 
 def _objective(layer: Layer, bottom, top, weights, seed) -> float:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline_lib.api import Net, phase_value
-from pipeline_lib.backend import to_host
+from pipeline_lib.core.backend import to_host
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.prototxt import parse_net_text, read_net_binary
 

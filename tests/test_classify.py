@@ -172,8 +172,8 @@ layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
 
 
 def test_colour_image_with_mean_file_is_resized_and_cropped(tmp_path, capsys):
-    from pipeline_lib.data.mean_io import write_mean_binaryproto
     from pipeline_lib.preprocess import Preprocessor
+    from pipeline_lib.proto.blobproto import write_mean_binaryproto
     from pipeline_lib.proto.prototxt import parse_net_text
 
     (tmp_path / "deploy.prototxt").write_text(COLOUR_NET)

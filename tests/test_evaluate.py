@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline_lib.data.datum import array_to_datum
 from pipeline_lib.data.db import DatabaseWriter
 from pipeline_lib.evaluate import (
     EvaluationError,
@@ -22,6 +21,7 @@ from pipeline_lib.evaluate import (
     top_k_hits,
     write_reports,
 )
+from pipeline_lib.proto.datum import array_to_datum
 from pipeline_lib.proto.prototxt import parse_net_text, read_net
 
 REPO = Path(__file__).resolve().parents[1]

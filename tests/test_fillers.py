@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from pipeline_lib.fillers import FillerError, fill
+from pipeline_lib.engine.fillers import FillerError, fill
 from pipeline_lib.proto import caffe_pb2
 
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pipeline_lib.fsutil import (
+from pipeline_lib.core.fsutil import (
     atomic_write_bytes,
     atomic_writer,
     make_temp_dir_beside,

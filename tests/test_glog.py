@@ -13,7 +13,7 @@ import pytest
 from caffe_log_parser import parse_caffe_log
 from conftest import DATA
 
-from pipeline_lib.glog import GlogHandler, GlogLogger, format_prefix
+from pipeline_lib.core.glog import GlogHandler, GlogLogger, format_prefix
 
 PREFIX = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d{6} [ \d]{5} \S+:\S+\] ")
 

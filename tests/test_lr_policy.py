@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import DATA
 
-from pipeline_lib.lr_policy import LrPolicyError, current_step, learning_rate
+from pipeline_lib.engine.solvers.lr_policy import LrPolicyError, current_step, learning_rate
+from pipeline_lib.engine.training.solver import fmt
 from pipeline_lib.proto import caffe_pb2
-from pipeline_lib.solver import fmt
 
 
 def sp(**fields) -> caffe_pb2.SolverParameter:

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from pipeline_lib.metrics import BASE_COLUMNS, MetricsTable
+from pipeline_lib.engine.training.metrics import BASE_COLUMNS, MetricsTable
 
 
 def filled(path) -> MetricsTable:
@@ -93,7 +93,7 @@ def test_a_resumed_table_writes_the_same_bytes(tmp_path):
 
 
 def test_training_does_not_import_pandas():
-    code = ("import sys, pipeline_lib.solver, pipeline_lib.train, pipeline_lib.metrics\n"
+    code = ("import sys, pipeline_lib.engine.training.solver, pipeline_lib.engine.training.job\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'matplotlib'}))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout

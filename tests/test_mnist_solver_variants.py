@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_lib.glog import GlogLogger
+from pipeline_lib.core.glog import GlogLogger
+from pipeline_lib.engine.training.job import effective_solver
+from pipeline_lib.engine.training.solver import Solver
 from pipeline_lib.proto.prototxt import read_net
-from pipeline_lib.solver import Solver
-from pipeline_lib.train import effective_solver
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN_LMDB = Path(__file__).parent / "data/golden/caffe_train100_lmdb"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from pipeline_lib.net import Net, NetError, filter_net, insert_splits
+from pipeline_lib.engine.net import Net, NetError, filter_net, insert_splits
 from pipeline_lib.proto import caffe_pb2
 
 
@@ -189,8 +189,8 @@ def test_errors_name_layer_and_blob():
 
 
 def test_conv_and_pool_blobs_are_channels_last_only_where_every_reader_accepts_it(monkeypatch):
-    from pipeline_lib import net as net_module
-    from pipeline_lib.layers.base import nhwc
+    from pipeline_lib.core.blob import nhwc
+    from pipeline_lib.engine import net as net_module
 
     text = CONV_NET + """
 layer { name: "side" type: "Convolution" bottom: "p1" top: "s"
@@ -228,7 +228,7 @@ layer { name: "cat" type: "Concat" bottom: "s" bottom: "s2" top: "cat" }
 
 
 def test_channels_last_blob_is_an_nchw_view_kept_across_reshapes():
-    from pipeline_lib.layers.base import Blob, nhwc
+    from pipeline_lib.core.blob import Blob, nhwc
 
     blob = Blob()
     blob.channels_last = True

@@ -13,7 +13,8 @@ from caffe_log_parser import parse_caffe_log
 from PIL import Image
 from test_reproducible import make_run_dir
 
-from pipeline_lib.metrics import MetricsTable
+from pipeline_lib.engine.training.job import train
+from pipeline_lib.engine.training.metrics import MetricsTable
 from pipeline_lib.plots import (
     default_window,
     final_metrics,
@@ -22,7 +23,6 @@ from pipeline_lib.plots import (
     plot_learning_curves,
     write_final_metrics,
 )
-from pipeline_lib.train import train
 
 
 def mocha_low_pass(x, window):

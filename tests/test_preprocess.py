@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline_lib.data.datum import array_to_datum
 from pipeline_lib.data.db import DatabaseWriter
-from pipeline_lib.data.mean_io import write_mean_binaryproto
-from pipeline_lib.net import Net
+from pipeline_lib.engine.net import Net
 from pipeline_lib.preprocess import (
     PreprocessError,
     Preprocessor,
@@ -17,6 +15,8 @@ from pipeline_lib.preprocess import (
     input_shape,
 )
 from pipeline_lib.proto import caffe_pb2
+from pipeline_lib.proto.blobproto import write_mean_binaryproto
+from pipeline_lib.proto.datum import array_to_datum
 from pipeline_lib.proto.prototxt import parse_net_text, read_net, read_net_binary
 
 REPO = Path(__file__).resolve().parents[1]

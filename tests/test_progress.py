@@ -3,7 +3,7 @@
 import io
 import logging
 
-from pipeline_lib.progress import Progress, format_amount
+from pipeline_lib.core.progress import Progress, format_amount
 
 
 class _Tty(io.StringIO):

@@ -14,7 +14,8 @@ import pytest
 from conftest import DATA
 from test_reproducible import make_run_dir
 
-from pipeline_lib.provenance import (
+from pipeline_lib.engine.training.job import train
+from pipeline_lib.engine.training.provenance import (
     FORMAT_VERSION,
     RunRecord,
     blas_threads,
@@ -22,7 +23,6 @@ from pipeline_lib.provenance import (
     package_versions,
     read_provenance,
 )
-from pipeline_lib.train import train
 
 GOLDEN = DATA / "golden"
 

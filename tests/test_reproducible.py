@@ -15,10 +15,10 @@ from conftest import DATA
 from google.protobuf import text_format
 from small_net import NET
 
-from pipeline_lib.glog import GlogLogger
+from pipeline_lib.core.glog import GlogLogger
+from pipeline_lib.engine.training.job import train
+from pipeline_lib.engine.training.solver import Solver
 from pipeline_lib.proto import caffe_pb2
-from pipeline_lib.solver import Solver
-from pipeline_lib.train import train
 
 GOLDEN_LMDB = DATA / "golden" / "caffe_train100_lmdb"
 
@@ -106,7 +106,7 @@ def test_train_function_twice_gives_identical_files(two_train_runs):
 TRAIN_IN_SUBPROCESS = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from pipeline_lib.train import train
+from pipeline_lib.engine.training.job import train
 train("solver.prototxt", output_stem="results/small_iter_30", max_iter=30, log_path="train.log")
 """
 

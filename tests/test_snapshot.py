@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import DATA
 
-from pipeline_lib.net import blob_proto_to_array
 from pipeline_lib.proto import caffe_pb2
+from pipeline_lib.proto.blobproto import blob_proto_to_array
 from pipeline_lib.proto.errors import BinaryProtoError
-from pipeline_lib.snapshot import (
+from pipeline_lib.proto.snapshot import (
     load_caffemodel,
     load_solverstate,
     make_solverstate,

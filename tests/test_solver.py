@@ -12,17 +12,17 @@ import pytest
 from caffe_log_parser import parse_caffe_log
 from google.protobuf import text_format
 
-from pipeline_lib.backend import to_host
-from pipeline_lib.glog import GlogLogger
-from pipeline_lib.proto import caffe_pb2
-from pipeline_lib.snapshot import load_caffemodel, load_solverstate
-from pipeline_lib.solver import (
+from pipeline_lib.core.backend import to_host
+from pipeline_lib.core.glog import GlogLogger
+from pipeline_lib.engine.training.solver import (
     DivergenceError,
     SignalHandler,
     Solver,
     SolverAction,
     SolverParameterError,
 )
+from pipeline_lib.proto import caffe_pb2
+from pipeline_lib.proto.snapshot import load_caffemodel, load_solverstate
 
 # InnerProduct-like layers as full-size convolutions (kernel = input), so the tests need
 # only MemoryData, Convolution, ReLU, Dropout, SoftmaxWithLoss and Accuracy.

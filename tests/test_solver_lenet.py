@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from conftest import DATA
 
-from pipeline_lib.backend import to_host
-from pipeline_lib.glog import GlogLogger
-from pipeline_lib.net import blob_proto_to_array
+from pipeline_lib.core.backend import to_host
+from pipeline_lib.core.glog import GlogLogger
+from pipeline_lib.engine.training.solver import Solver
+from pipeline_lib.proto.blobproto import blob_proto_to_array
 from pipeline_lib.proto.prototxt import read_net, read_solver
-from pipeline_lib.snapshot import load_caffemodel, load_solverstate
-from pipeline_lib.solver import Solver
+from pipeline_lib.proto.snapshot import load_caffemodel, load_solverstate
 
 GOLDEN = DATA / "golden"
 MODELS = DATA.parent.parent / "models" / "lenet"

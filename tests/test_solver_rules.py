@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from pipeline_lib.backend import to_host
-from pipeline_lib.layers.base import Blob
+from pipeline_lib.core.backend import to_host
+from pipeline_lib.core.blob import Blob
+from pipeline_lib.engine.solvers import SolverParameterError, make_update_rule, solver_type
 from pipeline_lib.proto import caffe_pb2
-from pipeline_lib.solvers import SolverParameterError, make_update_rule, solver_type
 
 # A quadratic-ish problem: gradient g(w) = A * w - c + 0.1 * w**3 (elementwise).
 INIT = [np.array([1.0, -2.0, 0.5]), np.array([0.3, -0.7])]

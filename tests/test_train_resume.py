@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from test_reproducible import SOLVER, make_run_dir, sha256
 
-from pipeline_lib.train import train
+from pipeline_lib.engine.training.job import train
 
 SNAPSHOTTING = SOLVER.replace("snapshot: 0", "snapshot: 10")
 STEM = "results/small_iter_30"

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline_lib.cli_errors import describe_error
+from pipeline_lib.core.errors import describe_error
 
 log = logging.getLogger("pipeline_lib.data")
 
@@ -81,8 +81,8 @@ def _compute_mean(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from pipeline_lib.data.datum import datum_to_array, read_datum
     from pipeline_lib.data.db import DatabaseReader
+    from pipeline_lib.proto.datum import datum_to_array, read_datum
 
     with DatabaseReader(args.db, args.backend) as reader:
         n = len(reader)
@@ -165,7 +165,7 @@ def _interrupt(signum, frame) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipeline_lib.progress import configure_logging
+    from pipeline_lib.core.progress import configure_logging
 
     args = build_parser().parse_args(argv)
     configure_logging()

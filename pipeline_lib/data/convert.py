@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import os
 
-from pipeline_lib.data.datum import array_to_datum
+from pipeline_lib.core.progress import Progress
 from pipeline_lib.data.db import DatabaseWriter
 from pipeline_lib.data.idx import read_mnist_pair
-from pipeline_lib.progress import Progress
+from pipeline_lib.proto.datum import array_to_datum
 
 log = logging.getLogger(__name__)
 

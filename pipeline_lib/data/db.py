@@ -21,8 +21,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipeline_lib.core.fsutil import make_temp_dir_beside, replace_dir
 from pipeline_lib.data.lmdb_check import LmdbCorrupt, check_lmdb_file
-from pipeline_lib.fsutil import make_temp_dir_beside, replace_dir
 
 BACKENDS = ("lmdb", "leveldb")
 DEFAULT_BATCH = 1000  # records per transaction, as Caffe's converters commit

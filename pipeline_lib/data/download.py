@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from pipeline_lib.fsutil import fsync_dir, make_temp_dir_beside, sha256_file
-from pipeline_lib.progress import Progress
+from pipeline_lib.core.fsutil import fsync_dir, make_temp_dir_beside, sha256_file
+from pipeline_lib.core.progress import Progress
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20

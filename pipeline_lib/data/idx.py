@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline_lib.fsutil import atomic_writer
+from pipeline_lib.core.fsutil import atomic_writer
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049

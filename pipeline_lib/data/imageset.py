@@ -35,7 +35,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from pipeline_lib.data.datum import encoded_datum
+from pipeline_lib.core.fsutil import atomic_write_bytes, make_temp_dir_beside, replace_dir
+from pipeline_lib.core.progress import Progress
 from pipeline_lib.data.db import DEFAULT_BATCH, DatabaseWriter
 from pipeline_lib.data.images import (
     DEFAULT_JPEG_QUALITY,
@@ -47,9 +48,8 @@ from pipeline_lib.data.images import (
     resize_file,
 )
 from pipeline_lib.data.listing import ListingEntry, read_listing, write_listing
-from pipeline_lib.fsutil import atomic_write_bytes, make_temp_dir_beside, replace_dir
-from pipeline_lib.progress import Progress
 from pipeline_lib.proto import caffe_pb2
+from pipeline_lib.proto.datum import encoded_datum
 
 log = logging.getLogger(__name__)
 

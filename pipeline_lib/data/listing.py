@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from pipeline_lib.fsutil import atomic_write_bytes
+from pipeline_lib.core.fsutil import atomic_write_bytes
 
 #: file name endings taken as images when scanning a class tree (compared lower-cased)
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline_lib.data.datum import datum_to_array, parse_datum
+from pipeline_lib.core.progress import Progress
 from pipeline_lib.data.db import DatabaseReader
-from pipeline_lib.data.mean_io import write_mean_binaryproto
-from pipeline_lib.progress import Progress
+from pipeline_lib.proto.blobproto import write_mean_binaryproto
+from pipeline_lib.proto.datum import datum_to_array, parse_datum
 
 log = logging.getLogger(__name__)
 

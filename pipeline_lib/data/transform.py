@@ -43,7 +43,7 @@ class DataTransformer:
             raise TransformError(
                 "transform_param: cannot specify mean_file and mean_value at the same time")
         if mean is None and p.HasField("mean_file"):
-            from pipeline_lib.data.mean_io import read_mean_binaryproto
+            from pipeline_lib.proto.blobproto import read_mean_binaryproto
 
             mean = read_mean_binaryproto(p.mean_file)
         if mean is not None and len(p.mean_value):

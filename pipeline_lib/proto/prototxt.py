@@ -16,7 +16,7 @@ from typing import TypeVar
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError, Message
 
-from pipeline_lib.fsutil import atomic_write_bytes
+from pipeline_lib.core.fsutil import atomic_write_bytes
 from pipeline_lib.proto import caffe_pb2, hints
 from pipeline_lib.proto.errors import BinaryProtoError, PrototxtError
 from pipeline_lib.proto.upgrade import default_snapshot_prefix, upgrade_net, upgrade_solver

@@ -8,9 +8,9 @@ import pytest
 
 from pipeline_lib.data.__main__ import main
 from pipeline_lib.data.convert import convert_mnist
-from pipeline_lib.data.datum import datum_to_array, read_datum
 from pipeline_lib.data.db import DatabaseReader
 from pipeline_lib.data.idx import write_idx
+from pipeline_lib.proto.datum import datum_to_array, read_datum
 
 GOLDEN = Path(__file__).parent / "golden"
 TRAIN100 = (GOLDEN / "train100-images-idx3-ubyte", GOLDEN / "train100-labels-idx1-ubyte")

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline_lib.data.datum import (
+from pipeline_lib.data.db import DatabaseReader, DatabaseWriter
+from pipeline_lib.data.idx import read_mnist_pair
+from pipeline_lib.proto import caffe_pb2
+from pipeline_lib.proto.datum import (
     DatumError,
     array_to_datum,
     datum_to_array,
@@ -16,9 +19,6 @@ from pipeline_lib.data.datum import (
     parse_datum,
     read_datum,
 )
-from pipeline_lib.data.db import DatabaseReader, DatabaseWriter
-from pipeline_lib.data.idx import read_mnist_pair
-from pipeline_lib.proto import caffe_pb2
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -9,7 +9,6 @@ import pytest
 from imagenet_tiny import CMYK, CORRUPT, GRAY, PNG, make_tiny_imagenet
 from PIL import Image
 
-from pipeline_lib.data.datum import datum_to_array, parse_datum
 from pipeline_lib.data.db import DatabaseReader
 from pipeline_lib.data.images import ImageError, ResizeSpec, read_image
 from pipeline_lib.data.imageset import (
@@ -24,6 +23,7 @@ from pipeline_lib.data.imageset import (
 )
 from pipeline_lib.data.listing import ListingEntry, ListingError, read_listing, write_listing
 from pipeline_lib.proto import caffe_pb2
+from pipeline_lib.proto.datum import datum_to_array, parse_datum
 
 
 @pytest.fixture(scope="module")

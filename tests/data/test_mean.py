@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline_lib.data.datum import array_to_datum, encoded_datum
 from pipeline_lib.data.db import DatabaseWriter
 from pipeline_lib.data.images import encode_image
 from pipeline_lib.data.mean import MeanError, compute_image_mean, write_image_mean
-from pipeline_lib.data.mean_io import read_mean_binaryproto
 from pipeline_lib.proto import caffe_pb2
+from pipeline_lib.proto.blobproto import read_mean_binaryproto
+from pipeline_lib.proto.datum import array_to_datum, encoded_datum
 
 
 def _images(n=7, shape=(3, 5, 6), seed=0):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline_lib.data.mean_io import (
+from pipeline_lib.proto import caffe_pb2
+from pipeline_lib.proto.blobproto import (
     MeanFileError,
     read_mean_binaryproto,
     write_mean_binaryproto,
 )
-from pipeline_lib.proto import caffe_pb2
 
 
 def test_round_trip_sets_shape_and_legacy_fields(tmp_path):

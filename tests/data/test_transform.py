@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline_lib.data.mean_io import write_mean_binaryproto
 from pipeline_lib.data.transform import DataTransformer, TransformError
 from pipeline_lib.proto import caffe_pb2
+from pipeline_lib.proto.blobproto import write_mean_binaryproto
 
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from google.protobuf import text_format
 
-from pipeline_lib.backend import to_host
-from pipeline_lib.layers.base import Blob, Layer, layer_class
+from pipeline_lib.core.backend import to_host
+from pipeline_lib.core.blob import Blob
+from pipeline_lib.engine.layers.base import Layer, layer_class
 from pipeline_lib.proto import caffe_pb2
 
 

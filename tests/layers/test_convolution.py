@@ -5,8 +5,9 @@ import pytest
 from compute_util import backward, forward, host, make, to_blob
 from gradient_check import check_gradient
 
-import pipeline_lib.layers.convolution as convolution
-from pipeline_lib.layers.base import Blob, LayerSetupError
+import pipeline_lib.engine.layers.convolution as convolution
+from pipeline_lib.core.blob import Blob
+from pipeline_lib.engine.layers.base import LayerSetupError
 
 
 def naive_conv(x, w, b, pad=(0, 0), stride=(1, 1), dil=(1, 1), group=1):

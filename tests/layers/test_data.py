@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from pipeline_lib import backend as xp_backend
-from pipeline_lib.data.datum import array_to_datum, encoded_datum
+from pipeline_lib.core import backend as xp_backend
+from pipeline_lib.core.blob import Blob
 from pipeline_lib.data.db import DatabaseReader, DatabaseWriter, RecordCursor
-from pipeline_lib.layers.base import Blob, LayerSetupError, layer_class
+from pipeline_lib.engine.layers.base import LayerSetupError, layer_class
 from pipeline_lib.proto import caffe_pb2
+from pipeline_lib.proto.datum import array_to_datum, encoded_datum
 
 GOLDEN = Path(__file__).parent.parent / "data" / "golden"
 TRAIN, TEST = caffe_pb2.TRAIN, caffe_pb2.TEST
@@ -186,7 +187,7 @@ def test_setup_and_resume_touch_only_the_records_they_read(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     images = make_images(200)
     write_db(tmp_path / "train_db", backend, images, np.zeros(200))
-    monkeypatch.setattr("pipeline_lib.layers.data.DatabaseReader", CountingReader)
+    monkeypatch.setattr("pipeline_lib.engine.layers.data.DatabaseReader", CountingReader)
     monkeypatch.setattr(CountingReader, "touched", 0)
     body = (f'data_param {{ source: "train_db" backend: {backend.upper()} batch_size: 4 '
             'prefetch: 0 }')
@@ -240,11 +241,12 @@ def test_forward_adopts_the_prefetched_batch(db10):
 PEAK_SCRIPT = """
 import numpy as np
 from google.protobuf import text_format
-import pipeline_lib.layers.data
-from pipeline_lib.layers.base import Blob, layer_class
+import pipeline_lib.engine.layers.data
+from pipeline_lib.core.blob import Blob
+from pipeline_lib.engine.layers.base import layer_class
 from pipeline_lib.proto import caffe_pb2
 
-pipeline_lib.layers.data.UNMAP_BYTES = 2 << 20
+pipeline_lib.engine.layers.data.UNMAP_BYTES = 2 << 20
 
 def peak_mib():
     with open("/proc/self/status") as f:
@@ -361,7 +363,7 @@ def test_corrupt_record_error_names_the_key(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("db10", ["lmdb"], indirect=True)
 def test_mean_file_and_deprecated_data_param_scale(db10, tmp_path):
-    from pipeline_lib.data.mean_io import write_mean_binaryproto
+    from pipeline_lib.proto.blobproto import write_mean_binaryproto
 
     _, images, _ = db10
     mean = images.astype(np.float32).mean(axis=0)

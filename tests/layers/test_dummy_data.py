@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from basic_layer_util import host, make_layer, run
 
-from pipeline_lib.layers.base import Blob
+from pipeline_lib.core.blob import Blob
 
 
 def test_default_filler_is_constant_zero(xp):

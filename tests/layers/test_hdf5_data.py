@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from pipeline_lib import backend as xp_backend
-from pipeline_lib.layers.base import Blob, LayerSetupError, layer_class
+from pipeline_lib.core import backend as xp_backend
+from pipeline_lib.core.blob import Blob
+from pipeline_lib.engine.layers.base import LayerSetupError, layer_class
 from pipeline_lib.proto import caffe_pb2
 
 

@@ -5,7 +5,8 @@ import pytest
 from compute_util import backward, forward, host, make, to_blob
 from gradient_check import check_gradient
 
-from pipeline_lib.layers.base import Blob, LayerSetupError
+from pipeline_lib.core.blob import Blob
+from pipeline_lib.engine.layers.base import LayerSetupError
 
 
 def ip_layer(body="", xp=np, dtype=np.float64, bias=True):

@@ -3,7 +3,7 @@
 import pytest
 from basic_layer_util import make_layer, run
 
-from pipeline_lib.layers.base import Blob
+from pipeline_lib.core.blob import Blob
 
 
 def test_one_shape_for_all_tops():

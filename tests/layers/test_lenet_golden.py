@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from compute_util import host
 
-from pipeline_lib.layers.base import Blob, layer_class
+from pipeline_lib.core.blob import Blob
+from pipeline_lib.engine.layers.base import layer_class
 from pipeline_lib.proto import caffe_pb2
 
 GOLDEN = Path(__file__).parents[1] / "data" / "golden"

@@ -5,7 +5,8 @@ import pytest
 from compute_util import forward, host, make, to_blob
 from gradient_check import check_gradient
 
-from pipeline_lib.layers.base import Blob, LayerSetupError
+from pipeline_lib.core.blob import Blob
+from pipeline_lib.engine.layers.base import LayerSetupError
 
 
 def naive_lrn(x, region, size, alpha, beta, k):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from basic_layer_util import host, make_layer, run
 
-from pipeline_lib.layers.base import Blob
+from pipeline_lib.core.blob import Blob
 
 TEXT = ('name: "mem" type: "MemoryData" top: "data" top: "label" '
         'memory_data_param { batch_size: 2 channels: 1 height: 2 width: 3 }')

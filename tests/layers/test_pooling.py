@@ -7,8 +7,9 @@ import pytest
 from compute_util import backward, forward, host, make, to_blob
 from gradient_check import check_gradient
 
-from pipeline_lib.conv_utils import pool_out_size
-from pipeline_lib.layers.base import Blob, LayerSetupError
+from pipeline_lib.core.blob import Blob
+from pipeline_lib.engine.layers.base import LayerSetupError
+from pipeline_lib.engine.layers.conv_utils import pool_out_size
 
 FLT_MAX = float(np.finfo(np.float32).max)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from basic_layer_util import blob, host, make_layer, run
 
-from pipeline_lib.layers.base import Blob
+from pipeline_lib.core.blob import Blob
 
 TEXT = 'name: "quiet" type: "Silence" bottom: "a" bottom: "b"'
 

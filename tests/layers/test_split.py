@@ -5,7 +5,7 @@ import pytest
 from basic_layer_util import blob, host, make_layer, run
 from gradient_check import check_gradient
 
-from pipeline_lib.layers.base import Blob
+from pipeline_lib.core.blob import Blob
 
 TEXT = 'name: "sp" type: "Split" bottom: "x" top: "x_0" top: "x_1" top: "x_2"'
 

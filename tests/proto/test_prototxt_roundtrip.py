@@ -8,7 +8,7 @@ import stat
 import pytest
 from google.protobuf import text_format
 
-from pipeline_lib import fsutil
+from pipeline_lib.core import fsutil
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.prototxt import (
     read_binary,

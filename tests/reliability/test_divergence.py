@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline_lib.snapshot import load_caffemodel, load_solverstate
+from pipeline_lib.proto.snapshot import load_caffemodel, load_solverstate
 from reliability.rel_util import clean_failure, pcaffe, solver_with, tree
 
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from imagenet_tiny import make_tiny_imagenet
 
-from pipeline_lib.snapshot import load_caffemodel, load_solverstate
+from pipeline_lib.proto.snapshot import load_caffemodel, load_solverstate
 from reliability.rel_util import (
     ENV,
     GOLDEN,

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_lib.cli_errors import describe_error
+from pipeline_lib.core.errors import describe_error
 from pipeline_lib.data.convert import convert_mnist
 from pipeline_lib.data.db import DatabaseError, DatabaseReader, DatabaseWriter
 from pipeline_lib.data.idx import write_idx
 from pipeline_lib.data.mean import compute_image_mean
-from pipeline_lib.snapshot import load_caffemodel, load_solverstate, save_net_param
+from pipeline_lib.proto.snapshot import load_caffemodel, load_solverstate, save_net_param
 from reliability.rel_util import ENV, GOLDEN, clean_failure, data_cli, pcaffe, sha256, tree
 
 IMAGES = GOLDEN / "train100-images-idx3-ubyte"
@@ -105,7 +105,7 @@ def test_simulated_enospc_keeps_the_previous_caffemodel(tmp_path, monkeypatch):
     path = tmp_path / "w.caffemodel"
     save_net_param(caffe_pb2.NetParameter(name="old"), path)
     before = path.read_bytes()
-    monkeypatch.setattr("pipeline_lib.fsutil.os.fsync", _enospc)
+    monkeypatch.setattr("pipeline_lib.core.fsutil.os.fsync", _enospc)
     with pytest.raises(OSError) as info:
         save_net_param(caffe_pb2.NetParameter(name="new" * 1000), path)
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
@@ -270,10 +270,10 @@ def test_describe_error_words_library_errors():
 
 A_BUG = """
 import sys
-import pipeline_lib.timing
+import pipeline_lib.engine.timing
 def broken(net, iterations):
     return None + 1
-pipeline_lib.timing.time_net = broken
+pipeline_lib.engine.timing.time_net = broken
 from pipeline_lib.cli import main
 sys.exit(main(sys.argv[1:]))
 """

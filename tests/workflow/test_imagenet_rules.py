@@ -19,8 +19,8 @@ from imagenet_tiny import CORRUPT, SYNSETS, make_tiny_imagenet
 from pipeline_lib.data.db import DatabaseReader
 from pipeline_lib.data.images import read_image
 from pipeline_lib.data.listing import read_listing, read_synsets
-from pipeline_lib.data.mean_io import read_mean_binaryproto
 from pipeline_lib.proto import caffe_pb2
+from pipeline_lib.proto.blobproto import read_mean_binaryproto
 from pipeline_lib.proto.prototxt import read_binary, read_net, read_solver, write_prototxt
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline_lib.data.datum import datum_to_array, read_datum
 from pipeline_lib.data.db import DatabaseReader
 from pipeline_lib.data.idx import write_idx
+from pipeline_lib.proto.datum import datum_to_array, read_datum
 
 REPO = Path(__file__).resolve().parents[2]
 TARGETS = ["data/mnist/mnist_train_lmdb", "data/mnist/mnist_test_lmdb"]

@@ -49,7 +49,7 @@ def model_constraint():
 
 def train_inputs(wildcards):
     """The solver, its nets and the databases / mean files those nets read."""
-    from pipeline_lib.model_files import model_files
+    from pipeline_lib.engine.model_files import model_files
 
     files = model_files(MODELS[wildcards.model]["solver"])
     return {

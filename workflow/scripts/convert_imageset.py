@@ -6,9 +6,9 @@ from pathlib import Path
 
 
 def main(smk) -> None:
+    from pipeline_lib.core.progress import configure_logging
     from pipeline_lib.data.imageset import ConvertOptions, convert_imageset, write_skipped_report
     from pipeline_lib.data.listing import read_synsets
-    from pipeline_lib.progress import configure_logging
 
     configure_logging(smk.log[0])
     log = logging.getLogger("convert_imageset")

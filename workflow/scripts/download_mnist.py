@@ -6,8 +6,8 @@ from pathlib import Path
 
 
 def main(smk) -> None:
+    from pipeline_lib.core.progress import configure_logging
     from pipeline_lib.data.mnist_sources import download_mnist
-    from pipeline_lib.progress import configure_logging
 
     configure_logging(smk.log[0])
     outputs = [Path(p) for p in smk.output]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 
 def main(smk) -> None:
+    from pipeline_lib.core.progress import configure_logging
     from pipeline_lib.evaluate import evaluate_solver, write_reports
-    from pipeline_lib.progress import configure_logging
 
     configure_logging(smk.log[0])
     log = logging.getLogger("evaluate")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 
 def main(smk) -> None:
+    from pipeline_lib.core.progress import configure_logging
     from pipeline_lib.data.imageset import gather_resized
-    from pipeline_lib.progress import configure_logging
 
     configure_logging(smk.log[0])
     log = logging.getLogger("gather_resized")

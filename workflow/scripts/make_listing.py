@@ -6,8 +6,8 @@ from pathlib import Path
 
 
 def main(smk) -> None:
+    from pipeline_lib.core.progress import configure_logging
     from pipeline_lib.data.listing import read_synsets, scan_class_tree, write_listing
-    from pipeline_lib.progress import configure_logging
 
     configure_logging(smk.log[0])
     log = logging.getLogger("make_listing")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 
 def main(smk) -> None:
+    from pipeline_lib.core.progress import configure_logging
     from pipeline_lib.data.images import ResizeSpec
     from pipeline_lib.data.imageset import (
         parse_shard_name,
@@ -14,7 +15,6 @@ def main(smk) -> None:
         write_skipped_report,
     )
     from pipeline_lib.data.listing import read_listing, read_synsets, write_listing
-    from pipeline_lib.progress import configure_logging
 
     configure_logging(smk.log[0])
     log = logging.getLogger("resize_shard")

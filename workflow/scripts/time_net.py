@@ -7,11 +7,11 @@ from pathlib import Path
 
 def main(smk) -> None:
     from pipeline_lib.cli import load_net
-    from pipeline_lib.fsutil import atomic_write_bytes
-    from pipeline_lib.progress import configure_logging
+    from pipeline_lib.core.fsutil import atomic_write_bytes
+    from pipeline_lib.core.progress import configure_logging
+    from pipeline_lib.engine.timing import time_net
     from pipeline_lib.proto import caffe_pb2
     from pipeline_lib.proto.prototxt import read_net
-    from pipeline_lib.timing import time_net
 
     configure_logging(smk.log[0])
     log = logging.getLogger("time_net")

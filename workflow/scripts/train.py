@@ -5,7 +5,7 @@ from pathlib import Path
 
 
 def main(smk) -> None:
-    from pipeline_lib.train import train
+    from pipeline_lib.engine.training.job import train
 
     result = train(
         smk.input.solver,

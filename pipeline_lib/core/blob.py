@@ -1,0 +1,68 @@
+"""Blob: an n-d array of values and of gradients, on NumPy or CuPy.
+
+A 4-D blob may keep its values channels-last in memory (`channels_last`, set
+by the net where producer and consumers gain from it): `data` and `diff` are
+then NCHW-shaped views of (N, H, W, C) arrays, so every layer reads and writes
+them as NCHW while the ones that care take `nhwc(blob.data)` for free. A
+reshape of such a view may be a copy, so only layers that never write through
+one may read these blobs: they say so with `accepts_channels_last`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Blob:
+    """An n-d array of values (`data`) and of gradients (`diff`, made zeroed on first use,
+    so that nets which only run forward never hold one)."""
+
+    def __init__(self, shape=(), xp=np, dtype=np.float32, name: str = ""):
+        self.xp = xp
+        self.dtype = np.dtype(dtype)
+        self.name = name
+        self.channels_last = False  # wanted layout, applied by reshape
+        self._allocated_channels_last = False
+        self.data = xp.zeros(tuple(int(d) for d in shape), self.dtype)
+        self._diff = None
+
+    @property
+    def diff(self):
+        if self._diff is None:
+            self._diff = self._zeros(self.shape, self._allocated_channels_last)
+        return self._diff
+
+    @diff.setter
+    def diff(self, value) -> None:
+        self._diff = value
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def count(self) -> int:
+        return int(self.data.size)
+
+    def reshape(self, shape) -> None:
+        """Reallocate (zeroed) when the shape or layout changes; keep the arrays otherwise."""
+        shape = tuple(int(d) for d in shape)
+        last = self.channels_last and len(shape) == 4
+        if shape != self.shape or last != self._allocated_channels_last:
+            self.data = self._zeros(shape, last)
+            self._diff = None
+            self._allocated_channels_last = last
+
+    def _zeros(self, shape: tuple[int, ...], channels_last: bool):
+        if not channels_last:
+            return self.xp.zeros(shape, self.dtype)
+        n, c, h, w = shape
+        return self.xp.zeros((n, h, w, c), self.dtype).transpose(0, 3, 1, 2)
+
+    def __repr__(self) -> str:
+        return f"Blob({self.name!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def nhwc(array):
+    """An NCHW array seen channels-last: contiguous when its blob is `channels_last`."""
+    return array.transpose(0, 2, 3, 1)

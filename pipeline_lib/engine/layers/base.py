@@ -1,0 +1,125 @@
+"""The Layer base class and the registry of layer types.
+
+Layers follow Caffe's contract: `setup` reads the layer's parameters and
+creates learnable blobs, `reshape` sets top shapes from bottom shapes,
+`forward` writes tops, `backward` writes bottom diffs (`=`) and *adds* to
+the diffs of its learnable blobs (`+=`, so shared weights and `iter_size`
+accumulate; the solver zeroes them). Arrays are NCHW, as in Caffe.
+Blobs (and their channels-last layout) are in pipeline_lib.core.blob.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from pipeline_lib.core.blob import Blob
+from pipeline_lib.proto import caffe_pb2
+
+
+class LayerSetupError(ValueError):
+    """A layer's parameters or bottom shapes are not what it needs."""
+
+
+class Layer:
+    """Base of all layers; subclasses register under Caffe's type string."""
+
+    type: ClassVar[str] = ""
+    #: loss layers get loss_weight 1 on their first top unless the net says otherwise
+    is_loss: ClassVar[bool] = False
+    #: (min, max) bottoms and tops; None = no bound
+    num_bottom: ClassVar[tuple[int | None, int | None]] = (None, None)
+    num_top: ClassVar[tuple[int | None, int | None]] = (None, None)
+    #: tops are best kept channels-last (see Blob); the net decides
+    prefers_channels_last: ClassVar[bool] = False
+    #: bottoms may be channels-last: the layer never writes through a reshape of them
+    accepts_channels_last: ClassVar[bool] = False
+
+    def __init__(self, param: caffe_pb2.LayerParameter, phase: int = caffe_pb2.TRAIN,
+                 xp=np, rng: np.random.Generator | None = None, dtype=np.float32):
+        self.param = param
+        self.name = param.name
+        self.phase = phase
+        self.xp = xp
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.dtype = np.dtype(dtype)
+        self.blobs: list[Blob] = []
+
+    # -- the Caffe contract -------------------------------------------------
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        """Read parameters, create learnable blobs. Default: nothing."""
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        raise NotImplementedError
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        raise NotImplementedError
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        """Default: a layer with nothing to propagate."""
+
+    # -- resumable state (data position, ...) ---------------------------------
+    def get_state(self) -> dict:
+        """JSON-serialisable state that a resumed run needs to continue exactly."""
+        return {}
+
+    def set_state(self, state: dict) -> None:
+        """Restore what `get_state` returned."""
+
+    # -- helpers ---------------------------------------------------------------
+    def error(self, message: str) -> LayerSetupError:
+        return LayerSetupError(f"layer {self.name!r} ({self.type}): {message}")
+
+    def check_counts(self, bottom: list[Blob], top: list[Blob]) -> None:
+        for what, blobs, (lo, hi) in (("bottom", bottom, self.num_bottom),
+                                      ("top", top, self.num_top)):
+            n = len(blobs)
+            if (lo is not None and n < lo) or (hi is not None and n > hi):
+                want = str(lo) if lo == hi else f"{lo or 0}..{'any' if hi is None else hi}"
+                raise self.error(f"takes {want} {what} blob(s), got {n}")
+
+    def weight_and_bias(self, weight_shape: tuple[int, ...], bias_size: int | None,
+                        weight_filler: caffe_pb2.FillerParameter,
+                        bias_filler: caffe_pb2.FillerParameter) -> None:
+        """Create the weight (and bias) blobs, or check the shapes of ones already given."""
+        want = [tuple(weight_shape)] + ([(bias_size,)] if bias_size is not None else [])
+        if self.blobs:
+            got = [b.shape for b in self.blobs]
+            if got != want:
+                raise self.error(f"learnable blobs have shapes {got}, expected {want}")
+            return
+        self.blobs = [self.make_blob(want[0], weight_filler)]
+        if bias_size is not None:
+            self.blobs.append(self.make_blob(want[1], bias_filler))
+
+    def make_blob(self, shape, filler: caffe_pb2.FillerParameter | None = None) -> Blob:
+        """A learnable blob, filled by `filler` (see pipeline_lib.engine.fillers)."""
+        from pipeline_lib.engine.fillers import fill
+
+        blob = Blob(shape, self.xp, self.dtype)
+        if filler is not None:
+            blob.data[...] = self.xp.asarray(fill(filler, blob.shape, self.rng, self.dtype))
+        return blob
+
+
+LAYER_TYPES: dict[str, type[Layer]] = {}
+
+
+def register(cls: type[Layer]) -> type[Layer]:
+    """Class decorator: make `cls` the implementation of `cls.type`."""
+    if not cls.type:
+        raise TypeError(f"{cls.__name__} has no type string")
+    LAYER_TYPES[cls.type] = cls
+    return cls
+
+
+def layer_class(type_name: str) -> type[Layer]:
+    """The class for a Caffe layer type string, with an error listing known types."""
+    import pipeline_lib.engine.layers  # noqa: F401  (imports every layer module)
+
+    try:
+        return LAYER_TYPES[type_name]
+    except KeyError:
+        known = ", ".join(sorted(LAYER_TYPES))
+        raise ValueError(f"unknown layer type {type_name!r}; known types: {known}") from None

@@ -1,0 +1,289 @@
+"""Convolution: 2-D, with padding, stride, dilation and groups, as batch-wide GEMMs.
+
+Weights are Caffe's (num_output, C/group, kh, kw), biases (num_output,). Output
+size rounds down: (H + 2p - (d(k-1)+1)) // s + 1. Like Caffe, several bottoms
+may share the layer's weights, each giving the top of the same index.
+
+Inside, the patches of the whole batch form one matrix (M = N*Ho*Wo pixels by
+K = kh*kw*C/group values, plus a column of ones that carries the bias; layout
+"rows" or "taps", see conv_utils) and each group is one GEMM whose (M, O)
+result is the top seen channels-last: written in place when the top is a
+channels-last blob. Backward: the weight and bias gradients are one GEMM
+against the same patch matrix (kept from forward); the input gradient is a
+GEMM per kernel tap giving that tap's patch gradient as a contiguous block, in
+the spent patch matrix's memory, added back tap by tap (col2im). Large patch
+matrices are made a slice of the batch at a time so that their memory stays
+bounded (a smaller bound in the TEST phase, which keeps nothing for backward).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline_lib.core.blob import Blob, nhwc
+from pipeline_lib.engine.layers.base import Layer, register
+from pipeline_lib.engine.layers.conv_utils import (
+    Buffers,
+    Window2D,
+    col2im_rows_add,
+    im2col_rows,
+    im2col_taps,
+)
+from pipeline_lib.proto import caffe_pb2
+
+#: Above this many bytes of patch matrix, the batch is processed in slices.
+MAX_COLUMN_BYTES = 64 * 2**20
+#: The same in the TEST phase: forward only, so the matrix is not kept for a backward.
+MAX_COLUMN_BYTES_TEST = 2 * 2**20
+#: Patch-matrix layout, "rows" or "taps"; None picks per layer (tests pin it).
+LAYOUT: str | None = None
+
+
+def read_window(layer: Layer, cp) -> Window2D:
+    """Kernel, stride, pad and dilation from a ConvolutionParameter, by Caffe's rules."""
+
+    def pair(name: str, repeated, h_name: str, w_name: str, default: int | None) -> tuple[int, int]:
+        has_hw = cp.HasField(h_name) or cp.HasField(w_name)
+        if has_hw:
+            if len(repeated):
+                raise layer.error(f"give either {name} or {h_name}/{w_name}, not both")
+            if name == "kernel_size" and not (cp.HasField(h_name) and cp.HasField(w_name)):
+                raise layer.error("kernel_h and kernel_w must be given together")
+            return getattr(cp, h_name), getattr(cp, w_name)
+        if len(repeated) == 0:
+            if default is None:
+                raise layer.error("kernel_size (or kernel_h and kernel_w) is required")
+            return default, default
+        if len(repeated) > 2:
+            raise layer.error(f"{name} given {len(repeated)} times; this layer is 2-D, "
+                              f"give it once or once per spatial axis (2)")
+        return repeated[0], repeated[-1]
+
+    kh, kw = pair("kernel_size", cp.kernel_size, "kernel_h", "kernel_w", None)
+    sh, sw = pair("stride", cp.stride, "stride_h", "stride_w", 1)
+    ph, pw = pair("pad", cp.pad, "pad_h", "pad_w", 0)
+    if len(cp.dilation) > 2:
+        raise layer.error(f"dilation given {len(cp.dilation)} times; give it once or twice")
+    dh, dw = (cp.dilation[0], cp.dilation[-1]) if len(cp.dilation) else (1, 1)
+    if min(kh, kw) <= 0:
+        raise layer.error(f"kernel size must be positive, got {kh}x{kw}")
+    if min(sh, sw) <= 0:
+        raise layer.error(f"stride must be positive, got {sh}x{sw}")
+    if min(dh, dw) <= 0:
+        raise layer.error(f"dilation must be positive, got {dh}x{dw}")
+    return Window2D(kh, kw, sh, sw, ph, pw, dh, dw)
+
+
+@register
+class ConvolutionLayer(Layer):
+    type = "Convolution"
+    num_bottom = (1, None)
+    num_top = (1, None)
+    prefers_channels_last = True
+    accepts_channels_last = True
+
+    # -- setup -------------------------------------------------------------------
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        self.check_counts(bottom, top)
+        if len(bottom) != len(top):
+            raise self.error(f"needs one top per bottom, got {len(bottom)} bottom(s) "
+                             f"and {len(top)} top(s)")
+        cp = self.param.convolution_param
+        shape = bottom[0].shape
+        if len(shape) != 4:
+            raise self.error(f"needs a 4-D bottom (N, C, H, W), got shape {shape}")
+        if cp.axis not in (1, -3):
+            raise self.error(f"only axis 1 (channels of NCHW) is supported, got axis {cp.axis}")
+        self.win = read_window(self, cp)
+        self.num_output = int(cp.num_output)
+        self.group = int(cp.group)
+        self.bias_term = bool(cp.bias_term)
+        channels = shape[1]
+        if self.num_output <= 0:
+            raise self.error("num_output must be positive")
+        if self.group <= 0 or channels % self.group or self.num_output % self.group:
+            raise self.error(f"group {self.group} must divide the bottom's {channels} channels "
+                             f"and num_output {self.num_output}")
+        self.channels = channels
+        w_shape = (self.num_output, channels // self.group, self.win.kernel_h, self.win.kernel_w)
+        self.weight_and_bias(w_shape, self.num_output if self.bias_term else None,
+                             cp.weight_filler, cp.bias_filler)
+        self.buffers = Buffers(self.xp)
+        self._cols_ready: set[int] = set()
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        shape = bottom[0].shape
+        if len(shape) != 4 or shape[1] != self.channels:
+            raise self.error(f"bottom shape {shape} does not fit the weights "
+                             f"(expected (N, {self.channels}, H, W))")
+        for i, b in enumerate(bottom[1:], 1):
+            if b.shape != shape:
+                raise self.error(f"bottom[{i}] has shape {b.shape}, bottom[0] has {shape}")
+        n, _, h, w = shape
+        oh, ow = self.win.conv_output(h, w)
+        if oh <= 0 or ow <= 0:
+            raise self.error(f"kernel {self.win.kernel_h}x{self.win.kernel_w} does not fit the "
+                             f"padded input {h}x{w}")
+        self.out_hw = (oh, ow)
+        for t in top:
+            t.reshape((n, self.num_output, oh, ow))
+        cg = self.channels // self.group
+        # contiguous run per copied piece: kw*C/G values (rows) or one output row (taps)
+        rows_run = self.win.kernel_w * cg if self.group == 1 else cg
+        if LAYOUT:
+            self.layout = LAYOUT
+        elif self.xp is not np:  # on a GPU copies cost the same either way: fewer kernels
+            self.layout = "taps"
+        else:
+            self.layout = "taps" if ow > rows_run else "rows"
+        per_image = oh * ow * self.channels * self.win.kernel_h * self.win.kernel_w
+        budget = MAX_COLUMN_BYTES_TEST if self.phase == caffe_pb2.TEST else MAX_COLUMN_BYTES
+        self.chunk = max(1, min(n, budget // (per_image * self.dtype.itemsize)))
+        self._cols_ready.clear()
+
+    # -- patch matrices -------------------------------------------------------------
+    def _chunks(self, n: int) -> list[tuple[int, int]]:
+        return [(a, min(a + self.chunk, n)) for a in range(0, n, self.chunk)]
+
+    def _dims(self) -> tuple[int, int, int, int]:
+        """groups, outputs per group, channels per group, K per group."""
+        g = self.group
+        cg = self.channels // g
+        return g, self.num_output // g, cg, cg * self.win.kernel_h * self.win.kernel_w
+
+    def _padded(self, x, key: str):
+        """A bottom slice as NHWC, zero-padded; a view when it needs no copy."""
+        xs = nhwc(x)
+        n, h, w, c = xs.shape
+        ph, pw = self.win.pad_h, self.win.pad_w
+        if ph == 0 and pw == 0 and (xs.flags.c_contiguous or self.xp is not np):
+            return xs
+        buf = self.buffers.get(f"xpad{key}", (self.chunk, h + 2 * ph, w + 2 * pw, c),
+                               x.dtype, fill=0)[:n]
+        buf[:, ph:ph + h, pw:pw + w, :] = xs
+        return buf
+
+    def _columns(self, x, key: str, fresh: bool = True):
+        """Patch matrix of a bottom slice as (G, M, K'), `fresh=False` reuses forward's.
+
+        K' is K/G plus, with a bias, one column of ones: the GEMMs then add the
+        bias in forward and sum its gradient in backward for free.
+        """
+        n = x.shape[0]
+        win = self.win
+        g, _, _, kg = self._dims()
+        kb = kg + self.bias_term
+        oh, ow = self.out_hw
+        m = n * oh * ow
+        if self.layout == "rows":
+            col = self.buffers.get(f"col{key}", (self.chunk * oh * ow, g, kb), x.dtype)[:m]
+            if fresh:
+                dest = col.reshape(n, oh, ow, g, kb)[..., :kg].reshape(
+                    n, oh, ow, g, win.kernel_h, win.kernel_w, -1)
+                im2col_rows(self.xp, self._padded(x, key), win, oh, ow, g, dest)
+                if self.bias_term:
+                    col[:, :, kg] = 1
+            return col.transpose(1, 0, 2)
+        col = self.buffers.take(f"col{key}", (g, kb, m), x.dtype, g * kb * self.chunk * oh * ow)
+        if fresh:
+            dest = col[:, :kg].reshape(g, win.kernel_h, win.kernel_w, -1, n, oh, ow)
+            im2col_taps(self.xp, self._padded(x, key), win, oh, ow, g, dest)
+            if self.bias_term:
+                col[:, kg] = 1
+        return col.transpose(0, 2, 1)
+
+    def _weight_matrix(self):
+        """Weights (and bias) as (G, O/G, K'), K ordered (kh, kw, C/G) like the patch matrices."""
+        o, cg, kh, kw = self.blobs[0].shape
+        g, og, _, kg = self._dims()
+        wm = self.buffers.get("wmat", (g, og, kg + self.bias_term), self.blobs[0].dtype)
+        w = self.blobs[0].data.reshape(g, og, cg, kh, kw).transpose(0, 1, 3, 4, 2)
+        wm[:, :, :kg] = w.reshape(g, og, kg)
+        if self.bias_term:
+            wm[:, :, kg] = self.blobs[1].data.reshape(g, og)
+        return wm
+
+    # -- forward / backward ---------------------------------------------------------
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        xp = self.xp
+        g, og, _, _ = self._dims()
+        oh, ow = self.out_hw
+        wmt = self._weight_matrix().transpose(0, 2, 1)
+        self._cols_ready.clear()
+        for idx, (b, t) in enumerate(zip(bottom, top)):
+            n = b.shape[0]
+            for n0, n1 in self._chunks(n):
+                m = (n1 - n0) * oh * ow
+                cols = self._columns(b.data[n0:n1], str(idx))
+                dest = nhwc(t.data[n0:n1])
+                if g == 1 and dest.flags.c_contiguous:  # straight into a channels-last top
+                    xp.matmul(cols, wmt, out=dest.reshape(1, m, og))
+                    continue
+                res = self.buffers.take("res", (g, m, og), wmt.dtype,
+                                        g * og * self.chunk * oh * ow)
+                xp.matmul(cols, wmt, out=res)
+                dest[...] = res.transpose(1, 0, 2).reshape(dest.shape)
+            if self.chunk >= n:
+                self._cols_ready.add(idx)
+
+    def _top_diff(self, dy, m: int):
+        """A top diff slice as (M, O), a view when it is channels-last."""
+        d = nhwc(dy)
+        if d.flags.c_contiguous:
+            return d.reshape(m, -1)
+        buf = self.buffers.take("dy", d.shape, d.dtype, self.chunk * self.out_hw[0] *
+                                self.out_hw[1] * self.num_output)
+        buf[...] = d
+        return buf.reshape(m, -1)
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        g, og, cg, kg = self._dims()
+        kh, kw = self.win.kernel_h, self.win.kernel_w
+        oh, ow = self.out_hw
+        dw_view = self.blobs[0].diff.reshape(g, og, cg, kh, kw)
+        for idx, (t, b) in enumerate(zip(top, bottom)):
+            key = str(idx)
+            for n0, n1 in self._chunks(t.shape[0]):
+                m = (n1 - n0) * oh * ow
+                cols = self._columns(b.data[n0:n1], key, fresh=idx not in self._cols_ready)
+                dyg = self._top_diff(t.diff[n0:n1], m).reshape(m, g, og).transpose(1, 0, 2)
+                dwm = self.buffers.get("dwm", (g, og, kg + self.bias_term), dyg.dtype)
+                self.xp.matmul(dyg.transpose(0, 2, 1), cols, out=dwm)
+                dw_view += dwm[:, :, :kg].reshape(g, og, kh, kw, cg).transpose(0, 1, 4, 2, 3)
+                if self.bias_term:
+                    self.blobs[1].diff += dwm[:, :, kg].reshape(-1)
+                if idx < len(propagate_down) and propagate_down[idx]:
+                    # the patch matrix is spent: its memory takes the patch gradients
+                    self._cols_ready.discard(idx)
+                    self._input_gradient(dyg, b, n0, n1, key, self.buffers.flat(f"col{key}"))
+
+    def _input_gradient(self, dyg, b: Blob, n0: int, n1: int, key: str, scratch) -> None:
+        """Bottom diff of images n0..n1 from their top diff given as (G, M, O/G).
+
+        One GEMM per kernel tap gives that tap's patch gradient as a contiguous
+        (M, C/G) block, in `scratch` (flat, at least M*K values); adding the
+        blocks back (col2im) then copies runs of a whole output row of C values.
+        """
+        xp = self.xp
+        win = self.win
+        g, og, cg, kg = self._dims()
+        taps = win.kernel_h * win.kernel_w
+        oh, ow = self.out_hw
+        nc = n1 - n0
+        m = nc * oh * ow
+        _, c, h, w = b.shape
+        ph, pw = win.pad_h, win.pad_w
+        weight = self.blobs[0].data.reshape(g, og, cg, win.kernel_h, win.kernel_w)
+        wq = self.buffers.get("wq", (g, win.kernel_h, win.kernel_w, og, cg), weight.dtype)
+        wq[...] = weight.transpose(0, 3, 4, 1, 2)
+        dq = scratch[:g * kg * m].reshape(g, taps, m, cg)
+        xp.matmul(dyg[:, None], wq.reshape(g, taps, og, cg), out=dq)
+        dx = nhwc(b.diff[n0:n1])
+        direct = ph == 0 and pw == 0 and dx.flags.c_contiguous
+        if not direct:
+            dx = self.buffers.get(f"dxpad{key}", (self.chunk, h + 2 * ph, w + 2 * pw, c),
+                                  dyg.dtype)[:nc]
+        dx[...] = 0
+        col2im_rows_add(xp, dq.reshape(g, taps, nc, oh, ow, cg), dx, win, oh, ow)
+        if not direct:
+            nhwc(b.diff[n0:n1])[...] = dx[:, ph:ph + h, pw:pw + w]

@@ -1,0 +1,371 @@
+"""The "Data" layer: batches of `Datum` records from an LMDB or LevelDB database.
+
+Records are read in key order with a database cursor and wrap around at the
+end, as Caffe's DataLayer does, so only the records read are ever touched;
+each batch goes through the DataTransformer (`transform_param`). A background
+thread decodes and transforms `data_param.prefetch` batches ahead (0 turns it
+off) so loading overlaps the solver's work; `forward` only adopts the ready
+array as the top's data.
+
+Results do not depend on the prefetch thread: the thread owns the cursor and
+a Generator of the layer's own (seeded from the net's rng at setup), draws
+the transform's randomness batch after batch in record order, and tags every
+batch with the state that follows it: the position of the next record, its
+key and the Generator's state. `get_state()` returns the tag of the last batch
+the net consumed, so a snapshot taken between iterations restores exactly even
+though the thread has read ahead; `set_state()` drops whatever was prefetched
+and seeks to that key (a state without one steps from the first record).
+
+Caffe's schema defaults `data_param.backend` to LEVELDB (its converters
+default to LMDB); we honour that default and say so when it does not match
+the database on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import queue
+import threading
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline_lib.core.blob import Blob
+from pipeline_lib.data.db import (
+    DatabaseError,
+    DatabaseReader,
+    RecordCursor,
+    RecordOutOfRange,
+    detect_backend,
+)
+from pipeline_lib.data.transform import DataTransformer
+from pipeline_lib.engine.layers.base import Layer, register
+from pipeline_lib.proto import caffe_pb2
+from pipeline_lib.proto.datum import datum_to_array
+
+_BACKEND_NAMES = {caffe_pb2.DataParameter.LEVELDB: "leveldb", caffe_pb2.DataParameter.LMDB: "lmdb"}
+_BACKEND_WORDS = {"leveldb": "LEVELDB", "lmdb": "LMDB"}
+# deprecated DataParameter fields that Caffe's upgrade moves into transform_param
+_OLD_TRANSFORM_FIELDS = ("scale", "mean_file", "crop_size", "mirror")
+UNMAP_BYTES = 4 << 20  # LMDB pages read before the file is mapped afresh (see RecordCursor)
+
+
+class DataSourceError(ValueError):
+    """A record or database the Data layer cannot use."""
+
+
+def _found_backend(path: Path) -> str | None:
+    """"lmdb" or "leveldb" for a database directory on disk, None when unrecognised."""
+    try:
+        return detect_backend(path)
+    except DatabaseError:
+        return None
+
+
+@dataclass(frozen=True)
+class _Batch:
+    data: np.ndarray
+    labels: np.ndarray
+    after: dict  # layer state once this batch has been consumed
+
+
+class _BatchSource:
+    """Reads, decodes and transforms batches in record order, through a RecordCursor.
+
+    Owns the cursor and the Generator; exactly one thread uses it at a time.
+    """
+
+    def __init__(self, records: RecordCursor, transformer: DataTransformer,
+                 gen: np.random.Generator, batch_size: int, dtype: np.dtype, where: str):
+        self.records = records
+        self.transformer = transformer
+        self.gen = gen
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.where = where
+
+    def state(self) -> dict:
+        # The key lets a resume seek straight to the record; latin-1 maps bytes 1:1 to text.
+        return {"cursor": self.records.index, "key": self.records.key.decode("latin-1"),
+                "rng": copy.deepcopy(self.gen.bit_generator.state)}
+
+    def restore(self, state: dict) -> None:
+        key = state.get("key")
+        self.records.seek(int(state["cursor"]),
+                          key.encode("latin-1") if isinstance(key, str) else None)
+        self.gen.bit_generator.state = copy.deepcopy(state["rng"])
+
+    def decode(self, key: bytes, value: bytes) -> tuple[bytes | np.ndarray, tuple, int]:
+        """One record's pixels, their C x H x W shape and its label. The pixels of a plain
+        uint8 Datum stay bytes (a batch of them is joined at once); others are decoded."""
+        try:
+            # a fresh message each time: a reused one keeps every parse's memory (upb arena)
+            datum = caffe_pb2.Datum.FromString(value)
+        except Exception as exc:  # DecodeError, or RuntimeError from some backends
+            raise DataSourceError(f"{self.where} key {_show(key)}: corrupt record, "
+                                  f"not a serialized Datum ({exc})") from None
+        if datum.data and not datum.encoded:
+            shape = (datum.channels, datum.height, datum.width)
+            pixels = datum.data
+            if len(pixels) != shape[0] * shape[1] * shape[2]:
+                raise DataSourceError(
+                    f"{self.where} key {_show(key)}: data has {len(pixels)} bytes, "
+                    f"expected {shape[0]}x{shape[1]}x{shape[2]}")
+            return pixels, shape, datum.label
+        if datum.encoded:
+            image = datum_to_array(datum, color=self.transformer.decode_color,
+                                   where=f"{self.where} key {_show(key)}")
+        else:
+            image = datum_to_array(datum, where=f"{self.where} key {_show(key)}")
+        return image, image.shape, datum.label
+
+    def first_shape(self) -> tuple:
+        """The C x H x W shape of the record the next batch starts with (the cursor stays)."""
+        return self.decode(*self.records.peek())[1]
+
+    def next_batch(self) -> _Batch:
+        """The next batch, transformed; after an error the cursor is back at its start."""
+        start = (self.records.index, self.records.key)
+        try:
+            images, labels = self._decode_batch(self.records.read(self.batch_size))
+        except BaseException:
+            with contextlib.suppress(Exception):  # the record's own error says more
+                self.records.seek(*start)
+            raise
+        return _Batch(self.transformer.transform(images), labels, self.state())
+
+    def _decode_batch(self, records: list[tuple[bytes, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.empty(len(records), self.dtype)
+        pixels = []
+        first = None
+        for i, (key, value) in enumerate(records):
+            image, shape, labels[i] = self.decode(key, value)
+            if first is None:
+                first = shape
+            elif shape != first:
+                raise DataSourceError(
+                    f"{self.where} key {_show(key)}: image shape {shape} differs from {first} "
+                    "of the batch's first record; a batch needs one size")
+            pixels.append(image)
+        if all(isinstance(p, bytes) for p in pixels):
+            images = np.frombuffer(b"".join(pixels), np.uint8).reshape(len(pixels), *first)
+        else:
+            images = np.stack([np.frombuffer(p, np.uint8).reshape(first)
+                               if isinstance(p, bytes) else p for p in pixels])
+        return images, labels
+
+
+def _show(key: bytes) -> str:
+    return key.decode(errors="replace")
+
+
+class _Prefetcher:
+    """A daemon thread that keeps up to `depth` batches of a _BatchSource ready."""
+
+    def __init__(self, source: _BatchSource, depth: int, name: str):
+        self._source = source
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"prefetch-{name}", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if not self._put(self._source.next_batch()):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+
+    def get(self) -> _Batch:
+        if self._failed is not None:
+            raise self._failed
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._failed = item
+            raise item
+        return item
+
+    def stop(self) -> None:
+        self._stop.set()
+        while True:  # unblock a put in progress
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join()
+
+
+class _Resources:
+    """What must be released when the layer closes or is collected."""
+
+    def __init__(self):
+        self.reader: DatabaseReader | None = None
+        self.cursor: RecordCursor | None = None
+        self.prefetcher: _Prefetcher | None = None
+
+    def stop_prefetch(self) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.stop()
+            self.prefetcher = None
+
+    def close(self) -> None:
+        self.stop_prefetch()
+        if self.cursor is not None:
+            self.cursor.close()
+            self.cursor = None
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+
+@register
+class DataLayer(Layer):
+    """Caffe's "Data" layer: tops `data` and optionally `label` (as floats)."""
+
+    type = "Data"
+    num_bottom = (0, 0)
+    num_top = (1, 2)
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        dp = self.param.data_param
+        self.batch_size = int(dp.batch_size)
+        if self.batch_size < 1:
+            raise self.error("data_param.batch_size must be set to a positive number")
+        self.prefetch = int(dp.prefetch)
+        path, backend = self._locate_source(dp)
+        self._res = _Resources()
+        self._finalizer = weakref.finalize(self, self._res.close)
+        try:
+            self._res.reader = DatabaseReader(str(path), backend)
+            self._res.cursor = self._res.reader.cursor(unmap_every=UNMAP_BYTES)
+        except Exception as exc:
+            raise self.error(f"cannot open {_BACKEND_WORDS[backend]} database {str(path)!r} "
+                             f"(data_param.source {dp.source!r}): {exc}") from None
+        if self._res.cursor.empty:
+            raise self.error(f"database {str(path)!r} holds no records")
+
+        # the layer's own Generator, so its draws do not depend on other layers' use of rng
+        gen = np.random.default_rng(int(self.rng.integers(0, 2**63 - 1)))
+        try:
+            transformer = DataTransformer(self._transform_param(), self.phase, gen,
+                                          dtype=self.dtype)
+        except (ValueError, OSError) as exc:
+            raise self.error(str(exc)) from None
+        where = f"{_BACKEND_WORDS[backend]} {str(path)!r}"
+        source = _BatchSource(self._res.cursor, transformer, gen, self.batch_size,
+                              self.dtype, where)
+        try:
+            self._data_shape = transformer.output_shape(source.first_shape(), self.batch_size)
+        except ValueError as exc:
+            raise self.error(f"{where}: {exc}") from None
+        if dp.rand_skip:
+            source.records.skip(int(gen.integers(0, dp.rand_skip)))
+        self._source = source
+        self._consumed = source.state()
+
+    def _locate_source(self, dp: caffe_pb2.DataParameter) -> tuple[Path, str]:
+        if not dp.source:
+            raise self.error("data_param.source is not set (the database to read)")
+        path = Path(os.path.abspath(dp.source))  # relative to the working directory
+        if not path.exists():
+            raise self.error(f"data_param.source {dp.source!r} does not exist "
+                             f"(looked for {str(path)!r})")
+        backend = _BACKEND_NAMES[dp.backend]
+        found = _found_backend(path)
+        if found is not None and found != backend:
+            said = (f"data_param has backend: {_BACKEND_WORDS[backend]}"
+                    if dp.HasField("backend") else
+                    "data_param.backend is LEVELDB (Caffe's default when it is not set)")
+            raise self.error(f"{dp.source!r} is a{'n' if found == 'lmdb' else ''} "
+                             f"{_BACKEND_WORDS[found]} database, but {said}; add "
+                             f"`backend: {_BACKEND_WORDS[found]}` to data_param")
+        return path, backend
+
+    def _transform_param(self) -> caffe_pb2.TransformationParameter:
+        """transform_param, with the deprecated data_param fields folded in as Caffe's upgrade
+        does for old nets (Caffe ignores them in a new-style layer; we do not drop them)."""
+        tp = caffe_pb2.TransformationParameter()
+        tp.CopyFrom(self.param.transform_param)
+        dp = self.param.data_param
+        for field in _OLD_TRANSFORM_FIELDS:
+            if not dp.HasField(field):
+                continue
+            if tp.HasField(field) and getattr(tp, field) != getattr(dp, field):
+                raise self.error(f"data_param.{field} and transform_param.{field} disagree; "
+                                 f"keep only transform_param.{field}")
+            setattr(tp, field, getattr(dp, field))
+        return tp
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        top[0].reshape(self._data_shape)
+        if len(top) > 1:
+            top[1].reshape((self.batch_size,))
+
+    def _next_batch(self) -> _Batch:
+        if self.prefetch <= 0:
+            return self._source.next_batch()
+        if self._res.prefetcher is None:
+            self._res.prefetcher = _Prefetcher(self._source, self.prefetch, self.name)
+        return self._res.prefetcher.get()
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        batch = self._next_batch()
+        _take(top[0], self.xp.asarray(batch.data))
+        if len(top) > 1:
+            _take(top[1], self.xp.asarray(batch.labels))
+        self._consumed = batch.after
+
+    # -- resumable state ---------------------------------------------------------
+    def get_state(self) -> dict:
+        """{"cursor": record index of the next batch, "rng": the layer's Generator state}."""
+        return copy.deepcopy(self._consumed)
+
+    def set_state(self, state: dict) -> None:
+        try:
+            cursor = int(state["cursor"])
+            rng_state = state["rng"]
+        except (KeyError, TypeError, ValueError):
+            raise self.error(f"saved state {state!r} lacks 'cursor' and 'rng'") from None
+        self._res.stop_prefetch()
+        try:
+            self._source.restore({"cursor": cursor, "key": state.get("key"), "rng": rng_state})
+        except RecordOutOfRange as exc:
+            self._source.restore(self._consumed)
+            held = "" if exc.count is None else f"'s {exc.count} records"
+            raise self.error(f"saved cursor {cursor} is outside the database{held} "
+                             "(was the database rebuilt?)") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            self._source.restore(self._consumed)
+            raise self.error(f"saved random state does not fit this layer: {exc}") from None
+        self._consumed = self._source.state()
+
+    def close(self) -> None:
+        """Stop the prefetch thread and close the database."""
+        if hasattr(self, "_finalizer"):
+            self._finalizer()
+
+
+def _take(blob: Blob, array) -> None:
+    """Make a fresh batch array the blob's data: adopted when its layout is the blob's (no
+    copy: a large copy lets the prefetch thread take the GIL and keep it for a whole batch),
+    copied into the blob's own array when its layout or dtype differs."""
+    blob.reshape(array.shape)
+    if array.strides == blob.data.strides and array.dtype == blob.data.dtype:
+        blob.data = array
+    else:
+        blob.data[...] = array

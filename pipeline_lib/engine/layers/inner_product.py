@@ -1,0 +1,82 @@
+"""InnerProduct (fully connected): top = bottom flattened from `axis` times W^T, plus bias.
+
+Weights are Caffe's (num_output, K), or (K, num_output) with `transpose: true`;
+biases (num_output,). The axes before `axis` are kept, the rest flattened to K.
+"""
+
+from __future__ import annotations
+
+from pipeline_lib.core.blob import Blob
+from pipeline_lib.engine.layers.axis_util import canonical_axis, count
+from pipeline_lib.engine.layers.base import Layer, register
+from pipeline_lib.engine.layers.conv_utils import Buffers
+
+
+@register
+class InnerProductLayer(Layer):
+    type = "InnerProduct"
+    num_bottom = (1, 1)
+    num_top = (1, 1)
+    accepts_channels_last = True
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        self.check_counts(bottom, top)
+        ip = self.param.inner_product_param
+        self.num_output = int(ip.num_output)
+        if self.num_output <= 0:
+            raise self.error("num_output must be positive")
+        self.bias_term = bool(ip.bias_term)
+        self.transpose = bool(ip.transpose)
+        shape = bottom[0].shape
+        self.axis = canonical_axis(self, ip.axis, len(shape))
+        self.k = count(shape, self.axis)
+        w_shape = (self.k, self.num_output) if self.transpose else (self.num_output, self.k)
+        self.weight_and_bias(w_shape, self.num_output if self.bias_term else None,
+                             ip.weight_filler, ip.bias_filler)
+        self.buffers = Buffers(self.xp)
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        shape = bottom[0].shape
+        axis = canonical_axis(self, self.param.inner_product_param.axis, len(shape))
+        if count(shape, axis) != self.k:
+            raise self.error(f"bottom shape {shape} flattens to {count(shape, axis)} values "
+                             f"from axis {axis}; the weights expect {self.k}")
+        self.axis = axis
+        self.m = count(shape, 0, axis)
+        top[0].reshape(shape[:axis] + (self.num_output,))
+
+    def _matmul_into(self, a, b, dest) -> None:
+        """dest (any shape holding rows x cols) = a @ b, in place when dest is contiguous."""
+        rows, cols = a.shape[0], b.shape[1]
+        if dest.flags.c_contiguous:
+            self.xp.matmul(a, b, out=dest.reshape(rows, cols))
+        else:
+            dest[...] = (a @ b).reshape(dest.shape)
+
+    def _weight_t(self):
+        """W as (K, num_output), a view either way."""
+        w = self.blobs[0].data
+        return w if self.transpose else w.T
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        x = bottom[0].data.reshape(self.m, self.k)
+        y = top[0].data
+        self._matmul_into(x, self._weight_t(), y)
+        if self.bias_term:
+            y += self.blobs[1].data
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        xp = self.xp
+        dy = top[0].diff.reshape(self.m, self.num_output)
+        x = bottom[0].data.reshape(self.m, self.k)
+        weight = self.blobs[0]
+        dw = self.buffers.get("dw", weight.shape, weight.diff.dtype)
+        if self.transpose:
+            xp.matmul(x.T, dy, out=dw)      # (K, N)
+        else:
+            xp.matmul(dy.T, x, out=dw)      # (N, K)
+        weight.diff += dw
+        if self.bias_term:
+            self.blobs[1].diff += dy.sum(axis=0)
+        if propagate_down[0]:
+            self._matmul_into(dy, self._weight_t().T, bottom[0].diff)

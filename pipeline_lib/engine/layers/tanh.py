@@ -1,0 +1,28 @@
+"""TanH: tanh(x); the gradient uses the output, so it works in place."""
+
+from __future__ import annotations
+
+from pipeline_lib.core.blob import Blob
+from pipeline_lib.engine.layers.base import Layer, register
+
+
+@register
+class TanHLayer(Layer):
+    type = "TanH"
+    num_bottom = (1, 1)
+    num_top = (1, 1)
+    accepts_channels_last = True
+
+    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
+        self.check_counts(bottom, top)
+
+    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
+        top[0].reshape(bottom[0].shape)
+
+    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        self.xp.tanh(bottom[0].data, out=top[0].data)
+
+    def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        if propagate_down[0]:
+            y = top[0].data
+            bottom[0].diff[...] = top[0].diff * (1 - y * y)
