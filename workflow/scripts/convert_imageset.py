@@ -2,7 +2,7 @@
 
 import logging
 
-from pipeline_lib.core.progress import configure_logging
+from pipeline_lib.core.glog import configure_logging
 from pipeline_lib.data.imageset import ConvertOptions, convert_imageset, write_skipped_report
 from pipeline_lib.data.listing import read_synsets
 

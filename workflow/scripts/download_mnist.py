@@ -3,7 +3,7 @@
 import logging
 from pathlib import Path
 
-from pipeline_lib.core.progress import configure_logging
+from pipeline_lib.core.glog import configure_logging
 from pipeline_lib.data.mnist_sources import download_mnist
 
 

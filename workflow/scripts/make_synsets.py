@@ -2,7 +2,7 @@
 
 import logging
 
-from pipeline_lib.core.progress import configure_logging
+from pipeline_lib.core.glog import configure_logging
 from pipeline_lib.data.listing import synsets_from_folders, write_synsets
 
 

@@ -2,7 +2,7 @@
 
 import logging
 
-from pipeline_lib.core.progress import configure_logging
+from pipeline_lib.core.glog import configure_logging
 from pipeline_lib.data.images import ResizeSpec
 from pipeline_lib.data.imageset import (
     parse_shard_name,

@@ -4,7 +4,7 @@ import logging
 
 from pipeline_lib.api import load_net
 from pipeline_lib.core.fsutil import atomic_write_bytes
-from pipeline_lib.core.progress import configure_logging
+from pipeline_lib.core.glog import configure_logging
 from pipeline_lib.engine.timing import time_net
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.prototxt import read_net
