@@ -10,7 +10,6 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/mnist.smk"
-include: "workflow/rules/train_common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/imagenet.smk"
 include: "workflow/rules/report.smk"

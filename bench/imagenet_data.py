@@ -22,16 +22,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline_lib.data.images import ResizeSpec  # noqa: E402
-from pipeline_lib.data.imageset import (  # noqa: E402
+from pipeline_lib.data.images import ResizeSpec
+from pipeline_lib.data.imageset import (
     ConvertOptions,
     convert_imageset,
     resize_imageset,
 )
-from pipeline_lib.data.listing import ListingEntry, write_listing  # noqa: E402
-from pipeline_lib.data.mean import compute_image_mean  # noqa: E402
+from pipeline_lib.data.listing import ListingEntry, write_listing
+from pipeline_lib.data.mean import compute_image_mean
 
 SIZES = [(500, 375), (500, 333), (375, 500), (640, 480), (1024, 768)]
 

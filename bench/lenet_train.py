@@ -22,14 +22,12 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline_lib.core.backend import get_xp
+from pipeline_lib.engine.training.metrics import MetricsTable
+from pipeline_lib.engine.training.solver import Solver
+from pipeline_lib.proto.prototxt import read_net, read_solver
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from pipeline_lib.core.backend import get_xp  # noqa: E402
-from pipeline_lib.engine.training.metrics import MetricsTable  # noqa: E402
-from pipeline_lib.engine.training.solver import Solver  # noqa: E402
-from pipeline_lib.proto.prototxt import read_net, read_solver  # noqa: E402
-
 SOLVER = ROOT / "models/lenet/lenet_solver.prototxt"
 TRAIN_DB = ROOT / "data/mnist/mnist_train_lmdb"
 

@@ -29,17 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import lenet_train  # beside this file: `python bench/run_all.py` puts bench/ on sys.path
 import numpy as np
 
+from pipeline_lib.data.convert import convert_mnist
+from pipeline_lib.data.idx import write_idx
+from pipeline_lib.data.mean import compute_image_mean
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-import lenet_train  # noqa: E402
-
-from pipeline_lib.data.convert import convert_mnist  # noqa: E402
-from pipeline_lib.data.idx import write_idx  # noqa: E402
-from pipeline_lib.data.mean import compute_image_mean  # noqa: E402
 
 CAFFE_MS = 25.1
 
@@ -71,7 +68,7 @@ def training_rows(args) -> list[str]:
 
 
 def layer_rows(args) -> list[str]:
-    from pipeline_lib.cli import load_net
+    from pipeline_lib.api import load_net
     from pipeline_lib.engine.timing import time_net
     from pipeline_lib.proto import caffe_pb2
 

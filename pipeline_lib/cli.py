@@ -16,8 +16,6 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
 from pipeline_lib.core.errors import describe_error
 from pipeline_lib.proto import caffe_pb2
 
@@ -29,12 +27,6 @@ def command(name: str):
         COMMANDS[name] = fn
         return fn
     return register
-
-
-def _xp(gpu: bool):
-    from pipeline_lib.core.backend import get_xp
-
-    return get_xp("GPU" if gpu else "CPU")
 
 
 def _phase(name: str) -> int:
@@ -61,72 +53,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_net(model: str, weights: str | None, phase: int, gpu: bool = False,
-             batch_size: int | None = None, dummy_data: str | None = None, seed: int = 0):
-    """A Net from a prototxt, optionally with weights, batch size and dummy data patched in."""
-    from pipeline_lib.engine.net import Net
-    from pipeline_lib.proto.prototxt import read_net, read_net_binary
-
-    param = read_net(model)
-    if dummy_data:
-        replace_data_layers(param, [int(v) for v in dummy_data.split(",")], batch_size)
-    if batch_size:
-        set_batch_size(param, batch_size)
-    net = Net(param, phase, xp=_xp(gpu), rng=np.random.default_rng(seed))
-    if weights:
-        copied: set[str] = set()
-        for path in weights.split(","):
-            copied.update(net.copy_trained_layers_from(read_net_binary(path), source=path))
-        missing = [name for name, layer in zip(net.layer_names, net.layers)
-                   if layer.blobs and name not in copied]
-        if missing:  # as in Caffe, not an error; but a cut-short file looks just like this
-            print(f"pcaffe: warning: {weights} holds no weights for layer(s) "
-                  f"{', '.join(missing)}; they keep their initial (filler) values",
-                  file=sys.stderr)
-    return net
-
-
-def set_batch_size(param: caffe_pb2.NetParameter, batch: int) -> None:
-    """Set the first dimension of every Input/Data-like layer's output."""
-    for layer in param.layer:
-        if layer.type == "Input":
-            for shape in layer.input_param.shape:
-                shape.dim[0] = batch
-        elif layer.type == "Data":
-            layer.data_param.batch_size = batch
-        elif layer.type == "DummyData":
-            for shape in layer.dummy_data_param.shape:
-                shape.dim[0] = batch
-        elif layer.type == "MemoryData":
-            layer.memory_data_param.batch_size = batch
-        elif layer.type == "HDF5Data":
-            layer.hdf5_data_param.batch_size = batch
-
-
-def replace_data_layers(param: caffe_pb2.NetParameter, chw: list[int], batch: int | None) -> None:
-    """Swap Data layers for DummyData of the same tops (gaussian data, zero labels)."""
-    if len(chw) != 3:
-        raise ValueError(f"--dummy-data wants C,H,W, got {chw}")
-    for layer in param.layer:
-        if layer.type != "Data":
-            continue
-        n = batch or layer.data_param.batch_size
-        crop = layer.transform_param.crop_size
-        h, w = (crop, crop) if crop else chw[1:]
-        tops = list(layer.top)
-        layer.ClearField("data_param")
-        layer.ClearField("transform_param")
-        layer.type = "DummyData"
-        dp = layer.dummy_data_param
-        dp.shape.add().dim.extend([n, chw[0], h, w])
-        dp.data_filler.add(type="gaussian", std=1.0)
-        if len(tops) > 1:
-            dp.shape.add().dim.extend([n])
-            dp.data_filler.add(type="constant", value=0)
-
-
 @command("test")
 def cmd_test(args: argparse.Namespace) -> int:
+    from pipeline_lib.api import load_net
     from pipeline_lib.core.backend import to_host
 
     net = load_net(args.model, args.weights, _phase(args.phase), args.gpu)
@@ -150,6 +79,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 @command("time")
 def cmd_time(args: argparse.Namespace) -> int:
+    from pipeline_lib.api import load_net
     from pipeline_lib.engine.timing import time_net
 
     net = load_net(args.model, args.weights, _phase(args.phase), args.gpu,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import logging
 import math
 import re
 import sys
@@ -13,7 +12,7 @@ import pytest
 from caffe_log_parser import parse_caffe_log
 from conftest import DATA
 
-from pipeline_lib.core.glog import GlogHandler, GlogLogger, format_prefix
+from pipeline_lib.core.glog import GlogLogger, format_prefix
 
 PREFIX = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d{6} [ \d]{5} \S+:\S+\] ")
 
@@ -59,21 +58,6 @@ def test_logger_appends(tmp_path):
         with GlogLogger(path, stderr=False) as log:
             log.info(word)
     assert [line.split("] ")[1] for line in path.read_text().splitlines()] == ["one", "two"]
-
-
-def test_handler_routes_python_logging(tmp_path):
-    stream = io.StringIO()
-    logger = logging.getLogger("pipeline_lib.test_glog")
-    handler = GlogHandler(GlogLogger(stream=stream))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        logger.warning("upgraded %s", "x.prototxt")
-    finally:
-        logger.removeHandler(handler)
-    line = stream.getvalue()
-    assert PREFIX.match(line) and line.startswith("W")
-    assert "test_glog.py:" in line and line.endswith("] upgraded x.prototxt\n")
 
 
 def test_parser_reads_caffes_golden_lenet_log():

@@ -85,12 +85,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         f.write(data)
 
 
-def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copy a file's bytes to `dst` atomically."""
-    with open(src, "rb") as fin, atomic_writer(dst) as fout:
-        shutil.copyfileobj(fin, fout, _CHUNK)
-
-
 def make_temp_dir_beside(path: str | os.PathLike) -> Path:
     """A new empty directory next to `path` (same filesystem, so rename is atomic)."""
     path = Path(path)

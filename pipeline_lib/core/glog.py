@@ -1,4 +1,7 @@
-"""Logging in glog's classic line format, which Caffe's `tools/extra/parse_log.py` reads.
+"""Where log lines go: glog's classic line format for training, std logging for the rest.
+
+Training logs in glog's classic line format, which Caffe's
+`tools/extra/parse_log.py` reads.
 
 Each line starts with
 
@@ -10,8 +13,9 @@ five columns, the source file and line, then `] `. As in glog, a message with
 several lines carries the prefix on its first line only, and a newline is
 added unless the message ends with one.
 
-`GlogLogger` writes to a file and/or stderr; `GlogHandler` routes Python
-`logging` records (e.g. the `pipeline_lib` logger) into one.
+`GlogLogger` writes to a file and/or stderr; `default_logger` is the process's
+one. The data steps and applications log through Python's `logging`;
+`configure_logging` sends those records to a file or stderr.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import TextIO
 
 LEVELS = {"I": 0, "W": 1, "E": 2, "F": 3}
-_LOGGING_LEVEL_LETTER = ((logging.ERROR, "E"), (logging.WARNING, "W"), (0, "I"))
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def format_prefix(level: str, when: float, thread_id: int, source: str) -> str:
@@ -105,22 +109,6 @@ class GlogLogger:
         self.close()
 
 
-class GlogHandler(logging.Handler):
-    """A `logging` handler that writes records through a GlogLogger, keeping their file:line."""
-
-    def __init__(self, logger: GlogLogger, level: int = logging.INFO):
-        super().__init__(level)
-        self.glog = logger
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            letter = next(ch for lvl, ch in _LOGGING_LEVEL_LETTER if record.levelno >= lvl)
-            source = f"{os.path.basename(record.pathname)}:{record.lineno}"
-            self.glog.log(letter, record.getMessage(), source=source)
-        except Exception:  # pragma: no cover - logging must never raise
-            self.handleError(record)
-
-
 _default: GlogLogger | None = None
 
 
@@ -135,3 +123,18 @@ def default_logger() -> GlogLogger:
 def set_default_logger(logger: GlogLogger) -> None:
     global _default
     _default = logger
+
+
+def configure_logging(log_file: str | None = None, level: int = logging.INFO) -> None:
+    """Send `logging` records to `log_file` (appending) or, without one, to stderr."""
+    handler: logging.Handler
+    if log_file:
+        handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)

@@ -1,4 +1,4 @@
-"""Progress reporting for long steps, and where log lines go.
+"""Progress reporting for long steps.
 
 On a terminal, `Progress` redraws one status line on stderr. Elsewhere (a
 Snakemake log file, CI) it writes a few plain log lines instead: 25%, 50%,
@@ -11,23 +11,6 @@ import logging
 import sys
 import time
 from typing import TextIO
-
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def configure_logging(log_file: str | None = None, level: int = logging.INFO) -> None:
-    """Send log records to `log_file` (appending) or, without one, to stderr."""
-    handler: logging.Handler
-    if log_file:
-        handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)
 
 
 def format_amount(n: float, unit: str) -> str:

@@ -165,7 +165,7 @@ def _interrupt(signum, frame) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipeline_lib.core.progress import configure_logging
+    from pipeline_lib.core.glog import configure_logging
 
     args = build_parser().parse_args(argv)
     configure_logging()

@@ -102,15 +102,6 @@ def _parse_line(text: str, num_classes: int | None) -> tuple[str, int] | str:
     return _path_problem(path) or (path, label)
 
 
-def parse_listing_line(text: str, where: str, num_classes: int | None = None,
-                       line: int = 0) -> ListingEntry:
-    """One `path label` line; `where` names the file and line in errors."""
-    parsed = _parse_line(text, num_classes)
-    if isinstance(parsed, str):
-        raise ListingError(f"{where}: {parsed}")
-    return ListingEntry(parsed[0], parsed[1], line)
-
-
 def read_listing(path: str | os.PathLike, num_classes: int | None = None, *,
                  allow_empty: bool = False) -> list[ListingEntry]:
     """The entries of a listing file, in file order; blank lines are skipped.

@@ -36,11 +36,6 @@ def snapshot_filename(prefix: str, iteration: int, extension: str) -> str:
     return f"{prefix}_iter_{int(iteration)}{extension}"
 
 
-def write_atomic(path: PathLike, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same directory, fsync, rename."""
-    atomic_write_bytes(path, data)
-
-
 def _serialize(message) -> bytes:
     return message.SerializeToString(deterministic=True)
 
@@ -66,7 +61,7 @@ def _parse(message, path: PathLike, what: str):
 
 def save_net_param(param: caffe_pb2.NetParameter, path: PathLike) -> None:
     """Write a NetParameter (weights in Caffe layout) as a binary .caffemodel."""
-    write_atomic(path, _serialize(param))
+    atomic_write_bytes(path, _serialize(param))
 
 
 def save_caffemodel(net, path: PathLike, *, write_diff: bool = False) -> None:
@@ -107,7 +102,7 @@ def save_solverstate(path: PathLike, *, iteration: int, learned_net: str, histor
     """Write a .solverstate with Caffe's fields (plus our resume_state_json, if given)."""
     state = make_solverstate(iteration=iteration, learned_net=learned_net, history=history,
                              current_step=current_step, resume_state_json=resume_state_json)
-    write_atomic(path, _serialize(state))
+    atomic_write_bytes(path, _serialize(state))
 
 
 def load_solverstate(path: PathLike) -> caffe_pb2.SolverState:

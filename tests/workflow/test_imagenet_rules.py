@@ -217,3 +217,20 @@ def test_time_rule_writes_per_layer_table(tmp_path, tiny):
     assert "ms per batch of 1" in table and "mean of 2 iterations" in table
     rows = {line.split()[0]: line.split()[-2:] for line in table.splitlines()[1:-2]}
     assert float(rows["conv2"][0]) > 0 and float(rows["conv2"][1]) > 0  # forward, backward
+
+
+@pytest.mark.parametrize("listings", ["given", "folders"])
+def test_the_schema_wants_a_synset_file_for_given_listings(tmp_path, listings):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["imagenet"].update(listings=listings, synset_words="")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = _snakemake(tmp_path / "run", path, "-n", "imagenet")
+    text = out.stdout + out.stderr
+    if listings == "folders":  # the synsets are written from the train folders
+        assert "Error validating config file" not in text
+        return
+    assert out.returncode != 0
+    assert "Error validating config file" in text and "'' should be non-empty" in text
+    assert "instance['imagenet']['synset_words']" in text
+    assert "imagenet.listings is 'given'" in text

@@ -1,4 +1,4 @@
-"""Train, curves and report rules on a tiny workflow copy: what reruns, what the report holds."""
+"""Train, curves, evaluate and report rules on a tiny workflow copy: reruns, report contents."""
 
 from __future__ import annotations
 
@@ -24,13 +24,14 @@ pytestmark = pytest.mark.slow  # Snakemake runs: about 40 s in all
 
 CURVES = "results/small_iter_10_curves.png"
 MODEL = "results/small_iter_10.caffemodel"
+HEATMAP = "results/small_iter_10_confusion.png"
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """The tiny workflow after `snakemake <curves>`: trained, plotted, metadata recorded."""
+    """The tiny workflow after `snakemake <curves> <heatmap>`: trained, plotted, evaluated."""
     root = make_tiny_workflow(tmp_path_factory.mktemp("tiny") / "wf")
-    done = snakemake(root, CURVES)
+    done = snakemake(root, CURVES, HEATMAP)
     assert done.returncode == 0, done.stdout[-4000:]
     return root
 
@@ -99,7 +100,7 @@ def test_editing_other_rules_does_not_rerun_training(run):
 
 @pytest.fixture(scope="module")
 def report(trained) -> Path:
-    done = snakemake(trained, "--report", "report.html", CURVES)
+    done = snakemake(trained, "--report", "report.html", CURVES, HEATMAP)
     assert done.returncode == 0, done.stdout[-4000:]
     return trained / "report.html"
 
@@ -121,6 +122,15 @@ def test_report_holds_curves_scores_and_provenance(report):
     assert "Learning curves of <strong>small</strong>" in results[CURVES]["caption"]
     assert results["results/small_iter_10_final_metrics.html"]["data_uri"].startswith(
         "data:text/html")
+
+
+def test_report_holds_the_confusion_heatmap(report):
+    html = report.read_text()
+    assert report_object(html, "categories")["Evaluation"]["small"] == [HEATMAP]
+    heatmap = report_object(html, "results")[HEATMAP]
+    assert heatmap["data_uri"].startswith("data:image/png")
+    assert "Confusion matrix of <strong>small</strong> after 10" in heatmap["caption"]
+    assert "results/small_iter_10_eval.json" in heatmap["caption"]
 
 
 @pytest.mark.browser

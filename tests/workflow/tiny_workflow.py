@@ -1,9 +1,9 @@
 """A tiny copy of the workflow for Snakemake tests.
 
 The repository's Snakefile, rules, scripts, profiles, config and models are
-copied into a temp dir (so tests may edit them), with pipeline_lib linked in
-and one more model, `small`, whose Data layers read copies of Caffe's
-100-image LMDB. `small` trains in about a second.
+copied into a temp dir (so tests may edit them), with one more model,
+`small`, whose Data layers read copies of Caffe's 100-image LMDB. `small`
+trains in about a second. The scripts import pipeline_lib as installed.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ def make_tiny_workflow(root: Path) -> Path:
     shutil.copy(REPO / "Snakefile", root / "Snakefile")
     shutil.copytree(REPO / "workflow", root / "workflow",
                     ignore=shutil.ignore_patterns("__pycache__", ".snakemake"))
-    (root / "pipeline_lib").symlink_to(REPO / "pipeline_lib")  # the scripts' repo root
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["models"]["small"] = {"solver": "small/solver.prototxt"}
     shutil.copytree(REPO / "models", root / "models")  # the configured models' prototxt

@@ -2,9 +2,6 @@
 # confusion matrix as CSV and heatmap, from the model's TEST net on its test database.
 
 
-include: "evaluate_common.smk"
-
-
 rule evaluate:
     input:
         unpack(evaluate_inputs),
@@ -12,7 +9,17 @@ rule evaluate:
     output:
         report="results/{model}_iter_{iter}_eval.json",
         confusion="results/{model}_iter_{iter}_confusion.csv",
-        heatmap="results/{model}_iter_{iter}_confusion.png",
+        heatmap=report(
+            "results/{model}_iter_{iter}_confusion.png",
+            caption="../report/confusion.rst",
+            category="Evaluation",
+            subcategory="{model}",
+            labels={
+                "model": "{model}",
+                "iterations": "{iter}",
+                "figure": "confusion matrix",
+            },
+        ),
     log:
         "logs/evaluate/{model}_iter_{iter}.log",
     wildcard_constraints:

@@ -3,9 +3,6 @@
 # `snakemake --cores N imagenet` builds all of it for the configured backend.
 
 
-include: "imagenet_common.smk"
-
-
 localrules:
     imagenet,
 

@@ -1,14 +1,12 @@
 """Snakemake script (rule imagenet_mean): the mean image of a database, as a binaryproto."""
 
 import logging
-import sys
-from pathlib import Path
+
+from pipeline_lib.core.glog import configure_logging
+from pipeline_lib.data.mean import write_image_mean
 
 
 def main(smk) -> None:
-    from pipeline_lib.core.progress import configure_logging
-    from pipeline_lib.data.mean import write_image_mean
-
     configure_logging(smk.log[0])
     try:
         result = write_image_mean(smk.input[0], smk.output[0])
@@ -20,6 +18,4 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__":
-    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
-    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
-    main(smk)
+    main(snakemake)  # noqa: F821 - injected by Snakemake's script preamble

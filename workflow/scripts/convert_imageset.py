@@ -1,15 +1,13 @@
 """Snakemake script (rule imagenet_convert): a listing of images to a database of Datums."""
 
 import logging
-import sys
-from pathlib import Path
+
+from pipeline_lib.core.glog import configure_logging
+from pipeline_lib.data.imageset import ConvertOptions, convert_imageset, write_skipped_report
+from pipeline_lib.data.listing import read_synsets
 
 
 def main(smk) -> None:
-    from pipeline_lib.core.progress import configure_logging
-    from pipeline_lib.data.imageset import ConvertOptions, convert_imageset, write_skipped_report
-    from pipeline_lib.data.listing import read_synsets
-
     configure_logging(smk.log[0])
     log = logging.getLogger("convert_imageset")
     try:
@@ -33,6 +31,4 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__":
-    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
-    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
-    main(smk)
+    main(snakemake)  # noqa: F821 - injected by Snakemake's script preamble

@@ -1,14 +1,12 @@
 """Snakemake script (rule convert_mnist): IDX images + labels -> LMDB/LevelDB of Datums."""
 
 import logging
-import sys
-from pathlib import Path
+
+from pipeline_lib.core.glog import configure_logging
+from pipeline_lib.data.convert import convert_mnist
 
 
 def main(smk) -> None:
-    from pipeline_lib.core.progress import configure_logging
-    from pipeline_lib.data.convert import convert_mnist
-
     configure_logging(smk.log[0])
     try:
         # Snakemake removed any stale output before starting; replace rather than fail.
@@ -25,6 +23,4 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__":
-    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
-    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
-    main(smk)
+    main(snakemake)  # noqa: F821 - injected by Snakemake's script preamble

@@ -1,14 +1,13 @@
 """Snakemake script (rule download_mnist): fetch and verify the four MNIST IDX files."""
 
 import logging
-import sys
 from pathlib import Path
+
+from pipeline_lib.core.glog import configure_logging
+from pipeline_lib.data.mnist_sources import download_mnist
 
 
 def main(smk) -> None:
-    from pipeline_lib.core.progress import configure_logging
-    from pipeline_lib.data.mnist_sources import download_mnist
-
     configure_logging(smk.log[0])
     outputs = [Path(p) for p in smk.output]
     dest = outputs[0].parent
@@ -26,6 +25,4 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__":
-    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
-    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
-    main(smk)
+    main(snakemake)  # noqa: F821 - injected by Snakemake's script preamble

@@ -1,14 +1,12 @@
 """Snakemake script (rule evaluate): trained weights -> eval JSON, confusion CSV and heatmap."""
 
 import logging
-import sys
-from pathlib import Path
+
+from pipeline_lib.core.glog import configure_logging
+from pipeline_lib.evaluate import evaluate_solver, write_reports
 
 
 def main(smk) -> None:
-    from pipeline_lib.core.progress import configure_logging
-    from pipeline_lib.evaluate import evaluate_solver, write_reports
-
     configure_logging(smk.log[0])
     log = logging.getLogger("evaluate")
     try:
@@ -44,6 +42,4 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__":
-    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
-    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
-    main(smk)
+    main(snakemake)  # noqa: F821 - injected by Snakemake's script preamble

@@ -1,14 +1,12 @@
 """Snakemake script (rule imagenet_gather_resized): join the resized shards of a split."""
 
 import logging
-import sys
-from pathlib import Path
+
+from pipeline_lib.core.glog import configure_logging
+from pipeline_lib.data.imageset import gather_resized
 
 
 def main(smk) -> None:
-    from pipeline_lib.core.progress import configure_logging
-    from pipeline_lib.data.imageset import gather_resized
-
     configure_logging(smk.log[0])
     log = logging.getLogger("gather_resized")
     try:
@@ -27,6 +25,4 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__":
-    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
-    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
-    main(smk)
+    main(snakemake)  # noqa: F821 - injected by Snakemake's script preamble

@@ -1,14 +1,12 @@
 """Snakemake script (rule imagenet_listing): a split's listing from its class-per-folder tree."""
 
 import logging
-import sys
-from pathlib import Path
+
+from pipeline_lib.core.glog import configure_logging
+from pipeline_lib.data.listing import read_synsets, scan_class_tree, write_listing
 
 
 def main(smk) -> None:
-    from pipeline_lib.core.progress import configure_logging
-    from pipeline_lib.data.listing import read_synsets, scan_class_tree, write_listing
-
     configure_logging(smk.log[0])
     log = logging.getLogger("make_listing")
     try:
@@ -24,6 +22,4 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__":
-    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
-    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
-    main(smk)
+    main(snakemake)  # noqa: F821 - injected by Snakemake's script preamble

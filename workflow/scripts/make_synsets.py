@@ -1,14 +1,12 @@
 """Snakemake script (rule imagenet_synsets): synset_words.txt from the train class folders."""
 
 import logging
-import sys
-from pathlib import Path
+
+from pipeline_lib.core.glog import configure_logging
+from pipeline_lib.data.listing import synsets_from_folders, write_synsets
 
 
 def main(smk) -> None:
-    from pipeline_lib.core.progress import configure_logging
-    from pipeline_lib.data.listing import synsets_from_folders, write_synsets
-
     configure_logging(smk.log[0])
     log = logging.getLogger("make_synsets")
     try:
@@ -22,6 +20,4 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__":
-    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
-    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
-    main(smk)
+    main(snakemake)  # noqa: F821 - injected by Snakemake's script preamble

@@ -1,12 +1,9 @@
 """Snakemake script (rule plot_curves): metrics CSV -> learning-curve PNG and final scores."""
 
-import sys
-from pathlib import Path
+from pipeline_lib.plots import plot_learning_curves, write_final_metrics
 
 
 def main(smk) -> None:
-    from pipeline_lib.plots import plot_learning_curves, write_final_metrics
-
     run = f"{smk.wildcards.model}, {smk.wildcards.iter} iterations"
     with open(smk.log[0], "w") as log:
         plot_learning_curves(smk.input.metrics, smk.output.curves,
@@ -17,6 +14,4 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__":
-    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
-    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
-    main(smk)
+    main(snakemake)  # noqa: F821 - injected by Snakemake's script preamble

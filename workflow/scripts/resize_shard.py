@@ -1,21 +1,19 @@
 """Snakemake script (rule imagenet_resize_shard): resize one shard of a split's listing."""
 
 import logging
-import sys
-from pathlib import Path
+
+from pipeline_lib.core.glog import configure_logging
+from pipeline_lib.data.images import ResizeSpec
+from pipeline_lib.data.imageset import (
+    parse_shard_name,
+    resize_imageset,
+    shard,
+    write_skipped_report,
+)
+from pipeline_lib.data.listing import read_listing, read_synsets, write_listing
 
 
 def main(smk) -> None:
-    from pipeline_lib.core.progress import configure_logging
-    from pipeline_lib.data.images import ResizeSpec
-    from pipeline_lib.data.imageset import (
-        parse_shard_name,
-        resize_imageset,
-        shard,
-        write_skipped_report,
-    )
-    from pipeline_lib.data.listing import read_listing, read_synsets, write_listing
-
     configure_logging(smk.log[0])
     log = logging.getLogger("resize_shard")
     try:
@@ -42,6 +40,4 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__":
-    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
-    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
-    main(smk)
+    main(snakemake)  # noqa: F821 - injected by Snakemake's script preamble

@@ -1,18 +1,16 @@
 """Snakemake script (rule caffenet_time): per-layer forward/backward timing of a net."""
 
 import logging
-import sys
-from pathlib import Path
+
+from pipeline_lib.api import load_net
+from pipeline_lib.core.fsutil import atomic_write_bytes
+from pipeline_lib.core.glog import configure_logging
+from pipeline_lib.engine.timing import time_net
+from pipeline_lib.proto import caffe_pb2
+from pipeline_lib.proto.prototxt import read_net
 
 
 def main(smk) -> None:
-    from pipeline_lib.cli import load_net
-    from pipeline_lib.core.fsutil import atomic_write_bytes
-    from pipeline_lib.core.progress import configure_logging
-    from pipeline_lib.engine.timing import time_net
-    from pipeline_lib.proto import caffe_pb2
-    from pipeline_lib.proto.prototxt import read_net
-
     configure_logging(smk.log[0])
     log = logging.getLogger("time_net")
     try:
@@ -32,6 +30,4 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__":
-    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
-    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
-    main(smk)
+    main(snakemake)  # noqa: F821 - injected by Snakemake's script preamble

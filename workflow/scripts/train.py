@@ -1,12 +1,11 @@
 """Snakemake script (rule train): solver prototxt -> results/<model>_iter_<N> snapshot."""
 
 import sys
-from pathlib import Path
+
+from pipeline_lib.engine.training.job import train
 
 
 def main(smk) -> None:
-    from pipeline_lib.engine.training.job import train
-
     result = train(
         smk.input.solver,
         output_stem=smk.params.stem,
@@ -23,6 +22,4 @@ def main(smk) -> None:
 
 
 if __name__ == "__main__":
-    smk = snakemake  # noqa: F821 - injected by Snakemake's script preamble
-    sys.path.insert(0, str(Path(smk.scriptdir).resolve().parents[1]))  # the repo root
-    main(smk)
+    main(snakemake)  # noqa: F821 - injected by Snakemake's script preamble

@@ -106,9 +106,6 @@ class Buffers:
         """The memory of an existing buffer as a flat array, to reuse as other scratch."""
         return self._arrays[name].reshape(-1)
 
-    def clear(self) -> None:
-        self._arrays.clear()
-
 
 def as_strided(xp, array, shape, strides):
     """`as_strided` of NumPy or CuPy (strides in bytes)."""
