@@ -37,7 +37,8 @@ from pipeline_lib.core.fsutil import atomic_write_bytes
 from pipeline_lib.engine.model_files import model_files
 from pipeline_lib.engine.training.metrics import MetricsTable
 from pipeline_lib.engine.training.provenance import RunRecord
-from pipeline_lib.engine.training.solver import SignalHandler, Solver
+from pipeline_lib.engine.training.signals import SignalHandler
+from pipeline_lib.engine.training.solver import Solver
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.prototxt import read_net, read_solver, write_prototxt
 
