@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline_lib.core.backend import get_xp  # noqa: E402
+from pipeline_lib.core.backend import Device  # noqa: E402
 from pipeline_lib.engine.training.metrics import MetricsTable  # noqa: E402
 from pipeline_lib.engine.training.solver import Solver  # noqa: E402
 from pipeline_lib.proto.prototxt import read_net, read_solver  # noqa: E402
@@ -67,7 +67,7 @@ def lenet_solver(iterations: int, use_db: bool):
 
 def ours_step(gpu: bool, use_db: bool):
     """One LeNet training iteration of our engine per call; and a function that stops it."""
-    xp = get_xp("GPU" if gpu else "CPU")
+    xp = (Device.GPU if gpu else Device.CPU).xp
     solver = Solver(lenet_solver(10**8, use_db), xp=xp, metrics=MetricsTable(),
                     log=_quiet_logger())
 

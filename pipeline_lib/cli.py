@@ -31,10 +31,11 @@ def command(name: str):
     return register
 
 
-def _xp(gpu: bool):
-    from pipeline_lib.core.backend import get_xp
+def _device(gpu: bool):
+    """The device of `pcaffe test/time/classify --gpu` (train: see engine.training.device)."""
+    from pipeline_lib.core.backend import Device
 
-    return get_xp("GPU" if gpu else "CPU")
+    return Device.GPU if gpu else Device.CPU
 
 
 def _phase(name: str) -> int:
@@ -43,14 +44,15 @@ def _phase(name: str) -> int:
 
 @command("train")
 def cmd_train(args: argparse.Namespace) -> int:
-    from pipeline_lib.engine.training.job import train
+    from pipeline_lib.engine.training.job import TrainingJob
 
     if args.snapshot and args.weights:
         raise SystemExit("pcaffe train: give either --snapshot or --weights, not both")
-    result = train(args.solver, output_stem=args.output, max_iter=args.iterations,
-                   solver_mode="GPU" if args.gpu else None,
-                   resume=args.snapshot, weights=args.weights, log_path=args.log,
-                   sigint_effect=args.sigint_effect, sighup_effect=args.sighup_effect)
+    job = TrainingJob.create(args.solver, output_stem=args.output, max_iter=args.iterations,
+                             solver_mode="GPU" if args.gpu else None,
+                             resume=args.snapshot, weights=args.weights, log_path=args.log,
+                             sigint_effect=args.sigint_effect, sighup_effect=args.sighup_effect)
+    result = job.run()
     print(f"{result.caffemodel}\n{result.solverstate}")
     if result.stopped_early:
         again = "--snapshot auto" if args.output else f"--snapshot {result.solverstate}"
@@ -72,7 +74,7 @@ def load_net(model: str, weights: str | None, phase: int, gpu: bool = False,
         replace_data_layers(param, [int(v) for v in dummy_data.split(",")], batch_size)
     if batch_size:
         set_batch_size(param, batch_size)
-    net = Net(param, phase, xp=_xp(gpu), rng=np.random.default_rng(seed))
+    net = Net(param, phase, xp=_device(gpu).xp, rng=np.random.default_rng(seed))
     if weights:
         copied: set[str] = set()
         for path in weights.split(","):
@@ -167,7 +169,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     mean_values = [float(v) for v in args.mean_values.split(",")] if args.mean_values else None
     print(run_classify(
         args.model, args.weights.split(","), args.inputs, labels=args.labels, top_k=args.top_k,
-        as_json=args.json, gpu=args.gpu, idx_start=args.idx_start, idx_count=args.idx_count,
+        as_json=args.json, device=_device(args.gpu), idx_start=args.idx_start,
+        idx_count=args.idx_count,
         input_blob=args.input_blob, output_blob=args.output_blob, batch_size=args.batch_size,
         transform_from=args.transform_from, scale=args.scale, mean=args.mean,
         mean_values=mean_values, raw_scale=args.raw_scale, channel_order=args.channel_order,

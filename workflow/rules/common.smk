@@ -49,9 +49,9 @@ def model_constraint():
 
 def train_inputs(wildcards):
     """The solver, its nets and the databases / mean files those nets read."""
-    from pipeline_lib.engine.model_files import model_files
+    from pipeline_lib.engine.model_files import SolverFiles
 
-    files = model_files(MODELS[wildcards.model]["solver"])
+    files = SolverFiles.read(MODELS[wildcards.model]["solver"]).files
     return {
         "solver": files.solver,
         "nets": list(files.nets),

@@ -17,7 +17,7 @@ def main(smk) -> None:
             smk.input.weights,
             top_k=smk.params.top_k,
             batch_size=smk.params.batch_size or None,
-            gpu=smk.params.solver_mode == "GPU",
+            solver_mode=smk.params.solver_mode,
         )
         model, iters = smk.wildcards.model, int(smk.wildcards.iter)
         write_reports(

@@ -23,6 +23,29 @@ MakeNet = Callable[[caffe_pb2.NetParameter, int, "caffe_pb2.NetState | None"], N
 ReadNet = Callable[[str], caffe_pb2.NetParameter]
 
 
+def build(built: list[Net], sp: caffe_pb2.SolverParameter, *, xp, dtype, rng,
+          net_files: Mapping[str, caffe_pb2.NetParameter] | None,
+          log: glog.GlogLogger) -> None:
+    """Append the train net, then the test nets, to `built` as each is made (so a failure
+    can close those built); load the solver's `weights`; share the trained layers."""
+    read = net_reader(net_files)
+
+    def make(param: caffe_pb2.NetParameter, phase: int,
+             override: caffe_pb2.NetState | None) -> Net:
+        param = caffe_pb2.NetParameter.FromString(param.SerializeToString())
+        state = merged_state(phase, param, override)
+        param.state.CopyFrom(state)
+        return Net(param, phase, xp=xp, dtype=dtype, rng=rng, stages=list(state.stage),
+                   level=state.level)
+
+    built.append(train_net(sp, make, read, log))
+    add_test_nets(built, sp, make, read, log)
+    for net in built:
+        load_weights(net, sp.weights, log)
+    for test_net in built[1:]:
+        test_net.share_trained_layers_with(built[0])
+
+
 def net_reader(net_files: Mapping[str, caffe_pb2.NetParameter] | None) -> ReadNet:
     """Read net files from disk, except those already read (`net_files`, by path)."""
     from pipeline_lib.proto.prototxt import read_net

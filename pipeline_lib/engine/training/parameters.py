@@ -39,6 +39,12 @@ def patched(solver_param: caffe_pb2.SolverParameter,
     return sp
 
 
+def run_seed(sp: caffe_pb2.SolverParameter) -> int:
+    """The seed of the run's one Generator: `random_seed`, or 0 for Caffe's -1 ("from the
+    system's entropy"), so runs are reproducible by default."""
+    return int(sp.random_seed) if sp.random_seed >= 0 else 0
+
+
 def check_solver(sp: caffe_pb2.SolverParameter, log: glog.GlogLogger) -> None:
     """Refuse what cannot run, log the parameters as Caffe does, warn about what is ignored."""
     if sp.average_loss < 1:

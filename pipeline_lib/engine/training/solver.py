@@ -1,12 +1,10 @@
 """The Solver: Caffe's training loop over a train net and its test nets.
 
-Follows Caffe's `Solver`/`SGDSolver` (solver.cpp, sgd_solver.cpp): testing
-every `test_interval` iterations (outputs averaged over `test_iter` batches),
-`display` with Caffe's smoothed loss (`average_loss`), `iter_size`
-accumulation, the learning-rate policy, the update rule of `type`, snapshots
-every `snapshot` iterations and after training, and the same log lines as
-Caffe, in glog form (so `parse_log.py` reads them). The nets come from the
-SolverParameter as Caffe chooses them (nets.py).
+Follows Caffe's `Solver`/`SGDSolver` (solver.cpp, sgd_solver.cpp): tests every
+`test_interval` iterations, `display` with the smoothed loss, `iter_size`
+accumulation, the learning-rate policy, the update rule of `type`, snapshots,
+and Caffe's log lines in glog form (so `parse_log.py` reads them). The nets
+come from the SolverParameter as Caffe chooses them (nets.py).
 
 Where we differ from Caffe, on purpose:
 - Randomness: one `numpy.random.Generator`, seeded from `random_seed`, feeds
@@ -43,16 +41,17 @@ from pipeline_lib.engine.solvers.lr_policy import current_step, learning_rate
 from pipeline_lib.engine.training import nets, resume
 from pipeline_lib.engine.training.divergence import divergence_error
 from pipeline_lib.engine.training.metrics import MetricsTable
-from pipeline_lib.engine.training.parameters import check_solver, metrics_table, patched
+from pipeline_lib.engine.training.outputs import fmt, log_outputs
+from pipeline_lib.engine.training.parameters import (
+    check_solver,
+    metrics_table,
+    patched,
+    run_seed,
+)
 from pipeline_lib.engine.training.signals import SolverAction
 from pipeline_lib.engine.training.smoothed_loss import SmoothedLoss
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.snapshot import save_caffemodel, save_solverstate, snapshot_filename
-
-
-def fmt(value: float) -> str:
-    """A number as Caffe's logs print it (C++ stream default: 6 significant digits)."""
-    return format(float(value), ".6g")
 
 
 class Solver:
@@ -85,23 +84,19 @@ class Solver:
         #: called as fn(solver) after every completed iteration (after any snapshot)
         self.on_iteration: list[Callable[[Solver], None]] = []
         check_solver(sp, self.log)
-        self.seed = int(sp.random_seed) if sp.random_seed >= 0 else 0
+        self.seed = run_seed(sp)
         self.rng = np.random.default_rng(self.seed)
         self.metrics = metrics_table(metrics, sp.snapshot_prefix)
-        self.net: Net | None = None
-        self.test_nets: list[Net] = []
+        built: list[Net] = []  # train net, then test nets, so a failure can close them
         try:
-            read = nets.net_reader(net_files)
-            self.net = nets.train_net(sp, self._make_net, read, self.log)
-            nets.add_test_nets(self.test_nets, sp, self._make_net, read, self.log)
-            for net in [self.net, *self.test_nets]:
-                nets.load_weights(net, sp.weights, self.log)
-            for test_net in self.test_nets:
-                test_net.share_trained_layers_with(self.net)
+            nets.build(built, sp, xp=xp, dtype=self.dtype, rng=self.rng, net_files=net_files,
+                       log=self.log)
+            self.net, self.test_nets = built[0], built[1:]
             self.rule = make_update_rule(sp, self.net.learnable_params, self.net.params_lr,
                                          self.net.params_weight_decay)
         except BaseException:
-            self.close()  # stop the data threads of the nets built so far
+            for net in built:
+                net.close()  # stop the data threads of the nets built so far
             raise
         self.history = self.rule.history
         self.iter = self.current_step = 0
@@ -112,14 +107,6 @@ class Solver:
         self._timer_iter = 0
         self._start_state: dict | None = None  # resume state of this iteration's start
         self.log.info("Solver scaffolding done.")
-
-    def _make_net(self, param: caffe_pb2.NetParameter, phase: int,
-                  override: caffe_pb2.NetState | None) -> Net:
-        param = caffe_pb2.NetParameter.FromString(param.SerializeToString())
-        state = nets.merged_state(phase, param, override)
-        param.state.CopyFrom(state)
-        return Net(param, phase, xp=self.xp, dtype=self.dtype, rng=self.rng,
-                   stages=list(state.stage), level=state.level)
 
     # -- training ---------------------------------------------------------------------
     def solve(self, resume_file: str | os.PathLike | None = None) -> None:
@@ -202,7 +189,7 @@ class Solver:
         self.log.info(f"Iteration {self.iter} ({fmt(per_s)} iter/s, {fmt(lapse)}s/"
                       f"{self.param.display} iters), loss = {fmt(self.loss.value)}")
         self._timer, self._timer_iter = time.perf_counter(), self.iter
-        return self._log_outputs(self.net, "Train")
+        return log_outputs(self.log, self.net, "Train")
 
     def _apply_update(self, display: bool) -> float:
         """Caffe's SGDSolver::ApplyUpdate: rate, clipping, the rule, iter += 1."""
@@ -226,21 +213,6 @@ class Solver:
             return SolverAction.NONE
         return SolverAction(self.action_request())
 
-    def _log_outputs(self, net: Net, kind: str, values: list[np.ndarray] | None = None
-                     ) -> dict[str, float]:
-        """Log each element of each net output as Caffe does; return {name: value}."""
-        index, out = 0, {}
-        for j, name in enumerate(net.output_blob_names):
-            array = values[j] if values is not None else to_host(net.blobs[name].data).ravel()
-            weight = net.loss_weights.get(name, 0.0)
-            for k, raw in enumerate(array):
-                v = float(raw)
-                note = f" (* {fmt(weight)} = {fmt(weight * v)} loss)" if weight else ""
-                self.log.info(f"    {kind} net output #{index}: {name} = {fmt(v)}{note}")
-                out[name if array.size == 1 else f"{name}_{k}"] = v
-                index += 1
-        return out
-
     # -- testing -----------------------------------------------------------------------
     def test_all(self) -> list[dict[str, float] | None]:
         results = []
@@ -263,7 +235,7 @@ class Solver:
         if self.param.test_compute_loss and n:
             self.log.info(f"Test loss: {fmt(loss / n)}")
         means = [total / n for total in sums] if sums is not None else []
-        outputs = self._log_outputs(net, "Test", means)
+        outputs = log_outputs(self.log, net, "Test", means)
         weighted = sum(float(net.loss_weights.get(name, 0.0) * m.sum())
                        for name, m in zip(net.output_blob_names, means))
         self.metrics.add_test(self.iter, test_net_id, loss=weighted, outputs=outputs,
@@ -332,8 +304,7 @@ class Solver:
     def close(self) -> None:
         """Stop the nets' data threads."""
         for net in [self.net, *self.test_nets]:
-            if net is not None:
-                net.close()
+            net.close()
 
     def __enter__(self) -> Solver:
         return self
