@@ -390,16 +390,11 @@ def evaluation_inputs(solver_path: str | os.PathLike) -> dict[str, list[str]]:
             "means": [tp.mean_file] if tp.mean_file else []}
 
 
-def evaluate_solver(solver_path: str | os.PathLike, weights: str | os.PathLike, *,
-                    solver_mode: str | None = None, **kwargs) -> tuple[Evaluation, dict]:
-    """Evaluate trained weights with the solver's TEST net on its test database, on the
-    device the training used (`solver_mode`: the same override training got)."""
-    from pipeline_lib.engine.training.device import run_device
-
+def evaluate_solver(solver_path: str | os.PathLike, weights: str | os.PathLike, **kwargs
+                    ) -> tuple[Evaluation, dict]:
+    """Evaluate trained weights with the solver's TEST net on its test database."""
     param, where, stages, level = solver_test_net(solver_path)
-    device = run_device(solver_mode, solver_path)
-    evaluation, info = evaluate_net(param, weights, stages=stages, level=level, device=device,
-                                    **kwargs)
+    evaluation, info = evaluate_net(param, weights, stages=stages, level=level, **kwargs)
     return evaluation, {"solver": str(solver_path), "net_file": where, **info}
 
 

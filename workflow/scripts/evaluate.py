@@ -7,6 +7,7 @@ from pathlib import Path
 
 def main(smk) -> None:
     from pipeline_lib.core.progress import configure_logging
+    from pipeline_lib.engine.training.device import run_device
     from pipeline_lib.evaluate import evaluate_solver, write_reports
 
     configure_logging(smk.log[0])
@@ -17,7 +18,7 @@ def main(smk) -> None:
             smk.input.weights,
             top_k=smk.params.top_k,
             batch_size=smk.params.batch_size or None,
-            solver_mode=smk.params.solver_mode,
+            device=run_device(smk.params.solver_mode, smk.input.solver),
         )
         model, iters = smk.wildcards.model, int(smk.wildcards.iter)
         write_reports(
