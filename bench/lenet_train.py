@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline_lib.core.backend import get_xp
+from pipeline_lib.core.backend import Device
 from pipeline_lib.engine.training.metrics import MetricsTable
 from pipeline_lib.engine.training.solver import Solver
 from pipeline_lib.proto.prototxt import read_net, read_solver
@@ -65,7 +65,7 @@ def lenet_solver(iterations: int, use_db: bool):
 
 def ours_step(gpu: bool, use_db: bool):
     """One LeNet training iteration of our engine per call; and a function that stops it."""
-    xp = get_xp("GPU" if gpu else "CPU")
+    xp = (Device.GPU if gpu else Device.CPU).xp
     solver = Solver(lenet_solver(10**8, use_db), xp=xp, metrics=MetricsTable(),
                     log=_quiet_logger())
 

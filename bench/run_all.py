@@ -69,11 +69,12 @@ def training_rows(args) -> list[str]:
 
 def layer_rows(args) -> list[str]:
     from pipeline_lib.api import load_net
+    from pipeline_lib.core.backend import Device
     from pipeline_lib.engine.timing import time_net
     from pipeline_lib.proto import caffe_pb2
 
     net = load_net(str(ROOT / "models/lenet/lenet_train_test.prototxt"), None, caffe_pb2.TRAIN,
-                   gpu=args.gpu, dummy_data="1,28,28")
+                   device=Device.GPU if args.gpu else Device.CPU, dummy_data="1,28,28")
     try:
         return ["Per layer (train net, dummy data, mean of 50 passes)",
                 time_net(net, iterations=50).table()]

@@ -7,7 +7,7 @@
 
 `blobs` and `params` are the net's own Blob objects: on the CPU their
 `.data`/`.diff` are NumPy arrays to read and write in place (CuPy arrays
-with `gpu=True`); `forward` and `backward` return NumPy copies. Giving an
+with `device=Device.GPU`); `forward` and `backward` return NumPy copies. Giving an
 input of another batch size (or shape) reshapes the Input blob and, on the
 next forward, every layer after it.
 
@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from pipeline_lib.core.backend import get_xp, to_host
+from pipeline_lib.core.backend import Device, to_host
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.engine.layers.base import Layer
 from pipeline_lib.engine.net import Net as CoreNet
@@ -51,12 +51,12 @@ class Net:
 
     def __init__(self, model: PathLike | caffe_pb2.NetParameter,
                  weights: PathLike | Sequence[PathLike] | None = None,
-                 phase: PhaseLike = "TEST", *, gpu: bool = False, stages: Iterable[str] = (),
-                 level: int = 0, seed: int = 0):
+                 phase: PhaseLike = "TEST", *, device: Device = Device.CPU,
+                 stages: Iterable[str] = (), level: int = 0, seed: int = 0):
         from pipeline_lib.proto.prototxt import read_net
 
         param = model if isinstance(model, caffe_pb2.NetParameter) else read_net(model)
-        self.core = CoreNet(param, phase_value(phase), xp=get_xp("GPU" if gpu else "CPU"),
+        self.core = CoreNet(param, phase_value(phase), xp=device.xp,
                             rng=np.random.default_rng(seed), stages=stages, level=level)
         self.inputs: list[str] = [top for layer in self.core.layers if layer.type == "Input"
                                   for top in layer.param.top]
@@ -203,7 +203,7 @@ class Net:
 
 # -- core nets with their inputs patched, for timing and testing (`pcaffe time`, `test`) --
 
-def load_net(model: str, weights: str | None, phase: int, gpu: bool = False,
+def load_net(model: str, weights: str | None, phase: int, device: Device = Device.CPU,
              batch_size: int | None = None, dummy_data: str | None = None, seed: int = 0):
     """A Net from a prototxt, optionally with weights, batch size and dummy data patched in."""
     from pipeline_lib.proto.prototxt import read_net, read_net_binary
@@ -213,8 +213,7 @@ def load_net(model: str, weights: str | None, phase: int, gpu: bool = False,
         replace_data_layers(param, [int(v) for v in dummy_data.split(",")], batch_size)
     if batch_size:
         set_batch_size(param, batch_size)
-    net = CoreNet(param, phase, xp=get_xp("GPU" if gpu else "CPU"),
-                  rng=np.random.default_rng(seed))
+    net = CoreNet(param, phase, xp=device.xp, rng=np.random.default_rng(seed))
     if weights:
         copied: set[str] = set()
         for path in weights.split(","):

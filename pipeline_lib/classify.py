@@ -27,6 +27,7 @@ from typing import TextIO
 import numpy as np
 
 from pipeline_lib.api import Net
+from pipeline_lib.core.backend import Device
 from pipeline_lib.preprocess import Preprocessor, find_transform_param
 from pipeline_lib.proto import caffe_pb2
 
@@ -209,7 +210,7 @@ def check_label_names(names: Sequence[str], net: Net, output_blob: str | None,
 
 def run_classify(model: str, weights: Sequence[str], inputs: Sequence[str], *,
                  labels: str | None = None, top_k: int = 5, as_json: bool = False,
-                 gpu: bool = False, idx_start: int = 0, idx_count: int | None = None,
+                 device: Device = Device.CPU, idx_start: int = 0, idx_count: int | None = None,
                  input_blob: str | None = None, output_blob: str | None = None,
                  batch_size: int | None = None, transform_from: str | None = None,
                  log: TextIO | None = None, **overrides) -> str:
@@ -228,7 +229,7 @@ def run_classify(model: str, weights: Sequence[str], inputs: Sequence[str], *,
                                     input_blob=input_blob, **overrides)
     print(f"pcaffe classify: preprocessing from {origin}: {pp.describe()}",
           file=log or sys.stderr)
-    with Net(deploy, weights or None, "TEST", gpu=gpu) as net:
+    with Net(deploy, weights or None, "TEST", device=device) as net:
         names = read_label_names(labels) if labels else None
         if names:
             check_label_names(names, net, output_blob, labels)

@@ -29,20 +29,28 @@ def command(name: str):
     return register
 
 
+def _device(gpu: bool):
+    """The device of `pcaffe test/time/classify --gpu` (train: see engine.training.device)."""
+    from pipeline_lib.core.backend import Device
+
+    return Device.GPU if gpu else Device.CPU
+
+
 def _phase(name: str) -> int:
     return caffe_pb2.Phase.Value(name.upper())
 
 
 @command("train")
 def cmd_train(args: argparse.Namespace) -> int:
-    from pipeline_lib.engine.training.job import train
+    from pipeline_lib.engine.training.job import TrainingJob
 
     if args.snapshot and args.weights:
         raise SystemExit("pcaffe train: give either --snapshot or --weights, not both")
-    result = train(args.solver, output_stem=args.output, max_iter=args.iterations,
-                   solver_mode="GPU" if args.gpu else None,
-                   resume=args.snapshot, weights=args.weights, log_path=args.log,
-                   sigint_effect=args.sigint_effect, sighup_effect=args.sighup_effect)
+    job = TrainingJob.create(args.solver, output_stem=args.output, max_iter=args.iterations,
+                             solver_mode="GPU" if args.gpu else None,
+                             resume=args.snapshot, weights=args.weights, log_path=args.log,
+                             sigint_effect=args.sigint_effect, sighup_effect=args.sighup_effect)
+    result = job.run()
     print(f"{result.caffemodel}\n{result.solverstate}")
     if result.stopped_early:
         again = "--snapshot auto" if args.output else f"--snapshot {result.solverstate}"
@@ -58,7 +66,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     from pipeline_lib.api import load_net
     from pipeline_lib.core.backend import to_host
 
-    net = load_net(args.model, args.weights, _phase(args.phase), args.gpu)
+    net = load_net(args.model, args.weights, _phase(args.phase), _device(args.gpu))
     totals: dict[str, float] = {}
     for i in range(args.iterations):
         net.forward()
@@ -82,7 +90,7 @@ def cmd_time(args: argparse.Namespace) -> int:
     from pipeline_lib.api import load_net
     from pipeline_lib.engine.timing import time_net
 
-    net = load_net(args.model, args.weights, _phase(args.phase), args.gpu,
+    net = load_net(args.model, args.weights, _phase(args.phase), _device(args.gpu),
                    batch_size=args.batch_size, dummy_data=args.dummy_data)
     print(time_net(net, iterations=args.iterations).table())
     net.close()
@@ -97,7 +105,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     mean_values = [float(v) for v in args.mean_values.split(",")] if args.mean_values else None
     print(run_classify(
         args.model, args.weights.split(","), args.inputs, labels=args.labels, top_k=args.top_k,
-        as_json=args.json, gpu=args.gpu, idx_start=args.idx_start, idx_count=args.idx_count,
+        as_json=args.json, device=_device(args.gpu), idx_start=args.idx_start,
+        idx_count=args.idx_count,
         input_blob=args.input_blob, output_blob=args.output_blob, batch_size=args.batch_size,
         transform_from=args.transform_from, scale=args.scale, mean=args.mean,
         mean_values=mean_values, raw_scale=args.raw_scale, channel_order=args.channel_order,

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline_lib.core.backend import Device
 from pipeline_lib.core.fsutil import atomic_write_bytes
 from pipeline_lib.data.db import DatabaseReader
 from pipeline_lib.preprocess import Preprocessor, find_transform_param
@@ -285,7 +286,7 @@ def scoring_setup(param: caffe_pb2.NetParameter, *, stages: Sequence[str] = (), 
 def evaluate_net(param: caffe_pb2.NetParameter | str | os.PathLike,
                  weights: str | os.PathLike | Sequence[str | os.PathLike], *,
                  source: str | os.PathLike | None = None, batch_size: int | None = None,
-                 top_k: Sequence[int] = (1, 5), gpu: bool = False,
+                 top_k: Sequence[int] = (1, 5), device: Device = Device.CPU,
                  scores_blob: str | None = None, stages: Sequence[str] = (), level: int = 0,
                  class_names: Sequence[str] | None = None, limit: int | None = None
                  ) -> tuple[Evaluation, dict]:
@@ -306,7 +307,7 @@ def evaluate_net(param: caffe_pb2.NetParameter | str | os.PathLike,
         c, h, w = first_record_shape(reader, color)
         crop = int(tp.crop_size)
         pp = Preprocessor.from_transform_param(tp, (c, crop or h, crop or w), image_size=(h, w))
-        with Net(setup.with_input((batch, *pp.input_shape)), weights, "TEST", gpu=gpu) as net:
+        with Net(setup.with_input((batch, *pp.input_shape)), weights, "TEST", device=device) as net:
             if setup.scores_blob not in net.blobs:
                 raise EvaluationError(f"net {param.name!r} has no blob {setup.scores_blob!r}")
             has_loss = any(net.core.loss_weights.values())
@@ -327,7 +328,7 @@ def evaluate_deploy(deploy: caffe_pb2.NetParameter | str | os.PathLike,
                     weights: str | os.PathLike | Sequence[str | os.PathLike],
                     source: str | os.PathLike, preprocessor: Preprocessor | None = None, *,
                     batch_size: int | None = None, top_k: Sequence[int] = (1, 5),
-                    gpu: bool = False, input_blob: str | None = None,
+                    device: Device = Device.CPU, input_blob: str | None = None,
                     scores_blob: str | None = None,
                     class_names: Sequence[str] | None = None, limit: int | None = None
                     ) -> Evaluation:
@@ -344,7 +345,7 @@ def evaluate_deploy(deploy: caffe_pb2.NetParameter | str | os.PathLike,
                                             transform_from=trained)
     tp = find_transform_param(trained) or caffe_pb2.TransformationParameter()
     color = True if tp.force_color else False if tp.force_gray else None
-    with Net(deploy, paths, "TEST", gpu=gpu) as net, DatabaseReader(source) as reader:
+    with Net(deploy, paths, "TEST", device=device) as net, DatabaseReader(source) as reader:
         input_blob = input_blob or net.inputs[0]
         scores_blob = scores_blob or net.outputs[-1]
         batch = int(batch_size or net.blobs[input_blob].shape[0] or 1)

@@ -29,7 +29,7 @@ def _xp_params():
 def xp(request):
     """NumPy, and CuPy where a GPU is present."""
     if request.param == "cupy":
-        return backend.get_xp("GPU")
+        return backend.Device.GPU.xp
     return request.param
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline_lib.api import Net, phase_value
-from pipeline_lib.core.backend import to_host
+from pipeline_lib.core.backend import Device, to_host
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.prototxt import parse_net_text, read_net_binary
 
@@ -27,7 +27,7 @@ def lenet_input(digits: np.ndarray) -> np.ndarray:
 
 
 def test_forward_matches_caffes_activations(xp, caffe_blobs):
-    net = Net(DEPLOY, WEIGHTS, "TEST", gpu=xp is not np)
+    net = Net(DEPLOY, WEIGHTS, "TEST", device=Device.CPU if xp is np else Device.GPU)
     assert net.inputs == ["data"] and net.outputs == ["prob"]
     out = net.forward(blobs=["conv1", "pool1", "conv2", "pool2", "ip1", "ip2"],
                       data=lenet_input(caffe_blobs["data"]))

@@ -10,7 +10,7 @@ import pytest
 from conftest import DATA
 
 from pipeline_lib.engine.solvers.lr_policy import LrPolicyError, current_step, learning_rate
-from pipeline_lib.engine.training.solver import fmt
+from pipeline_lib.engine.training.outputs import fmt
 from pipeline_lib.proto import caffe_pb2
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline_lib.core.glog import GlogLogger
+from pipeline_lib.engine.model_files import SolverFiles
 from pipeline_lib.engine.training.job import effective_solver
 from pipeline_lib.engine.training.solver import Solver
 from pipeline_lib.proto.prototxt import read_net
@@ -29,7 +30,7 @@ def test_solver_file_trains_lenet(name, tmp_path, monkeypatch):
     for split in ("train", "test"):  # the tutorial's net reads two databases
         shutil.copytree(GOLDEN_LMDB, tmp_path / f"mnist_{split}_lmdb")
     monkeypatch.chdir(REPO)
-    sp = effective_solver(REPO / "models/lenet" / name, max_iter=4)
+    sp = effective_solver(SolverFiles.read(REPO / "models/lenet" / name), max_iter=4)
     assert sp.type == SOLVERS[name] or (SOLVERS[name] == "SGD" and not sp.type)
     for layer in sp.net_param.layer:
         if layer.type == "Data":
@@ -56,5 +57,5 @@ def test_variant_nets_are_the_tutorial_net(monkeypatch):
     monkeypatch.chdir(REPO)
     base = read_net(REPO / "models/lenet/lenet_train_test.prototxt")
     for name in SOLVERS:
-        sp = effective_solver(REPO / "models/lenet" / name)
+        sp = effective_solver(SolverFiles.read(REPO / "models/lenet" / name))
         assert [lp.name for lp in sp.net_param.layer] == [lp.name for lp in base.layer]

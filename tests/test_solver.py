@@ -14,13 +14,10 @@ from google.protobuf import text_format
 
 from pipeline_lib.core.backend import to_host
 from pipeline_lib.core.glog import GlogLogger
-from pipeline_lib.engine.training.solver import (
-    DivergenceError,
-    SignalHandler,
-    Solver,
-    SolverAction,
-    SolverParameterError,
-)
+from pipeline_lib.engine.solvers import SolverParameterError
+from pipeline_lib.engine.training.divergence import DivergenceError
+from pipeline_lib.engine.training.signals import SignalHandler, SolverAction
+from pipeline_lib.engine.training.solver import Solver
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.snapshot import load_caffemodel, load_solverstate
 

@@ -6,6 +6,7 @@ and calls `xp.*`; data moves to the host only at I/O edges via `to_host`.
 
 from __future__ import annotations
 
+import enum
 import types
 
 import numpy as np
@@ -26,19 +27,31 @@ def gpu_available() -> bool:
         return False
 
 
-def get_xp(mode: str = "CPU") -> types.ModuleType:
-    """The array module for a Caffe `solver_mode` name ("CPU" or "GPU")."""
-    mode = mode.upper()
-    if mode == "CPU":
-        return np
-    if mode == "GPU":
+class Device(enum.Enum):
+    """Where a net runs, named as Caffe's `solver_mode`: CPU (NumPy) or GPU (CuPy)."""
+
+    CPU = "CPU"
+    GPU = "GPU"
+
+    @classmethod
+    def named(cls, name: str) -> Device:
+        """The device of a `solver_mode` name, in any case ("CPU", "gpu")."""
+        mode = name.upper()
+        if mode not in cls.__members__:
+            raise ValueError(f"unknown solver_mode {mode!r}: expected CPU or GPU")
+        return cls[mode]
+
+    @property
+    def xp(self) -> types.ModuleType:
+        """The array module of this device."""
+        if self is Device.CPU:
+            return np
         if not gpu_available():
             raise RuntimeError(
                 "solver_mode GPU needs CuPy and a CUDA device; install the 'gpu' extra "
                 "(pip install '.[gpu]') or set solver_mode: CPU"
             )
         return _cupy
-    raise ValueError(f"unknown solver_mode {mode!r}: expected CPU or GPU")
 
 
 def get_array_module(*arrays) -> types.ModuleType:

@@ -48,20 +48,35 @@ def net_data_files(net: caffe_pb2.NetParameter) -> tuple[list[str], list[str]]:
     return sources, means
 
 
-def model_files(solver_path: str | Path) -> ModelFiles:
-    """Every file the solver at `solver_path` reads, as paths relative to the working dir."""
-    solver = read_solver(solver_path)
-    nets = net_paths(solver)
-    params = [read_net(p) for p in nets]
-    if solver.HasField("net_param"):
-        params.append(solver.net_param)
-    if solver.HasField("train_net_param"):
-        params.append(solver.train_net_param)
-    params.extend(solver.test_net_param)
-    sources, means = [], []
-    for param in params:
-        s, m = net_data_files(param)
-        sources += s
-        means += m
-    return ModelFiles(str(solver_path), tuple(nets), tuple(dict.fromkeys(sources)),
-                      tuple(dict.fromkeys(means)))
+@dataclass(frozen=True)
+class SolverFiles:
+    """A solver prototxt read once: its SolverParameter, the net files it names (parsed,
+    by path) and every file those read. Training and the workflow's graph use this one
+    reading."""
+
+    path: str
+    param: caffe_pb2.SolverParameter
+    nets: dict[str, caffe_pb2.NetParameter]
+
+    @classmethod
+    def read(cls, solver_path: str | Path) -> SolverFiles:
+        solver = read_solver(solver_path)
+        return cls(str(solver_path), solver, {p: read_net(p) for p in net_paths(solver)})
+
+    @property
+    def files(self) -> ModelFiles:
+        """Every file the solver reads, as paths relative to the working dir."""
+        solver = self.param
+        params = list(self.nets.values())
+        if solver.HasField("net_param"):
+            params.append(solver.net_param)
+        if solver.HasField("train_net_param"):
+            params.append(solver.train_net_param)
+        params.extend(solver.test_net_param)
+        sources, means = [], []
+        for param in params:
+            s, m = net_data_files(param)
+            sources += s
+            means += m
+        return ModelFiles(self.path, tuple(self.nets), tuple(dict.fromkeys(sources)),
+                          tuple(dict.fromkeys(means)))

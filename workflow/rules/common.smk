@@ -128,9 +128,9 @@ def model_constraint():
 
 def train_inputs(wildcards):
     """The solver, its nets and the databases / mean files those nets read."""
-    from pipeline_lib.engine.model_files import model_files
+    from pipeline_lib.engine.model_files import SolverFiles
 
-    files = model_files(MODELS[wildcards.model]["solver"])
+    files = SolverFiles.read(MODELS[wildcards.model]["solver"]).files
     return {
         "solver": files.solver,
         "nets": list(files.nets),
@@ -155,13 +155,11 @@ def train_config_section(wildcards):
 
 def train_gpus(wildcards):
     """1 when the run trains on a GPU (config override, else the solver's solver_mode)."""
-    mode = config["train"]["solver_mode"]
-    if not mode:
-        from pipeline_lib.proto.prototxt import read_solver
+    from pipeline_lib.core.backend import Device
+    from pipeline_lib.engine.training.device import run_device
 
-        solver = read_solver(MODELS[wildcards.model]["solver"])
-        mode = "GPU" if solver.solver_mode == solver.SolverMode.GPU else "CPU"
-    return 1 if mode == "GPU" else 0
+    solver = MODELS[wildcards.model]["solver"]
+    return int(run_device(config["train"]["solver_mode"], solver) is Device.GPU)
 
 
 # -- evaluation ------------------------------------------------------------------------

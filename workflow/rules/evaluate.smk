@@ -33,6 +33,6 @@ rule evaluate:
     params:
         top_k=config["evaluate"]["top_k"],
         batch_size=config["evaluate"]["batch_size"],
-        solver_mode=config["train"]["solver_mode"],
+        solver_mode=rules.train.params.solver_mode,
     script:
         "../scripts/evaluate.py"

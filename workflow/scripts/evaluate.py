@@ -3,6 +3,7 @@
 import logging
 
 from pipeline_lib.core.glog import configure_logging
+from pipeline_lib.engine.training.device import run_device
 from pipeline_lib.evaluate import evaluate_solver, write_reports
 
 
@@ -15,7 +16,7 @@ def main(smk) -> None:
             smk.input.weights,
             top_k=smk.params.top_k,
             batch_size=smk.params.batch_size or None,
-            gpu=smk.params.solver_mode == "GPU",
+            device=run_device(smk.params.solver_mode, smk.input.solver),
         )
         model, iters = smk.wildcards.model, int(smk.wildcards.iter)
         write_reports(

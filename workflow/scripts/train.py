@@ -2,11 +2,11 @@
 
 import sys
 
-from pipeline_lib.engine.training.job import train
+from pipeline_lib.engine.training.job import TrainingJob
 
 
 def main(smk) -> None:
-    result = train(
+    job = TrainingJob.create(
         smk.input.solver,
         output_stem=smk.params.stem,
         max_iter=int(smk.wildcards.iter),
@@ -17,6 +17,7 @@ def main(smk) -> None:
         provenance_path=smk.output.provenance,
         config=smk.params.config,
     )
+    result = job.run()
     if result.stopped_early:
         sys.exit(f"training stopped early at iteration {result.iterations}; rerun to resume")
 

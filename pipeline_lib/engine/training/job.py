@@ -1,45 +1,54 @@
 """One training run as a file-to-file job: solver prototxt in, final snapshot out.
 
-Used by the `train` rule and by `pcaffe train`. The run's parameters that
-the workflow owns (iterations, where snapshots go) are patched into the
-SolverParameter in memory, never into copies of the user's files; the
-effective solver, with its net inlined, is written beside the model.
+Used by the `train` rule and by `pcaffe train`. `TrainingJob.create` reads the
+solver and its nets once and decides everything about the run before it
+starts: the effective solver (the run's iterations, device and weights
+patched into the SolverParameter in memory, never into copies of the user's
+files, with its net inlined), the device, the paths, the resume policy.
+`run` trains.
 
-Intermediate snapshots go to `<stem>.snapshots/`, with a copy of the metrics
-that a resume continues (the workflow deletes an interrupted job's outputs,
-the metrics among them, before rerunning it); the final pair is moved to
+Intermediate snapshots go to `<stem>.snapshots/` (snapshot_dir.py), with a
+copy of the metrics that a resume continues; the final pair is moved to
 `<stem>.caffemodel` / `<stem>.solverstate` only when training finished, so
 an interrupted run never leaves a final-looking output, and `resume="auto"`
 continues from the newest complete intermediate snapshot (exactly: see
-pipeline_lib.engine.training.solver).
+pipeline_lib.engine.training.resume).
 
-A finished run also gets `<stem>.provenance.json` (pipeline_lib.engine.training.provenance):
-its inputs' digests, as hashed before training, and where, when and with
-what software it ran.
+A finished run also gets `<stem>.provenance.json` (provenance.py): its
+inputs' digests, as hashed before training, and where, when and with what
+software it ran.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import text_format
 
 from pipeline_lib.core import glog
-from pipeline_lib.core.backend import get_xp
-from pipeline_lib.core.fsutil import atomic_write_bytes
-from pipeline_lib.engine.model_files import model_files
+from pipeline_lib.core.backend import Device
+from pipeline_lib.engine.model_files import SolverFiles
+from pipeline_lib.engine.training.device import run_device
 from pipeline_lib.engine.training.metrics import MetricsTable
+from pipeline_lib.engine.training.parameters import run_seed
 from pipeline_lib.engine.training.provenance import RunRecord
-from pipeline_lib.engine.training.solver import SignalHandler, Solver
+from pipeline_lib.engine.training.signals import SignalHandler
+from pipeline_lib.engine.training.snapshot_dir import (
+    MirroredMetrics,
+    claim_snapshot_dir,
+    discard_if_nothing_to_resume,
+    latest_snapshot,
+    run_fingerprint,
+)
+from pipeline_lib.engine.training.solver import Solver
 from pipeline_lib.proto import caffe_pb2
-from pipeline_lib.proto.prototxt import read_net, read_solver, write_prototxt
+from pipeline_lib.proto.prototxt import write_prototxt
 
 
 @dataclass(frozen=True)
@@ -52,229 +61,228 @@ class TrainResult:
     provenance: Path | None = None
 
 
-def effective_solver(solver_path: str | os.PathLike, max_iter: int | None = None,
-                     solver_mode: str | None = None) -> caffe_pb2.SolverParameter:
-    """The solver with `max_iter`/`solver_mode` applied and its net inlined as `net_param`."""
-    sp = read_solver(solver_path)
+def effective_solver(solver: SolverFiles, max_iter: int | None = None,
+                     device: Device | None = None,
+                     weights: str | None = None) -> caffe_pb2.SolverParameter:
+    """The solver with `max_iter`, `device` (as solver_mode) and `weights` (comma list)
+    applied, when given, and its `net` file inlined as `net_param`."""
+    sp = caffe_pb2.SolverParameter()
+    sp.CopyFrom(solver.param)
     if max_iter is not None:
         sp.max_iter = int(max_iter)
-    if solver_mode is not None:
-        sp.solver_mode = caffe_pb2.SolverParameter.SolverMode.Value(solver_mode.upper())
+    if device is not None:
+        sp.solver_mode = caffe_pb2.SolverParameter.SolverMode.Value(device.value)
     if sp.net:
-        sp.net_param.CopyFrom(read_net(sp.net))
+        sp.net_param.CopyFrom(solver.nets[sp.net])
         sp.ClearField("net")
-    return sp
-
-
-def latest_snapshot(snapshot_dir: Path, name: str) -> Path | None:
-    """The newest `<name>_iter_<N>.solverstate` whose .caffemodel is beside it."""
-    pattern = re.compile(rf"^{re.escape(name)}_iter_(\d+)\.solverstate$")
-    best: tuple[int, Path] | None = None
-    if not snapshot_dir.is_dir():
-        return None
-    for path in snapshot_dir.iterdir():
-        m = pattern.match(path.name)
-        if m and path.with_suffix(".caffemodel").is_file():
-            if best is None or int(m.group(1)) > best[0]:
-                best = (int(m.group(1)), path)
-    return best[1] if best else None
-
-
-class MirroredMetrics(MetricsTable):
-    """A run's metrics kept beside its snapshots, and mirrored to the output path.
-
-    The copy beside the snapshots is what a resume continues from: the
-    workflow deletes an interrupted job's outputs (the mirror) before it
-    reruns the job, and the rows before the snapshot must survive that.
-    """
-
-    def __init__(self, path: str | os.PathLike, mirror: str | os.PathLike):
-        super().__init__(path)
-        self.mirror = Path(mirror)
-
-    def write(self, path: str | os.PathLike | None = None) -> Path | None:
-        written = super().write(path)
-        if path is None:
-            super().write(self.mirror)
-        return written
-
-    def resume(self, iteration: int) -> None:
-        if not self.rows and not self.path.is_file() and self.mirror.is_file():
-            earlier = MetricsTable(self.mirror)  # a snapshot folder from before this copy
-            earlier.resume(iteration)
-            self.rows = earlier.rows
-        super().resume(iteration)
-
-
-def run_fingerprint(effective_text: str, inputs: list[str | os.PathLike]) -> str:
-    """What makes snapshots of this run resumable: the effective solver (net inlined,
-    weights named) and the size and time of its input files.
-
-    An LMDB counts by its data.mdb (reading it writes nothing). A LevelDB rewrites
-    its own files when opened, so it counts by path only: a rebuilt LevelDB with
-    other content is not noticed here (Snakemake still reruns the job).
-    """
-    digest = hashlib.sha256(effective_text.encode("utf-8"))
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            path = path / "data.mdb" if (path / "data.mdb").is_file() else None
-        st = path.stat() if path is not None and path.exists() else None
-        signature = (st.st_size, st.st_mtime_ns) if st else None
-        digest.update(f"{item}\0{signature}\n".encode())
-    return digest.hexdigest()
-
-
-def claim_snapshot_dir(snapshot_dir: Path, name: str, fingerprint: str) -> bool:
-    """Make `snapshot_dir` hold snapshots of this run only; False when stale ones were removed.
-
-    Snapshots left by a run with another solver, net or data (the workflow reruns a
-    job when those change) must not be resumed: they are deleted, with the metrics
-    that went with them, and the run starts from iteration 0.
-    """
-    marker = snapshot_dir / "run.fingerprint"
-    previous = marker.read_text().strip() if marker.is_file() else None
-    stale = previous != fingerprint and any(snapshot_dir.glob(f"{name}_iter_*"))
-    if stale:
-        for path in [*snapshot_dir.glob(f"{name}_iter_*"), snapshot_dir / f"{name}_metrics.csv"]:
-            path.unlink(missing_ok=True)
-    atomic_write_bytes(marker, (fingerprint + "\n").encode())
-    return not stale
-
-
-def _discard_if_nothing_to_resume(snapshot_dir: Path, outputs: list[str | os.PathLike | None],
-                                  created_dirs: list[Path]) -> None:
-    """After a failed run: with no snapshot to resume from, remove what it wrote.
-
-    A run that wrote snapshots (periodic ones, a `.diverged` one) keeps them,
-    and its metrics and effective solver with them. `created_dirs`, deepest
-    first, are removed when empty.
-    """
-    if not snapshot_dir.is_dir() or any(snapshot_dir.glob("*.solverstate")):
-        return
-    for path in outputs:
-        if path is not None:
-            Path(path).unlink(missing_ok=True)
-    for directory in created_dirs:
-        with contextlib.suppress(OSError):
-            directory.rmdir()  # only when empty
-
-
-def train(solver_path: str | os.PathLike, *, output_stem: str | os.PathLike | None = None,
-          max_iter: int | None = None, solver_mode: str | None = None,
-          resume: str | os.PathLike | None = None, weights: str | None = None,
-          log_path: str | os.PathLike | None = None,
-          metrics_path: str | os.PathLike | None = None,
-          provenance_path: str | os.PathLike | None = None,
-          config: Mapping[str, Any] | None = None,
-          sigint_effect: str = "stop", sighup_effect: str = "snapshot") -> TrainResult:
-    """Train from `solver_path`.
-
-    output_stem: e.g. "results/lenet_iter_10000": the final snapshot becomes
-        `<stem>.caffemodel` + `.solverstate`, the effective solver
-        `<stem>.solver.prototxt`, the metrics `<stem>_metrics.csv`. Without it
-        the solver's own snapshot_prefix is used, as `caffe train` does.
-    resume: a .solverstate path, or "auto" for the newest snapshot of this run.
-    weights: comma-separated .caffemodel files to start from (fine-tuning).
-    provenance_path: where the run's provenance record goes (default with an
-        output_stem: `<stem>.provenance.json`; without one: none).
-    config: the workflow's config section for this run, kept in the record.
-    """
-    record = RunRecord(str(solver_path), config=config)
-    inputs = model_files(solver_path)
-    record.add_texts([inputs.solver, *inputs.nets])
-    sp = effective_solver(solver_path, max_iter, solver_mode)
     if weights:
         del sp.weights[:]
         sp.weights.extend(w for w in weights.split(",") if w)
-    name = Path(sp.snapshot_prefix or Path(solver_path).stem).name
-    if output_stem is not None:
-        stem = Path(output_stem)
-        name = re.sub(r"_iter_\d+$", "", stem.name)
-        snapshot_dir = stem.parent / f"{stem.name}.snapshots"
-        created_dirs = [d for d in (snapshot_dir, *snapshot_dir.parents) if not d.exists()]
-        snapshot_dir.mkdir(parents=True, exist_ok=True)
-        prefix = str(snapshot_dir / name)
-        effective_path = stem.parent / f"{stem.name}.solver.prototxt"
-        write_prototxt(sp, effective_path)
-        metrics = metrics_path or stem.parent / f"{stem.name}_metrics.csv"
-        running_metrics: Path | None = snapshot_dir / f"{name}_metrics.csv"
-        table: MetricsTable | str | os.PathLike | None = MirroredMetrics(running_metrics,
-                                                                          metrics)
-        provenance_path = provenance_path or stem.parent / f"{stem.name}.provenance.json"
-    else:
-        stem, snapshot_dir, prefix = None, None, sp.snapshot_prefix
-        metrics, effective_path = metrics_path, None
-        running_metrics, table = None, metrics
-    effective_text = text_format.MessageToString(sp)
-    if not sp.snapshot_prefix and stem is None:
-        sp.snapshot_prefix = str(Path(solver_path).with_suffix(""))
-        prefix = sp.snapshot_prefix
+    return sp
 
-    resume_file = None
-    if snapshot_dir is not None:
-        fingerprint = run_fingerprint(effective_text, [*inputs.data_sources, *inputs.mean_files,
-                                                       *sp.weights])
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run with an output stem (e.g. results/lenet_iter_10000) writes."""
+
+    stem: Path
+    metrics: Path
+    provenance: Path
+
+    @property
+    def name(self) -> str:
+        """The snapshots' name: the stem without its `_iter_<N>`."""
+        return re.sub(r"_iter_\d+$", "", self.stem.name)
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.stem.parent / f"{self.stem.name}.snapshots"
+
+    @property
+    def prefix(self) -> str:
+        return str(self.snapshot_dir / self.name)
+
+    @property
+    def effective_solver(self) -> Path:
+        return self.stem.parent / f"{self.stem.name}.solver.prototxt"
+
+    @property
+    def running_metrics(self) -> Path:
+        """The metrics beside the snapshots, which a resume continues."""
+        return self.snapshot_dir / f"{self.name}_metrics.csv"
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """One training run, decided before it starts; `run()` trains.
+
+    solver: the solver and its nets, read once.
+    effective: the SolverParameter the run trains with, as written beside the model.
+    paths: the output stem's paths (None: the solver's own snapshot_prefix, as
+        `caffe train` does; `prefix` is where snapshots go either way).
+    resume: a .solverstate path, "auto" (the newest snapshot of this run) or None.
+    """
+
+    solver: SolverFiles
+    effective: caffe_pb2.SolverParameter
+    device: Device
+    paths: RunPaths | None
+    prefix: str
+    resume: str | os.PathLike | None = None
+    metrics: str | os.PathLike | None = None
+    provenance: Path | None = None
+    log_path: str | os.PathLike | None = None
+    config: Mapping[str, Any] | None = None
+    sigint_effect: str = "stop"
+    sighup_effect: str = "snapshot"
+
+    @classmethod
+    def create(cls, solver_path: str | os.PathLike, *,
+               output_stem: str | os.PathLike | None = None, max_iter: int | None = None,
+               solver_mode: str | None = None, resume: str | os.PathLike | None = None,
+               weights: str | None = None, log_path: str | os.PathLike | None = None,
+               metrics_path: str | os.PathLike | None = None,
+               provenance_path: str | os.PathLike | None = None,
+               config: Mapping[str, Any] | None = None, sigint_effect: str = "stop",
+               sighup_effect: str = "snapshot") -> TrainingJob:
+        """The job for `solver_path`.
+
+        output_stem: e.g. "results/lenet_iter_10000": the final snapshot becomes
+            `<stem>.caffemodel` + `.solverstate`, the effective solver
+            `<stem>.solver.prototxt`, the metrics `<stem>_metrics.csv` (or
+            `metrics_path`), the provenance `<stem>.provenance.json` (or
+            `provenance_path`). Without it, snapshots go to the solver's
+            snapshot_prefix (default: the solver path without its suffix) and a
+            provenance record is written only to a given `provenance_path`.
+        solver_mode: "CPU"/"GPU" overrides the solver's (see device.run_device).
+        weights: comma-separated .caffemodel files to start from (fine-tuning).
+        config: the workflow's config section for this run, kept in the record.
+        """
+        solver = SolverFiles.read(solver_path)
+        device = run_device(solver_mode, solver.param)
+        effective = effective_solver(solver, max_iter, device if solver_mode else None,
+                                     weights)
+        paths, metrics = None, metrics_path
+        prefix = effective.snapshot_prefix or str(Path(solver_path).with_suffix(""))
+        if output_stem is not None:
+            stem = Path(output_stem)
+            paths = RunPaths(stem, Path(metrics_path or stem.parent / f"{stem.name}_metrics.csv"),
+                             Path(provenance_path or stem.parent / f"{stem.name}.provenance.json"))
+            prefix, metrics, provenance_path = paths.prefix, paths.metrics, paths.provenance
+        return cls(solver, effective, device, paths, prefix, resume, metrics,
+                   Path(provenance_path) if provenance_path is not None else None, log_path,
+                   config, sigint_effect, sighup_effect)
+
+    @property
+    def seed(self) -> int:
+        return run_seed(self.effective)
+
+    @cached_property
+    def effective_text(self) -> str:
+        return text_format.MessageToString(self.effective)
+
+    def solver_param(self) -> caffe_pb2.SolverParameter:
+        """The effective solver with the run's snapshot prefix: what the Solver gets."""
+        sp = caffe_pb2.SolverParameter()
+        sp.CopyFrom(self.effective)
+        sp.snapshot_prefix = self.prefix
+        return sp
+
+    def resume_file(self) -> Path | None:
+        """The .solverstate to continue from, by the resume policy."""
+        if self.resume != "auto":
+            return Path(self.resume) if self.resume else None
+        if self.paths is not None:
+            return latest_snapshot(self.paths.snapshot_dir, self.paths.name)
+        # Caffe's layout: <snapshot_prefix>_iter_<N>.solverstate
+        return latest_snapshot(Path(self.prefix).parent, Path(self.prefix).name)
+
+    def run(self) -> TrainResult:
+        """Train; move the final pair to the stem and write the provenance record."""
+        record = RunRecord(self.solver.path, config=self.config)
+        files = self.solver.files
+        record.add_texts([files.solver, *files.nets])
+        created_dirs = self._claim_snapshot_dir()
+        resume_file = self.resume_file()
+        if self.provenance is not None:
+            record.add_inputs([*files.all_inputs, *self.effective.weights,
+                               *([resume_file] if resume_file else [])])
+        model, state, iterations, stopped = self._train(resume_file, created_dirs)
+        if self.paths is not None and not stopped:
+            # The solverstate names its caffemodel by file name, so the pair moves together.
+            stem = self.paths.stem
+            os.replace(model, stem.with_suffix(".caffemodel"))
+            os.replace(state, stem.with_suffix(".solverstate"))
+            model, state = stem.with_suffix(".caffemodel"), stem.with_suffix(".solverstate")
+        provenance = None
+        if self.provenance is not None and not stopped:
+            outputs = {"caffemodel": model, "solverstate": state}
+            if self.paths is not None:
+                outputs["solver"] = self.paths.effective_solver
+            if self.metrics is not None:
+                outputs["metrics"] = self.metrics
+            record.write(self.provenance, effective_solver=self.effective_text, seed=self.seed,
+                         solver_mode=self.device.value, iterations=iterations, outputs=outputs,
+                         resumed_from=str(resume_file) if resume_file else None)
+            provenance = self.provenance
+        return TrainResult(model, state, iterations, stopped, resume_file, provenance)
+
+    def _claim_snapshot_dir(self) -> list[Path]:
+        """Make the snapshot folder (returns the folders made), write the effective solver,
+        and drop snapshots of another run."""
+        if self.paths is None:
+            return []
+        snapshot_dir, name = self.paths.snapshot_dir, self.paths.name
+        created = [d for d in (snapshot_dir, *snapshot_dir.parents) if not d.exists()]
+        snapshot_dir.mkdir(parents=True, exist_ok=True)
+        write_prototxt(self.effective, self.paths.effective_solver)
+        files = self.solver.files
+        fingerprint = run_fingerprint(self.effective_text, [*files.data_sources,
+                                                            *files.mean_files,
+                                                            *self.effective.weights])
         if not claim_snapshot_dir(snapshot_dir, name, fingerprint):
             glog.default_logger().warning(
                 f"{snapshot_dir} held snapshots of a run with another solver, net or data; "
                 "they were removed and this run starts from iteration 0")
-    if resume == "auto":
-        if snapshot_dir is not None:
-            resume_file = latest_snapshot(snapshot_dir, name)
-        elif prefix:  # Caffe's layout: <snapshot_prefix>_iter_<N>.solverstate
-            resume_file = latest_snapshot(Path(prefix).parent, Path(prefix).name)
-    elif resume:
-        resume_file = Path(resume)
-    if provenance_path is not None:
-        record.add_inputs([*inputs.all_inputs, *sp.weights,
-                           *([resume_file] if resume_file else [])])
+        return created
 
-    xp = get_xp(caffe_pb2.SolverParameter.SolverMode.Name(sp.solver_mode))
-    logger = glog.GlogLogger(log_path) if log_path else glog.default_logger()
-    previous_default = glog.default_logger()
-    glog.set_default_logger(logger)
-    try:
-        with SignalHandler(sigint_effect, sighup_effect) as signals:
-            solver = Solver(sp, xp=xp, log=logger, metrics=table, snapshot_prefix=prefix,
-                            action_request=signals)
-            try:
-                solver.solve(resume_file)
-                iterations, stopped = solver.iter, solver.requested_early_exit
-                seed = solver.seed
-                final_model = Path(f"{prefix}_iter_{iterations}.caffemodel")
-                final_state = final_model.with_suffix(".solverstate")
-                if not final_state.is_file():
-                    final_model, final_state = map(Path, solver.snapshot())
-            finally:
-                solver.close()
-    except BaseException:
-        if snapshot_dir is not None:
-            marker = snapshot_dir / "run.fingerprint"
-            _discard_if_nothing_to_resume(
-                snapshot_dir, [effective_path, metrics, running_metrics, marker], created_dirs)
-        raise
-    finally:
-        glog.set_default_logger(previous_default)
-        if log_path:
-            logger.close()
+    def _train(self, resume_file: Path | None, created_dirs: list[Path]
+               ) -> tuple[Path, Path, int, bool]:
+        """(final caffemodel, solverstate, iterations, stopped early); after a failure,
+        removes what the run wrote when it left no snapshot to resume from."""
+        xp = self.device.xp
+        logger = glog.GlogLogger(self.log_path) if self.log_path else glog.default_logger()
+        previous_default = glog.default_logger()
+        glog.set_default_logger(logger)
+        try:
+            with SignalHandler(self.sigint_effect, self.sighup_effect) as signals:
+                with Solver(self.solver_param(), net_files=self.solver.nets, xp=xp, log=logger,
+                            metrics=self._metrics_table(), action_request=signals) as solver:
+                    solver.solve(resume_file)
+                    iterations, stopped = solver.iter, solver.requested_early_exit
+                    model = Path(f"{self.prefix}_iter_{iterations}.caffemodel")
+                    state = model.with_suffix(".solverstate")
+                    if not state.is_file():
+                        model, state = map(Path, solver.snapshot())
+        except BaseException:
+            if self.paths is not None:
+                p = self.paths
+                discard_if_nothing_to_resume(
+                    p.snapshot_dir, [p.effective_solver, p.metrics, p.running_metrics,
+                                     p.snapshot_dir / "run.fingerprint"], created_dirs)
+            raise
+        finally:
+            glog.set_default_logger(previous_default)
+            if self.log_path:
+                logger.close()
+        return model, state, iterations, stopped
 
-    if stem is not None and not stopped:
-        # The solverstate names its caffemodel by file name, so the pair moves together.
-        os.replace(final_model, stem.with_suffix(".caffemodel"))
-        os.replace(final_state, stem.with_suffix(".solverstate"))
-        final_model, final_state = stem.with_suffix(".caffemodel"), stem.with_suffix(".solverstate")
-    if provenance_path is not None and not stopped:
-        outputs = {"caffemodel": final_model, "solverstate": final_state}
-        if effective_path is not None:
-            outputs["solver"] = effective_path
-        if metrics is not None:
-            outputs["metrics"] = metrics
-        record.write(provenance_path, effective_solver=effective_text, seed=seed,
-                     solver_mode=caffe_pb2.SolverParameter.SolverMode.Name(sp.solver_mode),
-                     iterations=iterations, outputs=outputs,
-                     resumed_from=str(resume_file) if resume_file else None)
-    else:
-        provenance_path = None
-    return TrainResult(final_model, final_state, iterations, stopped, resume_file,
-                       Path(provenance_path) if provenance_path is not None else None)
+    def _metrics_table(self) -> MetricsTable | str | os.PathLike | None:
+        if self.paths is None:
+            return self.metrics
+        return MirroredMetrics(self.paths.running_metrics, self.paths.metrics)
+
+
+def train(solver_path: str | os.PathLike, **options: Any) -> TrainResult:
+    """Train from `solver_path`: `TrainingJob.create(solver_path, **options).run()`."""
+    return TrainingJob.create(solver_path, **options).run()
