@@ -19,7 +19,6 @@ class DropoutLayer(Layer):
     accepts_channels_last = True
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         self.ratio = float(self.param.dropout_param.dropout_ratio)
         if not 0.0 <= self.ratio < 1.0:
             raise self.error(f"dropout_ratio must be in [0, 1), got {self.ratio}")

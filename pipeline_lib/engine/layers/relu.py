@@ -14,7 +14,6 @@ class ReLULayer(Layer):
     accepts_channels_last = True
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         self.negative_slope = float(self.param.relu_param.negative_slope)
 
     def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:

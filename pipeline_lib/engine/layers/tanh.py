@@ -13,9 +13,6 @@ class TanHLayer(Layer):
     num_top = (1, 1)
     accepts_channels_last = True
 
-    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
-
     def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
         top[0].reshape(bottom[0].shape)
 
