@@ -188,6 +188,24 @@ def test_errors_name_layer_and_blob():
         Net(net_param('layer { name: "c" type: "Convolutoin" }'))
 
 
+@pytest.mark.parametrize("layer, message", [
+    ('name: "r" type: "ReLU" bottom: "a" bottom: "b" top: "y"',
+     r"^layer 'r' \(ReLU\): takes 1 bottom blob\(s\), got 2$"),
+    ('name: "quiet" type: "Silence" bottom: "a" bottom: "b" top: "y"',
+     r"^layer 'quiet' \(Silence\): takes 0 top blob\(s\), got 1$"),
+    ('name: "sum" type: "Eltwise" bottom: "a" top: "y"',
+     r"^layer 'sum' \(Eltwise\): takes 2\.\.any bottom blob\(s\), got 1$"),
+    ('name: "acc" type: "Accuracy" bottom: "a" bottom: "b" top: "y" top: "z" top: "w"',
+     r"^layer 'acc' \(Accuracy\): takes 1\.\.2 top blob\(s\), got 3$"),
+])
+def test_the_net_checks_every_layers_blob_counts(layer, message):
+    text = ('layer { name: "in" type: "Input" top: "a" top: "b" '
+            'input_param { shape { dim: 2 dim: 3 } } }\n'
+            f"layer {{ {layer} }}")
+    with pytest.raises(NetError, match=message):
+        Net(net_param(text))
+
+
 def test_conv_and_pool_blobs_are_channels_last_only_where_every_reader_accepts_it(monkeypatch):
     from pipeline_lib.core.blob import nhwc
     from pipeline_lib.engine import net as net_module

@@ -1,4 +1,5 @@
-"""Convolution: forward against a naive loop, gradients, Caffe's shape and parameter rules."""
+"""Convolution: forward and backward against the reference kernels (fixed cases and random
+configurations), finite-difference gradients, Caffe's shape and parameter rules."""
 
 import numpy as np
 import pytest
@@ -7,32 +8,8 @@ from gradient_check import check_gradient
 
 import pipeline_lib.engine.layers.convolution as convolution
 from pipeline_lib.core.blob import Blob
+from pipeline_lib.engine.layers import reference
 from pipeline_lib.engine.layers.base import LayerSetupError
-
-
-def naive_conv(x, w, b, pad=(0, 0), stride=(1, 1), dil=(1, 1), group=1):
-    n, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    oh = (h + 2 * pad[0] - (dil[0] * (kh - 1) + 1)) // stride[0] + 1
-    ow = (wd + 2 * pad[1] - (dil[1] * (kw - 1) + 1)) // stride[1] + 1
-    og = o // group
-    y = np.zeros((n, o, oh, ow))
-    for ni in range(n):
-        for oi in range(o):
-            g = oi // og
-            for yi in range(oh):
-                for xi in range(ow):
-                    s = 0.0 if b is None else b[oi]
-                    for ci in range(cg):
-                        for i in range(kh):
-                            for j in range(kw):
-                                r = yi * stride[0] - pad[0] + i * dil[0]
-                                q = xi * stride[1] - pad[1] + j * dil[1]
-                                if 0 <= r < h and 0 <= q < wd:
-                                    s += w[oi, ci, i, j] * x[ni, g * cg + ci, r, q]
-                    y[ni, oi, yi, xi] = s
-    return y
-
 
 CASES = {
     # name: (prototxt conv_param body, bottom shape, pad, stride, dilation, group)
@@ -70,13 +47,13 @@ def conv_layer(body: str, xp=np, dtype=np.float64, bias=True, seed=0):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_forward_matches_naive_loop(xp, case, dtype, layout, channels_last):
+def test_forward_matches_the_reference(xp, case, dtype, layout, channels_last):
     body, shape, pad, stride, dil, group = CASES[case]
     x = np.random.default_rng(1).standard_normal(shape)
     layer = conv_layer(body, xp, dtype)
     (y,) = forward(layer, [to_blob(x, xp, dtype, channels_last)], channels_last=channels_last)
     w, b = host(layer.blobs[0].data), host(layer.blobs[1].data)
-    want = naive_conv(x.astype(dtype), w, b, pad, stride, dil, group)
+    want = reference.conv_forward(x.astype(dtype), w, b, stride, pad, dil, group)
     assert y.data.dtype == dtype and y.shape == want.shape
     tol = 1e-10 if dtype == np.float64 else 1e-4
     np.testing.assert_allclose(host(y.data), want, rtol=tol, atol=tol)
@@ -97,24 +74,8 @@ def test_gradient_without_bias():
     assert len(layer.blobs) == 1
 
 
-def naive_conv_input_grad(dy, w, x_shape, pad, stride, dil, group):
-    """Scatter each output's gradient back through its taps (the adjoint of naive_conv)."""
-    dx = np.zeros(x_shape)
-    n, o, oh, ow = dy.shape
-    _, cg, kh, kw = w.shape
-    og = o // group
-    for ni, oi, yi, xi in np.ndindex(n, o, oh, ow):
-        g = oi // og
-        for ci, i, j in np.ndindex(cg, kh, kw):
-            r = yi * stride[0] - pad[0] + i * dil[0]
-            q = xi * stride[1] - pad[1] + j * dil[1]
-            if 0 <= r < x_shape[2] and 0 <= q < x_shape[3]:
-                dx[ni, g * cg + ci, r, q] += w[oi, ci, i, j] * dy[ni, oi, yi, xi]
-    return dx
-
-
 @pytest.mark.parametrize("case", ["group_stride_dil", "non_square"])
-def test_backward_matches_naive_adjoint(xp, case, layout, channels_last):
+def test_backward_matches_the_reference(xp, case, layout, channels_last):
     body, shape, pad, stride, dil, group = CASES[case]
     rng = np.random.default_rng(4)
     x = rng.standard_normal(shape)
@@ -124,9 +85,74 @@ def test_backward_matches_naive_adjoint(xp, case, layout, channels_last):
     dy = rng.standard_normal(top[0].shape)
     backward(layer, top, bottom, [dy])
     w = host(layer.blobs[0].data)
-    dx = naive_conv_input_grad(dy, w, x.shape, pad, stride, dil, group)
+    dx, dw, db = reference.conv_backward(x, w, dy, stride, pad, dil, group)
     np.testing.assert_allclose(host(bottom[0].diff), dx, atol=1e-10)
-    np.testing.assert_allclose(host(layer.blobs[1].diff), dy.sum(axis=(0, 2, 3)), atol=1e-10)
+    np.testing.assert_allclose(host(layer.blobs[0].diff), dw, atol=1e-10)
+    np.testing.assert_allclose(host(layer.blobs[1].diff), db, atol=1e-10)
+
+
+RANDOM_CONFIGURATIONS = 60
+
+
+def random_convolution(seed: int, gpu: bool) -> dict:
+    """A random layer and input: every window parameter, groups, bias, several bottoms,
+    dtype, patch layout, batch slicing and (on NumPy, as the net sets them) channels-last
+    bottoms and tops."""
+    rng = np.random.default_rng(seed)
+    group = int(rng.choice([1, 1, 2, 3]))
+    kernel, stride = rng.integers(1, 5, 2), rng.integers(1, 4, 2)
+    pad, dil = rng.integers(0, 3, 2), rng.integers(1, 3, 2)
+    extent = dil * (kernel - 1) + 1
+    hw = np.maximum(extent - 2 * pad, 1) + rng.integers(0, 6, 2)
+    c = group * int(rng.integers(1, 4))
+    shape = (int(rng.integers(1, 4)), c, int(hw[0]), int(hw[1]))
+    bias = bool(rng.random() < 0.7)
+    body = (f"num_output: {group * int(rng.integers(1, 4))} group: {group} "
+            f"kernel_h: {kernel[0]} kernel_w: {kernel[1]} stride_h: {stride[0]} "
+            f"stride_w: {stride[1]} pad_h: {pad[0]} pad_w: {pad[1]} "
+            f"dilation: {dil[0]} dilation: {dil[1]}")
+    # a budget below one image's patch matrix makes the layer take one image at a time
+    budget = convolution.MAX_COLUMN_BYTES if rng.random() < 0.7 else 1
+    bottom_last, top_last = (False, False) if gpu else tuple(bool(v) for v in rng.random(2) < 0.5)
+    return dict(body=body, shape=shape, bias=bias, bottoms=1 + int(rng.random() < 0.2),
+                dtype=np.float32 if rng.random() < 0.3 else np.float64,
+                layout=rng.choice([None, "rows", "taps"]), budget=budget,
+                bottom_last=bottom_last, top_last=top_last,
+                window=dict(stride=tuple(stride), pad=tuple(pad), dilation=tuple(dil),
+                            group=group))
+
+
+@pytest.mark.parametrize("seed", range(RANDOM_CONFIGURATIONS))
+def test_random_configurations_match_the_reference(xp, seed, monkeypatch):
+    cfg = random_convolution(seed, gpu=xp is not np)
+    monkeypatch.setattr(convolution, "LAYOUT", cfg["layout"])
+    monkeypatch.setattr(convolution, "MAX_COLUMN_BYTES", cfg["budget"])
+    dtype, window = cfg["dtype"], cfg["window"]
+    layer = conv_layer(cfg["body"], xp, dtype, bias=cfg["bias"], seed=seed)
+    rng = np.random.default_rng(1000 + seed)
+    xs = [rng.standard_normal(cfg["shape"]).astype(dtype) for _ in range(cfg["bottoms"])]
+    bottom = [to_blob(x, xp, dtype, cfg["bottom_last"]) for x in xs]
+    top = forward(layer, bottom, cfg["bottoms"], channels_last=cfg["top_last"])
+    w = host(layer.blobs[0].data)
+    b = host(layer.blobs[1].data) if cfg["bias"] else None
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    for x, t in zip(xs, top):
+        np.testing.assert_allclose(host(t.data), reference.conv_forward(x, w, b, **window), **tol)
+
+    dys = [rng.standard_normal(t.shape) for t in top]
+    for bl in bottom:
+        bl.diff[...] = 9  # overwritten, not added to
+    backward(layer, top, bottom, dys)
+    dw_sum = np.zeros(w.shape)
+    db_sum = np.zeros(w.shape[0])
+    for x, bl, dy in zip(xs, bottom, dys):
+        dx, dw, db = reference.conv_backward(x, w, dy, **window)
+        np.testing.assert_allclose(host(bl.diff), dx, **tol)
+        dw_sum += dw
+        db_sum += db
+    np.testing.assert_allclose(host(layer.blobs[0].diff), dw_sum, **tol)
+    if cfg["bias"]:
+        np.testing.assert_allclose(host(layer.blobs[1].diff), db_sum, **tol)
 
 
 def test_param_diffs_accumulate_bottom_diff_is_overwritten():
@@ -184,8 +210,8 @@ def test_two_bottoms_share_weights(layout):
     bottom = [to_blob(x1), to_blob(x2)]
     top = forward(layer, bottom, num_top=2)
     w = layer.blobs[0].data
-    np.testing.assert_allclose(top[0].data, naive_conv(x1, w, None), atol=1e-12)
-    np.testing.assert_allclose(top[1].data, naive_conv(x2, w, None), atol=1e-12)
+    np.testing.assert_allclose(top[0].data, reference.conv_forward(x1, w), atol=1e-12)
+    np.testing.assert_allclose(top[1].data, reference.conv_forward(x2, w), atol=1e-12)
     check_gradient(layer, bottom)
 
 
@@ -248,7 +274,8 @@ def test_reshape_to_a_new_batch_and_size(layout):
     layer.reshape(bottom, top)
     layer.forward(bottom, top)
     w, b = layer.blobs[0].data, layer.blobs[1].data
-    np.testing.assert_allclose(top[0].data, naive_conv(x, w, b, (1, 1)), atol=1e-12)
+    want = reference.conv_forward(x, w, b, pad=(1, 1))
+    np.testing.assert_allclose(top[0].data, want, atol=1e-12)
 
 
 @pytest.mark.parametrize("body, message", [

@@ -1,6 +1,5 @@
-"""Pooling: forward against Caffe's loops written naively, shape rules, mask, gradients."""
-
-import math
+"""Pooling: forward, mask and backward against the reference kernels (fixed cases and random
+configurations), shape rules, finite-difference gradients."""
 
 import numpy as np
 import pytest
@@ -8,44 +7,9 @@ from compute_util import backward, forward, host, make, to_blob
 from gradient_check import check_gradient
 
 from pipeline_lib.core.blob import Blob
+from pipeline_lib.engine.layers import reference
 from pipeline_lib.engine.layers.base import LayerSetupError
 from pipeline_lib.engine.layers.conv_utils import pool_out_size
-
-FLT_MAX = float(np.finfo(np.float32).max)
-
-
-def naive_pool(x, method, k, s, p, ceil=True):
-    """Caffe's CPU pooling loops, one output at a time: (top, mask or None)."""
-    n, c, h, w = x.shape
-    out = []
-    for size, kk, ss, pp in zip((h, w), k, s, p):
-        span = size + 2 * pp - kk
-        o = (math.ceil(span / ss) if ceil else span // ss) + 1
-        if pp and (o - 1) * ss >= size + pp:
-            o -= 1
-        out.append(o)
-    oh, ow = out
-    y = np.zeros((n, c, oh, ow))
-    mask = np.full((n, c, oh, ow), -1.0)
-    for ni, ci, i, j in np.ndindex(n, c, oh, ow):
-        hs, ws = i * s[0] - p[0], j * s[1] - p[1]
-        if method == "MAX":
-            he, we = min(hs + k[0], h), min(ws + k[1], w)
-            hs, ws = max(hs, 0), max(ws, 0)
-            best = -FLT_MAX
-            for r in range(hs, he):
-                for q in range(ws, we):
-                    if x[ni, ci, r, q] > best:
-                        best = x[ni, ci, r, q]
-                        mask[ni, ci, i, j] = r * w + q
-            y[ni, ci, i, j] = best
-        else:
-            he, we = min(hs + k[0], h + p[0]), min(ws + k[1], w + p[1])
-            area = (he - hs) * (we - ws)
-            hs, ws, he, we = max(hs, 0), max(ws, 0), min(he, h), min(we, w)
-            y[ni, ci, i, j] = x[ni, ci, hs:he, ws:we].sum() / area
-    return y, mask
-
 
 CASES = {
     # name: (pooling_param body without pool, bottom shape, kernel, stride, pad, ceil)
@@ -63,6 +27,13 @@ CASES = {
 }
 
 
+def reference_pool(x, method, k, s, p, ceil=True):
+    """(top, mask or None) from the reference kernels."""
+    if method == "MAX":
+        return reference.max_pool_forward(x, k, s, p, ceil)
+    return reference.ave_pool_forward(x, k, s, p, ceil), None
+
+
 def pool_layer(method, body, xp=np, dtype=np.float64, tops=1):
     top = ' top: "y"' + (' top: "mask"' if tops > 1 else "")
     return make(f'name: "pool" type: "Pooling" bottom: "x"{top} '
@@ -72,12 +43,12 @@ def pool_layer(method, body, xp=np, dtype=np.float64, tops=1):
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("method", ["MAX", "AVE"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_forward_matches_caffe_loops(xp, case, method, dtype, channels_last):
+def test_forward_matches_the_reference(xp, case, method, dtype, channels_last):
     body, shape, k, s, p, ceil = CASES[case]
     x = np.random.default_rng(1).standard_normal(shape).astype(dtype)
     layer = pool_layer(method, body, xp, dtype)
     (y,) = forward(layer, [to_blob(x, xp, dtype, channels_last)], channels_last=channels_last)
-    want, _ = naive_pool(x, method, k, s, p, ceil)
+    want, _ = reference_pool(x, method, k, s, p, ceil)
     assert y.shape == want.shape and y.data.dtype == dtype
     np.testing.assert_allclose(host(y.data), want, rtol=1e-6, atol=1e-6)
 
@@ -89,7 +60,7 @@ def test_mask_top_is_caffes_bottom_index(xp, case, channels_last):
     layer = pool_layer("MAX", body, xp, tops=2)
     y, mask = forward(layer, [to_blob(x, xp, channels_last=channels_last)], num_top=2,
                       channels_last=channels_last)
-    _, want = naive_pool(x, "MAX", k, s, p, ceil)
+    _, want = reference_pool(x, "MAX", k, s, p, ceil)
     assert mask.shape == y.shape
     np.testing.assert_array_equal(host(mask.data), want)
 
@@ -102,7 +73,7 @@ def test_ties_go_to_the_first_maximum(xp, channels_last):
     layer = pool_layer("MAX", "kernel_size: 2 stride: 2", xp, tops=2)
     bottom = [to_blob(x, xp, channels_last=channels_last)]
     y, mask = forward(layer, bottom, num_top=2, channels_last=channels_last)
-    _, want = naive_pool(x, "MAX", (2, 2), (2, 2), (0, 0))
+    _, want = reference_pool(x, "MAX", (2, 2), (2, 2), (0, 0))
     np.testing.assert_array_equal(host(mask.data), want)
     backward(layer, [y, mask], bottom, [np.ones(y.shape), np.zeros(y.shape)])
     dx = host(bottom[0].diff)[0, 0]
@@ -123,7 +94,7 @@ def test_gradients_match_finite_differences(case, method, channels_last):
 
 @pytest.mark.parametrize("case", ["overlap_3x3s2", "pad_3x3s2", "lenet_2x2"])
 @pytest.mark.parametrize("method", ["MAX", "AVE"])
-def test_backward_matches_naive_adjoint(xp, case, method, channels_last):
+def test_backward_matches_the_reference(xp, case, method, channels_last):
     body, shape, k, s, p, ceil = CASES[case]
     rng = np.random.default_rng(4)
     x = rng.standard_normal(shape)
@@ -133,18 +104,76 @@ def test_backward_matches_naive_adjoint(xp, case, method, channels_last):
     dy = rng.standard_normal(top[0].shape)
     bottom[0].diff[...] = 9  # must be overwritten
     backward(layer, top, bottom, [dy])
-    want = np.zeros_like(x)
     if method == "MAX":
-        _, mask = naive_pool(x, "MAX", k, s, p, ceil)
-        for ni, ci, i, j in np.ndindex(dy.shape):
-            r, q = divmod(int(mask[ni, ci, i, j]), shape[3])
-            want[ni, ci, r, q] += dy[ni, ci, i, j]
-    else:  # AVE is linear: the adjoint from unit inputs
-        for e in np.ndindex(shape):
-            unit = np.zeros(shape)
-            unit[e] = 1
-            want[e] = np.sum(dy * naive_pool(unit, "AVE", k, s, p, ceil)[0])
+        _, mask = reference.max_pool_forward(x, k, s, p, ceil)
+        want = reference.max_pool_backward(dy, mask, x.shape)
+    else:
+        want = reference.ave_pool_backward(dy, x.shape, k, s, p)
     np.testing.assert_allclose(host(bottom[0].diff), want, atol=1e-12)
+
+
+RANDOM_CONFIGURATIONS = 80
+
+
+def random_pooling(seed: int, gpu: bool) -> dict:
+    """A random layer and input: MAX (half of them on small integers, so full of ties, some
+    with the mask top) or AVE, every window parameter, ceil or floor, global pooling, dtype
+    and (on NumPy, as the net sets them) channels-last bottoms and tops."""
+    rng = np.random.default_rng(seed)
+    method = "MAX" if rng.random() < 0.5 else "AVE"
+    n, c = (int(v) for v in rng.integers(1, 4, 2))
+    if rng.random() < 0.15:
+        hw = rng.integers(1, 7, 2)
+        body, kernel, stride, pad, ceil = ("global_pooling: true", tuple(hw), (1, 1), (0, 0),
+                                           True)
+    else:
+        kernel, stride = rng.integers(1, 5, 2), rng.integers(1, 4, 2)
+        pad = np.array([rng.integers(0, k) for k in kernel])
+        hw = np.maximum(kernel - 2 * pad, 1) + rng.integers(0, 7, 2)
+        ceil = bool(rng.random() < 0.8)
+        for d in range(2):  # no window wholly past the image (see reference.py)
+            out = reference.pool_output_size(hw[d], kernel[d], pad[d], stride[d], ceil)
+            if (out - 1) * stride[d] - pad[d] >= hw[d]:
+                stride[d] = kernel[d]
+        body = (f"kernel_h: {kernel[0]} kernel_w: {kernel[1]} stride_h: {stride[0]} "
+                f"stride_w: {stride[1]} pad_h: {pad[0]} pad_w: {pad[1]}"
+                + ("" if ceil else " round_mode: FLOOR"))
+        kernel, stride, pad = tuple(kernel), tuple(stride), tuple(pad)
+    bottom_last, top_last = (False, False) if gpu else tuple(bool(v) for v in rng.random(2) < 0.5)
+    return dict(method=method, body=body, shape=(n, c, int(hw[0]), int(hw[1])),
+                window=(kernel, stride, pad, ceil), ties=bool(rng.random() < 0.5),
+                tops=2 if method == "MAX" and rng.random() < 0.5 else 1,
+                dtype=np.float32 if rng.random() < 0.3 else np.float64,
+                bottom_last=bottom_last, top_last=top_last)
+
+
+@pytest.mark.parametrize("seed", range(RANDOM_CONFIGURATIONS))
+def test_random_configurations_match_the_reference(xp, seed):
+    cfg = random_pooling(seed, gpu=xp is not np)
+    dtype, method, shape = cfg["dtype"], cfg["method"], cfg["shape"]
+    kernel, stride, pad, ceil = cfg["window"]
+    rng = np.random.default_rng(1000 + seed)
+    if cfg["ties"]:
+        x = rng.integers(-2, 3, shape).astype(dtype)
+    else:
+        x = rng.standard_normal(shape).astype(dtype)
+    layer = pool_layer(method, cfg["body"], xp, dtype, tops=cfg["tops"])
+    bottom = [to_blob(x, xp, dtype, cfg["bottom_last"])]
+    top = forward(layer, bottom, cfg["tops"], channels_last=cfg["top_last"])
+    want, mask = reference_pool(x, method, kernel, stride, pad, ceil)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(host(top[0].data), want, **tol)
+    if cfg["tops"] == 2:
+        np.testing.assert_array_equal(host(top[1].data), mask)
+
+    dy = rng.standard_normal(want.shape)
+    bottom[0].diff[...] = 9  # overwritten, not added to
+    backward(layer, top, bottom, [dy] + [np.zeros(want.shape)] * (cfg["tops"] - 1))
+    if method == "MAX":
+        dx = reference.max_pool_backward(dy, mask, shape)
+    else:
+        dx = reference.ave_pool_backward(dy, shape, kernel, stride, pad)
+    np.testing.assert_allclose(host(bottom[0].diff), dx, **tol)
 
 
 def test_global_pooling(xp):
@@ -216,4 +245,4 @@ def test_reshape_to_new_sizes():
     bottom = [to_blob(x)]
     layer.reshape(bottom, top)
     layer.forward(bottom, top)
-    np.testing.assert_allclose(top[0].data, naive_pool(x, "MAX", (3, 3), (2, 2), (1, 1))[0])
+    np.testing.assert_allclose(top[0].data, reference_pool(x, "MAX", (3, 3), (2, 2), (1, 1))[0])

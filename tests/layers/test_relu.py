@@ -5,8 +5,6 @@ import pytest
 from basic_layer_util import blob, host, make_layer, run
 from gradient_check import check_gradient
 
-from pipeline_lib.core.blob import Blob
-
 
 def away_from_zero(rng, shape):
     u = rng.standard_normal(shape)
@@ -47,8 +45,3 @@ def test_gradient(slope):
                        f'relu_param {{ negative_slope: {slope} }}')
     check_gradient(layer, [blob(x)])
 
-
-def test_wrong_bottom_count_is_an_error():
-    layer = make_layer('name: "r" type: "ReLU" bottom: "a" bottom: "b" top: "y"')
-    with pytest.raises(ValueError, match="'r'.*ReLU.*bottom"):
-        layer.setup([Blob((2,)), Blob((2,))], [Blob(())])

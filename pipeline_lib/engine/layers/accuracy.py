@@ -20,7 +20,6 @@ class AccuracyLayer(Layer):
     num_top = (1, 2)
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         ap = self.param.accuracy_param
         self.top_k = int(ap.top_k)
         self.ignore_label = ap.ignore_label if ap.HasField("ignore_label") else None

@@ -28,7 +28,7 @@ class Layer:
     type: ClassVar[str] = ""
     #: loss layers get loss_weight 1 on their first top unless the net says otherwise
     is_loss: ClassVar[bool] = False
-    #: (min, max) bottoms and tops; None = no bound
+    #: (min, max) bottoms and tops; None = no bound. The net checks them (check_counts).
     num_bottom: ClassVar[tuple[int | None, int | None]] = (None, None)
     num_top: ClassVar[tuple[int | None, int | None]] = (None, None)
     #: tops are best kept channels-last (see Blob); the net decides
@@ -72,6 +72,7 @@ class Layer:
         return LayerSetupError(f"layer {self.name!r} ({self.type}): {message}")
 
     def check_counts(self, bottom: list[Blob], top: list[Blob]) -> None:
+        """Refuse blob counts outside num_bottom/num_top; the net calls it as it adds the layer."""
         for what, blobs, (lo, hi) in (("bottom", bottom, self.num_bottom),
                                       ("top", top, self.num_top)):
             n = len(blobs)

@@ -14,7 +14,6 @@ class ConcatLayer(Layer):
     num_top = (1, 1)
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         cp = self.param.concat_param
         if cp.HasField("axis") and cp.HasField("concat_dim"):
             raise self.error("give concat_param.axis or the legacy concat_dim, not both")

@@ -84,7 +84,6 @@ class ConvolutionLayer(Layer):
 
     # -- setup -------------------------------------------------------------------
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         if len(bottom) != len(top):
             raise self.error(f"needs one top per bottom, got {len(bottom)} bottom(s) "
                              f"and {len(top)} top(s)")

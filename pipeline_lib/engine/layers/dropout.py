@@ -7,27 +7,21 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline_lib.core.blob import Blob
-from pipeline_lib.engine.layers.base import Layer, register
+from pipeline_lib.engine.layers.base import register
+from pipeline_lib.engine.layers.neuron import NeuronLayer
 from pipeline_lib.proto import caffe_pb2
 
 
 @register
-class DropoutLayer(Layer):
+class DropoutLayer(NeuronLayer):
     type = "Dropout"
-    num_bottom = (1, 1)
-    num_top = (1, 1)
-    accepts_channels_last = True
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         self.ratio = float(self.param.dropout_param.dropout_ratio)
         if not 0.0 <= self.ratio < 1.0:
             raise self.error(f"dropout_ratio must be in [0, 1), got {self.ratio}")
         self.scale = 1.0 / (1.0 - self.ratio)
         self.mask = None  # kept/scale factors of the last TRAIN forward
-
-    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
-        top[0].reshape(bottom[0].shape)
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         x = bottom[0].data

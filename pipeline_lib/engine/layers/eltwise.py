@@ -16,7 +16,6 @@ class EltwiseLayer(Layer):
     num_top = (1, 1)
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         ep = self.param.eltwise_param
         self.op = ep.operation
         if ep.coeff and len(ep.coeff) != len(bottom):

@@ -17,7 +17,6 @@ class EuclideanLossLayer(Layer):
     num_top = (1, 1)
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         self.delta = None
 
     def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:

@@ -20,7 +20,6 @@ class InnerProductLayer(Layer):
     accepts_channels_last = True
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         ip = self.param.inner_product_param
         self.num_output = int(ip.num_output)
         if self.num_output <= 0:

@@ -26,7 +26,6 @@ class LRNLayer(Layer):
     num_top = (1, 1)
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         if top[0] is bottom[0]:
             raise self.error("cannot work in place (backward needs its bottom); "
                              "give the top another name")

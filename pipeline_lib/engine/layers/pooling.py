@@ -36,7 +36,6 @@ class PoolingLayer(Layer):
     accepts_channels_last = True
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         pp = self.param.pooling_param
         self.method = pp.pool
         if self.method == P.STOCHASTIC:

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 from pipeline_lib.core.blob import Blob
-from pipeline_lib.engine.layers.base import Layer, register
+from pipeline_lib.engine.layers.base import register
+from pipeline_lib.engine.layers.neuron import NeuronLayer
 
 
 @register
-class ReLULayer(Layer):
+class ReLULayer(NeuronLayer):
     type = "ReLU"
-    num_bottom = (1, 1)
-    num_top = (1, 1)
-    accepts_channels_last = True
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         self.negative_slope = float(self.param.relu_param.negative_slope)
-
-    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
-        top[0].reshape(bottom[0].shape)
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         xp = self.xp

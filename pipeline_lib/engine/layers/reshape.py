@@ -20,7 +20,6 @@ class ReshapeLayer(Layer):
     accepts_channels_last = True
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         if top[0] is bottom[0]:
             raise self.error("cannot work in place; give the top another name")
         self.dims = [int(d) for d in self.param.reshape_param.shape.dim]

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 from pipeline_lib.core.blob import Blob
-from pipeline_lib.engine.layers.base import Layer, register
+from pipeline_lib.engine.layers.base import register
+from pipeline_lib.engine.layers.neuron import NeuronLayer
 
 
 @register
-class SigmoidLayer(Layer):
+class SigmoidLayer(NeuronLayer):
     type = "Sigmoid"
-    num_bottom = (1, 1)
-    num_top = (1, 1)
-    accepts_channels_last = True
-
-    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
-
-    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
-        top[0].reshape(bottom[0].shape)
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         # 0.5 * tanh(x / 2) + 0.5 is the logistic function without overflow in exp.

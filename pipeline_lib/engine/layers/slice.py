@@ -16,7 +16,6 @@ class SliceLayer(Layer):
     num_top = (1, None)
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         sp = self.param.slice_param
         if sp.HasField("axis") and sp.HasField("slice_dim"):
             raise self.error("give slice_param.axis or the legacy slice_dim, not both")

@@ -20,9 +20,6 @@ class SoftmaxLayer(Layer):
     num_bottom = (1, 1)
     num_top = (1, 1)
 
-    def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
-
     def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
         self.axis = canonical_axis(self, self.param.softmax_param.axis, len(bottom[0].shape))
         top[0].reshape(bottom[0].shape)
