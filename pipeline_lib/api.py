@@ -22,6 +22,7 @@ import numpy as np
 from pipeline_lib.core.backend import get_xp, to_host
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.engine.layers.base import Layer
+from pipeline_lib.engine.layers.data_layer import DataLayer
 from pipeline_lib.engine.net import Net as CoreNet
 from pipeline_lib.proto import caffe_pb2
 
@@ -53,7 +54,8 @@ class Net:
         param = model if isinstance(model, caffe_pb2.NetParameter) else read_net(model)
         self.core = CoreNet(param, phase_value(phase), xp=get_xp("GPU" if gpu else "CPU"),
                             rng=np.random.default_rng(seed), stages=stages, level=level)
-        self.inputs: list[str] = [top for layer in self.core.layers if layer.type == "Input"
+        self.inputs: list[str] = [top for layer in self.core.layers
+                                  if isinstance(layer, DataLayer) and layer.is_input
                                   for top in layer.param.top]
         if weights is not None:
             self.copy_from(weights)

@@ -64,6 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def load_net(model: str, weights: str | None, phase: int, gpu: bool = False,
              batch_size: int | None = None, dummy_data: str | None = None, seed: int = 0):
     """A Net from a prototxt, optionally with weights, batch size and dummy data patched in."""
+    from pipeline_lib.engine.layers.data_layer import replace_data_layers, set_batch_size
     from pipeline_lib.engine.net import Net
     from pipeline_lib.proto.prototxt import read_net, read_net_binary
 
@@ -84,45 +85,6 @@ def load_net(model: str, weights: str | None, phase: int, gpu: bool = False,
                   f"{', '.join(missing)}; they keep their initial (filler) values",
                   file=sys.stderr)
     return net
-
-
-def set_batch_size(param: caffe_pb2.NetParameter, batch: int) -> None:
-    """Set the first dimension of every Input/Data-like layer's output."""
-    for layer in param.layer:
-        if layer.type == "Input":
-            for shape in layer.input_param.shape:
-                shape.dim[0] = batch
-        elif layer.type == "Data":
-            layer.data_param.batch_size = batch
-        elif layer.type == "DummyData":
-            for shape in layer.dummy_data_param.shape:
-                shape.dim[0] = batch
-        elif layer.type == "MemoryData":
-            layer.memory_data_param.batch_size = batch
-        elif layer.type == "HDF5Data":
-            layer.hdf5_data_param.batch_size = batch
-
-
-def replace_data_layers(param: caffe_pb2.NetParameter, chw: list[int], batch: int | None) -> None:
-    """Swap Data layers for DummyData of the same tops (gaussian data, zero labels)."""
-    if len(chw) != 3:
-        raise ValueError(f"--dummy-data wants C,H,W, got {chw}")
-    for layer in param.layer:
-        if layer.type != "Data":
-            continue
-        n = batch or layer.data_param.batch_size
-        crop = layer.transform_param.crop_size
-        h, w = (crop, crop) if crop else chw[1:]
-        tops = list(layer.top)
-        layer.ClearField("data_param")
-        layer.ClearField("transform_param")
-        layer.type = "DummyData"
-        dp = layer.dummy_data_param
-        dp.shape.add().dim.extend([n, chw[0], h, w])
-        dp.data_filler.add(type="gaussian", std=1.0)
-        if len(tops) > 1:
-            dp.shape.add().dim.extend([n])
-            dp.data_filler.add(type="constant", value=0)
 
 
 @command("test")
