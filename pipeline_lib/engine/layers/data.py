@@ -199,12 +199,8 @@ class DatabaseLayer(PrefetchingDataLayer):
                              f"`backend: {_BACKEND_WORDS[found]}` to data_param")
         return path, backend
 
-    # -- resumable state ---------------------------------------------------------
-    def get_state(self) -> dict:
-        """{"cursor": record index of the next batch, "key": its key, "rng": the layer's
-        Generator state}."""
-        return super().get_state()
-
+    # -- resumable state: {"cursor": the next record's index, "key": its key, "rng": the
+    # layer's Generator state}, as _BatchSource.state gives it -----------------------------
     def set_state(self, state: dict) -> None:
         try:
             cursor = int(state["cursor"])
