@@ -27,6 +27,7 @@ import numpy as np
 from pipeline_lib.core.backend import Device, to_host
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.engine.layers.base import Layer
+from pipeline_lib.engine.layers.data_layer import DataLayer, replace_data_layers, set_batch_size
 from pipeline_lib.engine.net import Net as CoreNet
 from pipeline_lib.proto import caffe_pb2
 
@@ -58,7 +59,8 @@ class Net:
         param = model if isinstance(model, caffe_pb2.NetParameter) else read_net(model)
         self.core = CoreNet(param, phase_value(phase), xp=device.xp,
                             rng=np.random.default_rng(seed), stages=stages, level=level)
-        self.inputs: list[str] = [top for layer in self.core.layers if layer.type == "Input"
+        self.inputs: list[str] = [top for layer in self.core.layers
+                                  if isinstance(layer, DataLayer) and layer.is_input
                                   for top in layer.param.top]
         if weights is not None:
             self.copy_from(weights)
@@ -225,42 +227,3 @@ def load_net(model: str, weights: str | None, phase: int, device: Device = Devic
                   f"{', '.join(missing)}; they keep their initial (filler) values",
                   file=sys.stderr)
     return net
-
-
-def set_batch_size(param: caffe_pb2.NetParameter, batch: int) -> None:
-    """Set the first dimension of every Input/Data-like layer's output."""
-    for layer in param.layer:
-        if layer.type == "Input":
-            for shape in layer.input_param.shape:
-                shape.dim[0] = batch
-        elif layer.type == "Data":
-            layer.data_param.batch_size = batch
-        elif layer.type == "DummyData":
-            for shape in layer.dummy_data_param.shape:
-                shape.dim[0] = batch
-        elif layer.type == "MemoryData":
-            layer.memory_data_param.batch_size = batch
-        elif layer.type == "HDF5Data":
-            layer.hdf5_data_param.batch_size = batch
-
-
-def replace_data_layers(param: caffe_pb2.NetParameter, chw: list[int], batch: int | None) -> None:
-    """Swap Data layers for DummyData of the same tops (gaussian data, zero labels)."""
-    if len(chw) != 3:
-        raise ValueError(f"--dummy-data wants C,H,W, got {chw}")
-    for layer in param.layer:
-        if layer.type != "Data":
-            continue
-        n = batch or layer.data_param.batch_size
-        crop = layer.transform_param.crop_size
-        h, w = (crop, crop) if crop else chw[1:]
-        tops = list(layer.top)
-        layer.ClearField("data_param")
-        layer.ClearField("transform_param")
-        layer.type = "DummyData"
-        dp = layer.dummy_data_param
-        dp.shape.add().dim.extend([n, chw[0], h, w])
-        dp.data_filler.add(type="gaussian", std=1.0)
-        if len(tops) > 1:
-            dp.shape.add().dim.extend([n])
-            dp.data_filler.add(type="constant", value=0)

@@ -31,6 +31,7 @@ import pandas as pd
 from pipeline_lib.core.backend import Device
 from pipeline_lib.core.fsutil import atomic_write_bytes
 from pipeline_lib.data.db import DatabaseReader
+from pipeline_lib.engine.layers.data_layer import DataLayer, data_layer_class
 from pipeline_lib.preprocess import Preprocessor, find_transform_param
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.datum import datum_to_array, parse_datum
@@ -214,20 +215,26 @@ class ScoringSetup:
     scores_blob: str
 
     @property
+    def family(self) -> type[DataLayer]:
+        """The data layer's class, which reads its parameters."""
+        return data_layer_class(self.data_layer.type)
+
+    @property
     def source(self) -> str:
-        return self.data_layer.data_param.source
+        return (self.family.sources_of(self.data_layer) or [""])[0]
+
+    @property
+    def batch_size(self) -> int:
+        return self.family.batch_size_of(self.data_layer)
 
     @property
     def transform(self) -> caffe_pb2.TransformationParameter:
         """transform_param, with deprecated data_param fields (scale, ...) folded in as the
         Data layer folds them."""
-        tp = caffe_pb2.TransformationParameter()
-        tp.CopyFrom(self.data_layer.transform_param)
-        dp = self.data_layer.data_param
-        for name in ("scale", "mean_file", "crop_size", "mirror"):
-            if dp.HasField(name) and not tp.HasField(name):
-                setattr(tp, name, getattr(dp, name))
-        return tp
+        try:
+            return self.family.transform_param_of(self.data_layer)
+        except ValueError as exc:
+            raise EvaluationError(f"Data layer {self.data_layer.name!r}: {exc}") from None
 
     @property
     def data_top(self) -> str:
@@ -261,6 +268,7 @@ def scoring_setup(param: caffe_pb2.NetParameter, *, stages: Sequence[str] = (), 
 
     state = caffe_pb2.NetState(phase=caffe_pb2.TEST, level=level, stage=list(stages))
     net = filter_net(param, state)
+    # evaluation streams a database of Datum records, which is what the Data layer reads
     data = [layer for layer in net.layer if layer.type == "Data"]
     if len(data) != 1:
         raise EvaluationError(f"net {param.name!r}: evaluation needs exactly one Data layer in "
@@ -268,7 +276,7 @@ def scoring_setup(param: caffe_pb2.NetParameter, *, stages: Sequence[str] = (), 
     layer = data[0]
     if len(layer.top) != 2:
         raise EvaluationError(f"net {param.name!r}: Data layer {layer.name!r} has no label top")
-    if not layer.data_param.source:
+    if not data_layer_class(layer.type).sources_of(layer):
         raise EvaluationError(f"net {param.name!r}: Data layer {layer.name!r} names no source")
     label = layer.top[1]
     if scores_blob is None:
@@ -300,7 +308,7 @@ def evaluate_net(param: caffe_pb2.NetParameter | str | os.PathLike,
         param = read_net(param)
     setup = scoring_setup(param, stages=stages, level=level, scores_blob=scores_blob)
     tp = setup.transform
-    batch = int(batch_size or setup.data_layer.data_param.batch_size or 1)
+    batch = int(batch_size or setup.batch_size or 1)
     color = True if tp.force_color else False if tp.force_gray else None
     db = Path(source if source is not None else setup.source)
     with DatabaseReader(db) as reader:

@@ -31,8 +31,6 @@ from pipeline_lib.data.transform import DataTransformer
 from pipeline_lib.proto import caffe_pb2
 
 CHANNEL_ORDERS = ("BGR", "RGB")
-#: layer types whose transform_param describes the net's input pixels
-DATA_LAYER_TYPES = ("Data", "ImageData", "WindowData", "MemoryData")
 
 
 class PreprocessError(ValueError):
@@ -241,8 +239,11 @@ class Preprocessor:
 
 def input_shape(net: caffe_pb2.NetParameter, blob: str | None = None) -> tuple[int, int, int]:
     """C, H, W of an Input layer's top (the net's first input, or `blob`)."""
+    from pipeline_lib.engine.layers.data_layer import data_layer_class
+
     for layer in net.layer:
-        if layer.type != "Input":
+        cls = data_layer_class(layer.type)
+        if cls is None or not cls.is_input:
             continue
         shapes = layer.input_param.shape
         for i, top in enumerate(layer.top):
@@ -263,8 +264,10 @@ def input_shape(net: caffe_pb2.NetParameter, blob: str | None = None) -> tuple[i
 def find_transform_param(net: caffe_pb2.NetParameter, phase: int = caffe_pb2.TEST
                          ) -> caffe_pb2.TransformationParameter | None:
     """The transform_param of the net's data layer for `phase` (else any data layer's)."""
-    found = [layer for layer in net.layer
-             if layer.type in DATA_LAYER_TYPES and layer.HasField("transform_param")]
+    from pipeline_lib.engine.layers.data_layer import data_layer_class
+
+    found = [layer for layer in net.layer if layer.HasField("transform_param")
+             and (cls := data_layer_class(layer.type)) is not None and cls.transforms]
     for layer in found:
         if any(rule.HasField("phase") and rule.phase == phase for rule in layer.include):
             return layer.transform_param

@@ -37,14 +37,13 @@ def net_paths(solver: caffe_pb2.SolverParameter) -> list[str]:
 
 def net_data_files(net: caffe_pb2.NetParameter) -> tuple[list[str], list[str]]:
     """(database sources, mean files) that a net's data layers read."""
+    from pipeline_lib.engine.layers.data_layer import data_layer_class
+
     sources, means = [], []
     for layer in net.layer:
-        if layer.type == "Data" and layer.data_param.source:
-            sources.append(layer.data_param.source)
-        if layer.type == "HDF5Data" and layer.hdf5_data_param.source:
-            sources.append(layer.hdf5_data_param.source)
-        if layer.HasField("transform_param") and layer.transform_param.mean_file:
-            means.append(layer.transform_param.mean_file)
+        if (cls := data_layer_class(layer.type)) is not None:
+            sources += cls.sources_of(layer)
+            means += cls.mean_files_of(layer)
     return sources, means
 
 

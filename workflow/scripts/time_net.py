@@ -7,16 +7,15 @@ from pipeline_lib.core.fsutil import atomic_write_bytes
 from pipeline_lib.core.glog import configure_logging
 from pipeline_lib.engine.timing import time_net
 from pipeline_lib.proto import caffe_pb2
-from pipeline_lib.proto.prototxt import read_net
 
 
 def main(smk) -> None:
     configure_logging(smk.log[0])
     log = logging.getLogger("time_net")
     try:
-        has_data = any(layer.type == "Data" for layer in read_net(smk.input[0]).layer)
+        # layers that read images (Data, ImageData) give way to random data of this size
         net = load_net(smk.input[0], None, caffe_pb2.TRAIN, batch_size=int(smk.wildcards.batch),
-                       dummy_data="3,227,227" if has_data else None)
+                       dummy_data="3,227,227")
         try:
             timing = time_net(net, iterations=int(smk.params.iterations))
         finally:

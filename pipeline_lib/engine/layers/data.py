@@ -14,7 +14,8 @@ batch with the state that follows it: the position of the next record, its
 key and the Generator's state. `get_state()` returns the tag of the last batch
 the net consumed, so a snapshot taken between iterations restores exactly even
 though the thread has read ahead; `set_state()` drops whatever was prefetched
-and seeks to that key (a state without one steps from the first record).
+and seeks to that key (a state without one steps from the first record). The
+thread and the hand-over are PrefetchingDataLayer's (data_layer.py).
 
 Caffe's schema defaults `data_param.backend` to LEVELDB (its converters
 default to LMDB); we honour that default and say so when it does not match
@@ -25,11 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
-import queue
-import threading
-import weakref
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +39,13 @@ from pipeline_lib.data.db import (
     detect_backend,
 )
 from pipeline_lib.data.transform import DataTransformer
-from pipeline_lib.engine.layers.base import Layer, register
+from pipeline_lib.engine.layers.base import register
+from pipeline_lib.engine.layers.data_layer import Batch, PrefetchingDataLayer
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.datum import datum_to_array
 
 _BACKEND_NAMES = {caffe_pb2.DataParameter.LEVELDB: "leveldb", caffe_pb2.DataParameter.LMDB: "lmdb"}
 _BACKEND_WORDS = {"leveldb": "LEVELDB", "lmdb": "LMDB"}
-# deprecated DataParameter fields that Caffe's upgrade moves into transform_param
-_OLD_TRANSFORM_FIELDS = ("scale", "mean_file", "crop_size", "mirror")
 UNMAP_BYTES = 4 << 20  # LMDB pages read before the file is mapped afresh (see RecordCursor)
 
 
@@ -64,13 +59,6 @@ def _found_backend(path: Path) -> str | None:
         return detect_backend(path)
     except DatabaseError:
         return None
-
-
-@dataclass(frozen=True)
-class _Batch:
-    data: np.ndarray
-    labels: np.ndarray
-    after: dict  # layer state once this batch has been consumed
 
 
 class _BatchSource:
@@ -127,7 +115,7 @@ class _BatchSource:
         """The C x H x W shape of the record the next batch starts with (the cursor stays)."""
         return self.decode(*self.records.peek())[1]
 
-    def next_batch(self) -> _Batch:
+    def next_batch(self) -> Batch:
         """The next batch, transformed; after an error the cursor is back at its start."""
         start = (self.records.index, self.records.key)
         try:
@@ -136,7 +124,7 @@ class _BatchSource:
             with contextlib.suppress(Exception):  # the record's own error says more
                 self.records.seek(*start)
             raise
-        return _Batch(self.transformer.transform(images), labels, self.state())
+        return Batch(self.transformer.transform(images), labels, self.state())
 
     def _decode_batch(self, records: list[tuple[bytes, bytes]]) -> tuple[np.ndarray, np.ndarray]:
         labels = np.empty(len(records), self.dtype)
@@ -163,128 +151,43 @@ def _show(key: bytes) -> str:
     return key.decode(errors="replace")
 
 
-class _Prefetcher:
-    """A daemon thread that keeps up to `depth` batches of a _BatchSource ready."""
-
-    def __init__(self, source: _BatchSource, depth: int, name: str):
-        self._source = source
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._failed: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"prefetch-{name}", daemon=True)
-        self._thread.start()
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                if not self._put(self._source.next_batch()):
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            self._put(exc)
-
-    def get(self) -> _Batch:
-        if self._failed is not None:
-            raise self._failed
-        item = self._queue.get()
-        if isinstance(item, BaseException):
-            self._failed = item
-            raise item
-        return item
-
-    def stop(self) -> None:
-        self._stop.set()
-        while True:  # unblock a put in progress
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        self._thread.join()
-
-
-class _Resources:
-    """What must be released when the layer closes or is collected."""
-
-    def __init__(self):
-        self.reader: DatabaseReader | None = None
-        self.cursor: RecordCursor | None = None
-        self.prefetcher: _Prefetcher | None = None
-
-    def stop_prefetch(self) -> None:
-        if self.prefetcher is not None:
-            self.prefetcher.stop()
-            self.prefetcher = None
-
-    def close(self) -> None:
-        self.stop_prefetch()
-        if self.cursor is not None:
-            self.cursor.close()
-            self.cursor = None
-        if self.reader is not None:
-            self.reader.close()
-            self.reader = None
-
-
 @register
-class DataLayer(Layer):
+class DatabaseLayer(PrefetchingDataLayer):
     """Caffe's "Data" layer: tops `data` and optionally `label` (as floats)."""
 
     type = "Data"
-    num_bottom = (0, 0)
-    num_top = (1, 2)
+    param_field = "data_param"
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
         dp = self.param.data_param
-        self.batch_size = int(dp.batch_size)
-        if self.batch_size < 1:
-            raise self.error("data_param.batch_size must be set to a positive number")
-        self.prefetch = int(dp.prefetch)
+        self.batch_size = self._batch_size()
         path, backend = self._locate_source(dp)
-        self._res = _Resources()
-        self._finalizer = weakref.finalize(self, self._res.close)
+        self._open_resources()
         try:
-            self._res.reader = DatabaseReader(str(path), backend)
-            self._res.cursor = self._res.reader.cursor(unmap_every=UNMAP_BYTES)
+            reader = DatabaseReader(str(path), backend)
+            self._res.closers.append(reader.close)
+            cursor = reader.cursor(unmap_every=UNMAP_BYTES)
+            self._res.closers.append(cursor.close)
         except Exception as exc:
             raise self.error(f"cannot open {_BACKEND_WORDS[backend]} database {str(path)!r} "
                              f"(data_param.source {dp.source!r}): {exc}") from None
-        if self._res.cursor.empty:
+        if cursor.empty:
             raise self.error(f"database {str(path)!r} holds no records")
 
-        # the layer's own Generator, so its draws do not depend on other layers' use of rng
-        gen = np.random.default_rng(int(self.rng.integers(0, 2**63 - 1)))
-        try:
-            transformer = DataTransformer(self._transform_param(), self.phase, gen,
-                                          dtype=self.dtype)
-        except (ValueError, OSError) as exc:
-            raise self.error(str(exc)) from None
+        gen = self._own_generator()
+        transformer = self._transformer(gen)
         where = f"{_BACKEND_WORDS[backend]} {str(path)!r}"
-        source = _BatchSource(self._res.cursor, transformer, gen, self.batch_size,
-                              self.dtype, where)
+        source = _BatchSource(cursor, transformer, gen, self.batch_size, self.dtype, where)
         try:
-            self._data_shape = transformer.output_shape(source.first_shape(), self.batch_size)
+            data_shape = transformer.output_shape(source.first_shape(), self.batch_size)
         except ValueError as exc:
             raise self.error(f"{where}: {exc}") from None
         if dp.rand_skip:
             source.records.skip(int(gen.integers(0, dp.rand_skip)))
-        self._source = source
-        self._consumed = source.state()
+        self._start(source, data_shape)
 
     def _locate_source(self, dp: caffe_pb2.DataParameter) -> tuple[Path, str]:
-        if not dp.source:
-            raise self.error("data_param.source is not set (the database to read)")
-        path = Path(os.path.abspath(dp.source))  # relative to the working directory
-        if not path.exists():
-            raise self.error(f"data_param.source {dp.source!r} does not exist "
-                             f"(looked for {str(path)!r})")
+        path = self._source_path("the database to read")
         backend = _BACKEND_NAMES[dp.backend]
         found = _found_backend(path)
         if found is not None and found != backend:
@@ -296,76 +199,19 @@ class DataLayer(Layer):
                              f"`backend: {_BACKEND_WORDS[found]}` to data_param")
         return path, backend
 
-    def _transform_param(self) -> caffe_pb2.TransformationParameter:
-        """transform_param, with the deprecated data_param fields folded in as Caffe's upgrade
-        does for old nets (Caffe ignores them in a new-style layer; we do not drop them)."""
-        tp = caffe_pb2.TransformationParameter()
-        tp.CopyFrom(self.param.transform_param)
-        dp = self.param.data_param
-        for field in _OLD_TRANSFORM_FIELDS:
-            if not dp.HasField(field):
-                continue
-            if tp.HasField(field) and getattr(tp, field) != getattr(dp, field):
-                raise self.error(f"data_param.{field} and transform_param.{field} disagree; "
-                                 f"keep only transform_param.{field}")
-            setattr(tp, field, getattr(dp, field))
-        return tp
-
-    def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
-        top[0].reshape(self._data_shape)
-        if len(top) > 1:
-            top[1].reshape((self.batch_size,))
-
-    def _next_batch(self) -> _Batch:
-        if self.prefetch <= 0:
-            return self._source.next_batch()
-        if self._res.prefetcher is None:
-            self._res.prefetcher = _Prefetcher(self._source, self.prefetch, self.name)
-        return self._res.prefetcher.get()
-
-    def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
-        batch = self._next_batch()
-        _take(top[0], self.xp.asarray(batch.data))
-        if len(top) > 1:
-            _take(top[1], self.xp.asarray(batch.labels))
-        self._consumed = batch.after
-
-    # -- resumable state ---------------------------------------------------------
-    def get_state(self) -> dict:
-        """{"cursor": record index of the next batch, "rng": the layer's Generator state}."""
-        return copy.deepcopy(self._consumed)
-
+    # -- resumable state: {"cursor": the next record's index, "key": its key, "rng": the
+    # layer's Generator state}, as _BatchSource.state gives it -----------------------------
     def set_state(self, state: dict) -> None:
         try:
             cursor = int(state["cursor"])
             rng_state = state["rng"]
         except (KeyError, TypeError, ValueError):
             raise self.error(f"saved state {state!r} lacks 'cursor' and 'rng'") from None
-        self._res.stop_prefetch()
         try:
-            self._source.restore({"cursor": cursor, "key": state.get("key"), "rng": rng_state})
+            self._restore({"cursor": cursor, "key": state.get("key"), "rng": rng_state})
         except RecordOutOfRange as exc:
-            self._source.restore(self._consumed)
             held = "" if exc.count is None else f"'s {exc.count} records"
             raise self.error(f"saved cursor {cursor} is outside the database{held} "
                              "(was the database rebuilt?)") from None
         except (KeyError, TypeError, ValueError) as exc:
-            self._source.restore(self._consumed)
             raise self.error(f"saved random state does not fit this layer: {exc}") from None
-        self._consumed = self._source.state()
-
-    def close(self) -> None:
-        """Stop the prefetch thread and close the database."""
-        if hasattr(self, "_finalizer"):
-            self._finalizer()
-
-
-def _take(blob: Blob, array) -> None:
-    """Make a fresh batch array the blob's data: adopted when its layout is the blob's (no
-    copy: a large copy lets the prefetch thread take the GIL and keep it for a whole batch),
-    copied into the blob's own array when its layout or dtype differs."""
-    blob.reshape(array.shape)
-    if array.strides == blob.data.strides and array.dtype == blob.data.dtype:
-        blob.data = array
-    else:
-        blob.data[...] = array

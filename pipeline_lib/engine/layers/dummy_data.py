@@ -7,18 +7,28 @@ other filler are refilled on every forward (from the layer's Generator).
 from __future__ import annotations
 
 from pipeline_lib.core.blob import Blob
-from pipeline_lib.engine.layers.base import Layer, register
+from pipeline_lib.engine.layers.base import register
+from pipeline_lib.engine.layers.data_layer import DataLayer
 from pipeline_lib.proto import caffe_pb2
 
 
 @register
-class DummyDataLayer(Layer):
+class DummyDataLayer(DataLayer):
     type = "DummyData"
-    num_bottom = (0, 0)
+    param_field = "dummy_data_param"
     num_top = (1, None)
 
+    @classmethod
+    def batch_size_of(cls, lp: caffe_pb2.LayerParameter) -> int:
+        p = lp.dummy_data_param
+        return int(p.shape[0].dim[0] if p.shape and p.shape[0].dim else p.num[0] if p.num else 0)
+
+    @classmethod
+    def set_batch_size(cls, lp: caffe_pb2.LayerParameter, n: int) -> None:
+        for shape in lp.dummy_data_param.shape:
+            shape.dim[0] = n
+
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         p = self.param.dummy_data_param
         n = len(top)
         if len(p.data_filler) not in (0, 1, n):

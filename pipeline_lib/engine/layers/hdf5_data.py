@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline_lib.core.blob import Blob
-from pipeline_lib.engine.layers.base import Layer, register
+from pipeline_lib.engine.layers.base import register
+from pipeline_lib.engine.layers.data_layer import DataLayer
 
 
 def read_file_list(list_path: Path) -> list[Path]:
@@ -47,11 +48,11 @@ def read_file_list(list_path: Path) -> list[Path]:
 
 
 @register
-class HDF5DataLayer(Layer):
+class HDF5DataLayer(DataLayer):
     """Tops named after datasets of the listed HDF5 files, `batch_size` rows at a time."""
 
     type = "HDF5Data"
-    num_bottom = (0, 0)
+    param_field = "hdf5_data_param"
     num_top = (1, None)
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
@@ -59,16 +60,9 @@ class HDF5DataLayer(Layer):
             raise self.error("HDF5Data does not transform data; remove transform_param "
                              "(store the data already scaled in the HDF5 file)")
         hp = self.param.hdf5_data_param
-        self.batch_size = int(hp.batch_size)
-        if self.batch_size < 1:
-            raise self.error("hdf5_data_param.batch_size must be set to a positive number")
+        self.batch_size = self._batch_size()
         self.shuffle = bool(hp.shuffle)
-        if not hp.source:
-            raise self.error("hdf5_data_param.source is not set (a text file listing HDF5 files)")
-        list_path = Path(os.path.abspath(hp.source))
-        if not list_path.is_file():
-            raise self.error(f"hdf5_data_param.source {hp.source!r} does not exist "
-                             f"(looked for {str(list_path)!r})")
+        list_path = self._source_path("a text file listing HDF5 files")
         try:
             self._files = read_file_list(list_path)
         except (OSError, UnicodeDecodeError) as exc:
@@ -76,7 +70,7 @@ class HDF5DataLayer(Layer):
         if not self._files:
             raise self.error(f"{hp.source!r} lists no HDF5 files")
         self._names = list(self.param.top)
-        self._gen = np.random.default_rng(int(self.rng.integers(0, 2**63 - 1)))
+        self._gen = self._own_generator()
         self._row_shapes: list[tuple[int, ...]] | None = None
 
         self._file_order = np.arange(len(self._files))

@@ -7,17 +7,29 @@ tops keep whatever shape the user gives them.
 from __future__ import annotations
 
 from pipeline_lib.core.blob import Blob
-from pipeline_lib.engine.layers.base import Layer, register
+from pipeline_lib.engine.layers.base import register
+from pipeline_lib.engine.layers.data_layer import DataLayer
+from pipeline_lib.proto import caffe_pb2
 
 
 @register
-class InputLayer(Layer):
+class InputLayer(DataLayer):
     type = "Input"
-    num_bottom = (0, 0)
+    param_field = "input_param"
     num_top = (1, None)
+    is_input = True
+
+    @classmethod
+    def batch_size_of(cls, lp: caffe_pb2.LayerParameter) -> int:
+        shapes = lp.input_param.shape
+        return int(shapes[0].dim[0] if shapes and shapes[0].dim else 0)
+
+    @classmethod
+    def set_batch_size(cls, lp: caffe_pb2.LayerParameter, n: int) -> None:
+        for shape in lp.input_param.shape:
+            shape.dim[0] = n
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         shapes = self.param.input_param.shape
         if len(shapes) not in (0, 1, len(top)):
             raise self.error(f"input_param gives {len(shapes)} shapes for {len(top)} tops; "

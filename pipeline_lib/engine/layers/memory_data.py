@@ -12,17 +12,18 @@ import numpy as np
 
 from pipeline_lib.core.backend import to_host
 from pipeline_lib.core.blob import Blob
-from pipeline_lib.engine.layers.base import Layer, register
+from pipeline_lib.engine.layers.base import register
+from pipeline_lib.engine.layers.data_layer import DataLayer
 
 
 @register
-class MemoryDataLayer(Layer):
+class MemoryDataLayer(DataLayer):
     type = "MemoryData"
-    num_bottom = (0, 0)
+    param_field = "memory_data_param"
     num_top = (2, 2)
+    transforms = True  # as in Caffe, it says how the arrays handed over were prepared
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        self.check_counts(bottom, top)
         p = self.param.memory_data_param
         self.batch_size = int(p.batch_size)
         self.item_shape = (int(p.channels), int(p.height), int(p.width))
