@@ -41,6 +41,7 @@ from pipeline_lib.data.db import (
     RecordCursor,
     RecordOutOfRange,
     detect_backend,
+    open_db,
 )
 from pipeline_lib.data.transform import DataTransformer
 from pipeline_lib.engine.layers.base import Layer, register
@@ -251,7 +252,7 @@ class DataLayer(Layer):
         self._res = _Resources()
         self._finalizer = weakref.finalize(self, self._res.close)
         try:
-            self._res.reader = DatabaseReader(str(path), backend)
+            self._res.reader = open_db(str(path), "r", backend)
             self._res.cursor = self._res.reader.cursor(unmap_every=UNMAP_BYTES)
         except Exception as exc:
             raise self.error(f"cannot open {_BACKEND_WORDS[backend]} database {str(path)!r} "
