@@ -30,7 +30,7 @@ import pandas as pd
 
 from pipeline_lib.core.backend import Device
 from pipeline_lib.core.fsutil import atomic_write_bytes
-from pipeline_lib.data.db import DatabaseReader
+from pipeline_lib.data.db import DatabaseReader, open_db
 from pipeline_lib.engine.layers.data_layer import DataLayer, data_layer_class
 from pipeline_lib.preprocess import Preprocessor, find_transform_param
 from pipeline_lib.proto import caffe_pb2
@@ -311,7 +311,7 @@ def evaluate_net(param: caffe_pb2.NetParameter | str | os.PathLike,
     batch = int(batch_size or setup.batch_size or 1)
     color = True if tp.force_color else False if tp.force_gray else None
     db = Path(source if source is not None else setup.source)
-    with DatabaseReader(db) as reader:
+    with open_db(db, "r") as reader:
         c, h, w = first_record_shape(reader, color)
         crop = int(tp.crop_size)
         pp = Preprocessor.from_transform_param(tp, (c, crop or h, crop or w), image_size=(h, w))
@@ -353,7 +353,7 @@ def evaluate_deploy(deploy: caffe_pb2.NetParameter | str | os.PathLike,
                                             transform_from=trained)
     tp = find_transform_param(trained) or caffe_pb2.TransformationParameter()
     color = True if tp.force_color else False if tp.force_gray else None
-    with Net(deploy, paths, "TEST", device=device) as net, DatabaseReader(source) as reader:
+    with Net(deploy, paths, "TEST", device=device) as net, open_db(source, "r") as reader:
         input_blob = input_blob or net.inputs[0]
         scores_blob = scores_blob or net.outputs[-1]
         batch = int(batch_size or net.blobs[input_blob].shape[0] or 1)

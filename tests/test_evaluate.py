@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline_lib.data.db import DatabaseWriter
+from pipeline_lib.data.db import open_db
 from pipeline_lib.evaluate import (
     EvaluationError,
     Tally,
@@ -44,7 +44,7 @@ def tiny_db(tmp_path, golden):
     """An LMDB of N golden digits, two of them with a wrong label; and the stored labels."""
     labels = [WRONG.get(i, int(golden["label"][i])) for i in range(N)]
     path = tmp_path / "tiny_lmdb"
-    with DatabaseWriter(path, "lmdb") as db:
+    with open_db(path, "w", "lmdb") as db:
         for i in range(N):
             datum = array_to_datum(golden["data"][i][None], labels[i])
             db.put(f"{i:08d}".encode(), datum.SerializeToString())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline_lib.data.db import DatabaseWriter
+from pipeline_lib.data.db import open_db
 from pipeline_lib.engine.net import Net
 from pipeline_lib.preprocess import (
     PreprocessError,
@@ -24,7 +24,7 @@ GOLDEN = REPO / "tests" / "data" / "golden"
 
 
 def write_lmdb(path: Path, images: np.ndarray, labels) -> None:
-    with DatabaseWriter(path, "lmdb") as db:
+    with open_db(path, "w", "lmdb") as db:
         for i, (image, label) in enumerate(zip(images, labels)):
             db.put(f"{i:08d}".encode(), array_to_datum(image, int(label)).SerializeToString())
 

@@ -81,10 +81,10 @@ def _compute_mean(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from pipeline_lib.data.db import DatabaseReader
+    from pipeline_lib.data.db import open_db
     from pipeline_lib.proto.datum import datum_to_array, read_datum
 
-    with DatabaseReader(args.db, args.backend) as reader:
+    with open_db(args.db, "r", args.backend) as reader:
         n = len(reader)
         print(f"{args.db}: {reader.backend}, {n} records")
         for i in range(min(args.show, n)):

@@ -10,7 +10,7 @@ import logging
 import os
 
 from pipeline_lib.core.progress import Progress
-from pipeline_lib.data.db import DatabaseWriter
+from pipeline_lib.data.db import open_db
 from pipeline_lib.data.idx import read_mnist_pair
 from pipeline_lib.proto.datum import array_to_datum
 
@@ -30,7 +30,7 @@ def convert_mnist(
     n, rows, cols = images.shape
     log.info("%s + %s: %d items, rows %d, cols %d", images_path, labels_path, n, rows, cols)
     with (
-        DatabaseWriter(out_path, backend, overwrite=overwrite) as writer,
+        open_db(out_path, "w", backend, overwrite=overwrite) as writer,
         Progress(f"writing {out_path}", total=n, unit="records", logger=log) as progress,
     ):
         for i in range(n):

@@ -37,7 +37,7 @@ import numpy as np
 
 from pipeline_lib.core.fsutil import atomic_write_bytes, make_temp_dir_beside, replace_dir
 from pipeline_lib.core.progress import Progress
-from pipeline_lib.data.db import DEFAULT_BATCH, DatabaseWriter
+from pipeline_lib.data.db import DEFAULT_BATCH, open_db
 from pipeline_lib.data.images import (
     DEFAULT_JPEG_QUALITY,
     ImageError,
@@ -232,8 +232,8 @@ def convert_imageset(root: str | os.PathLike, listing: str | os.PathLike,
     first_shape: tuple[int, int, int] | None = None
     count = 0
     with (
-        DatabaseWriter(out, options.backend, overwrite=overwrite,
-                       batch_size=options.batch_size) as writer,
+        open_db(out, "w", options.backend, overwrite=overwrite,
+                batch_size=options.batch_size) as writer,
         Progress(f"writing {out}", total=len(entries), unit="images", logger=log) as progress,
     ):
         for index, (entry, result) in enumerate(

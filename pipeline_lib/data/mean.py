@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline_lib.core.progress import Progress
-from pipeline_lib.data.db import DatabaseReader
+from pipeline_lib.data.db import open_db
 from pipeline_lib.proto.blobproto import write_mean_binaryproto
 from pipeline_lib.proto.datum import datum_to_array, parse_datum
 
@@ -45,7 +45,7 @@ def compute_image_mean(db_path: str | os.PathLike, backend: str | None = None) -
     """Stream over every record of the database and average the images."""
     total: np.ndarray | None = None
     count = 0
-    with DatabaseReader(db_path, backend) as reader:
+    with open_db(db_path, "r", backend) as reader:
         size = len(reader)
         if size == 0:
             raise MeanError(f"{db_path}: the database holds no records")

@@ -59,7 +59,7 @@ def parse_datum(value: bytes, where: str = "record") -> caffe_pb2.Datum:
 
 
 def read_datum(reader, index: int) -> caffe_pb2.Datum:
-    """The Datum at `index` of a `db.DatabaseReader`; errors name the database and key."""
+    """The Datum at `index` of a `data.db.DatabaseReader`; errors name the database and key."""
     key = reader.key(index)
     return parse_datum(reader.value(index), f"{reader.path} key {key.decode(errors='replace')}")
 

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline_lib.data.__main__ import main
 from pipeline_lib.data.convert import convert_mnist
-from pipeline_lib.data.db import DatabaseReader
+from pipeline_lib.data.db import open_db
 from pipeline_lib.data.idx import write_idx
 from pipeline_lib.proto.datum import datum_to_array, read_datum
 
@@ -20,7 +20,7 @@ TRAIN100 = (GOLDEN / "train100-images-idx3-ubyte", GOLDEN / "train100-labels-idx
 def test_convert_train100_equals_caffes_database(tmp_path, backend):
     assert convert_mnist(*TRAIN100, tmp_path / "ours", backend) == 100
     caffe = shutil.copytree(GOLDEN / f"caffe_train100_{backend}", tmp_path / "caffe")
-    with DatabaseReader(tmp_path / "ours", backend) as ours, DatabaseReader(caffe) as theirs:
+    with open_db(tmp_path / "ours", "r", backend) as ours, open_db(caffe, "r") as theirs:
         assert list(ours) == list(theirs)
 
 
@@ -29,7 +29,7 @@ def test_convert_small_pair_records(tmp_path):
     write_idx(images, tmp_path / "img")
     write_idx(np.array([2, 0, 9], np.uint8), tmp_path / "lab")
     convert_mnist(tmp_path / "img", tmp_path / "lab", tmp_path / "db", "lmdb")
-    with DatabaseReader(tmp_path / "db") as reader:
+    with open_db(tmp_path / "db", "r") as reader:
         assert reader.keys() == [b"00000000", b"00000001", b"00000002"]
         datum = read_datum(reader, 2)
         assert datum.label == 9

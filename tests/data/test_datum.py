@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline_lib.data.db import DatabaseReader, DatabaseWriter
+from pipeline_lib.data.db import open_db
 from pipeline_lib.data.idx import read_mnist_pair
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.datum import (
@@ -29,7 +29,7 @@ def test_our_datums_equal_caffes_records(tmp_path, backend):
         GOLDEN / "train100-images-idx3-ubyte", GOLDEN / "train100-labels-idx1-ubyte"
     )
     copy = shutil.copytree(GOLDEN / f"caffe_train100_{backend}", tmp_path / "db")
-    with DatabaseReader(copy, backend) as reader:
+    with open_db(copy, "r", backend) as reader:
         records = list(reader)
     assert len(records) == 100
     for i, (key, value) in enumerate(records):
@@ -122,10 +122,10 @@ def test_undecodable_encoded_bytes():
 
 def test_corrupt_record_names_database_and_key(tmp_path):
     good = array_to_datum(np.zeros((1, 2, 2), np.uint8), 1).SerializeToString()
-    with DatabaseWriter(tmp_path / "db", "lmdb") as writer:
+    with open_db(tmp_path / "db", "w", "lmdb") as writer:
         writer.put(b"00000000", good)
         writer.put(b"00000001", b"\xff\xff\xff garbage")
-    with DatabaseReader(tmp_path / "db") as reader:
+    with open_db(tmp_path / "db", "r") as reader:
         assert read_datum(reader, 0).label == 1
         with pytest.raises(DatumError, match=r"db key 00000001: corrupt record, not a serialized"):
             read_datum(reader, 1)

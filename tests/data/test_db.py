@@ -9,10 +9,9 @@ import pytest
 
 from pipeline_lib.data.db import (
     DatabaseError,
-    DatabaseReader,
-    DatabaseWriter,
     RecordOutOfRange,
     detect_backend,
+    open_db,
 )
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -27,13 +26,13 @@ def _records(n, size=16, seed=0):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_round_trip_in_key_order(tmp_path, backend):
     records = _records(25)
-    with DatabaseWriter(tmp_path / "db", backend, batch_size=4) as writer:
+    with open_db(tmp_path / "db", "w", backend, batch_size=4) as writer:
         for key, value in reversed(records):  # written out of order, read in key order
             writer.put(key, value)
         assert writer.count == 25
     assert not [p for p in tmp_path.iterdir() if p.name != "db"]  # no temp dir left
     assert detect_backend(tmp_path / "db") == backend
-    with DatabaseReader(tmp_path / "db", backend) as reader:
+    with open_db(tmp_path / "db", "r", backend) as reader:
         assert len(reader) == 25
         assert reader.keys() == [k for k, _ in records]
         assert list(reader) == records
@@ -47,10 +46,10 @@ def test_round_trip_in_key_order(tmp_path, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cursor_reads_in_key_order_and_wraps_around(tmp_path, backend):
     records = _records(7)
-    with DatabaseWriter(tmp_path / "db", backend) as writer:
+    with open_db(tmp_path / "db", "w", backend) as writer:
         for key, value in reversed(records):
             writer.put(key, value)
-    with DatabaseReader(tmp_path / "db") as reader:
+    with open_db(tmp_path / "db", "r") as reader:
         cursor = reader.cursor()
         assert not cursor.empty and cursor.index == 0 and cursor.peek() == records[0]
         assert cursor.read(5) == records[:5] and cursor.index == 5
@@ -64,10 +63,10 @@ def test_cursor_reads_in_key_order_and_wraps_around(tmp_path, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cursor_seeks_by_key_or_by_stepping(tmp_path, backend):
     records = _records(10)
-    with DatabaseWriter(tmp_path / "db", backend) as writer:
+    with open_db(tmp_path / "db", "w", backend) as writer:
         for key, value in records:
             writer.put(key, value)
-    with DatabaseReader(tmp_path / "db") as reader:
+    with open_db(tmp_path / "db", "r") as reader:
         cursor = reader.cursor()
         cursor.seek(6)  # no key: stepped to from the first record
         assert cursor.index == 6 and cursor.read(1) == [records[6]]
@@ -87,10 +86,10 @@ def test_cursor_seeks_by_key_or_by_stepping(tmp_path, backend):
 
 def test_lmdb_cursor_keeps_its_place_when_the_file_is_mapped_afresh(tmp_path):
     records = _records(9, size=100)
-    with DatabaseWriter(tmp_path / "db", "lmdb") as writer:
+    with open_db(tmp_path / "db", "w", "lmdb") as writer:
         for key, value in records:
             writer.put(key, value)
-    with DatabaseReader(tmp_path / "db") as reader:
+    with open_db(tmp_path / "db", "r") as reader:
         remaps = []
         remap = reader.remap
         reader.remap = lambda: remaps.append(cursor.index) or remap()
@@ -103,16 +102,16 @@ def test_lmdb_cursor_keeps_its_place_when_the_file_is_mapped_afresh(tmp_path):
 
 
 def test_lmdb_structure_check_runs_again_only_for_a_changed_file(tmp_path, monkeypatch):
-    import pipeline_lib.data.db as db_module
+    import pipeline_lib.data.db.lmdb as db_module
 
-    with DatabaseWriter(tmp_path / "db", "lmdb") as writer:
+    with open_db(tmp_path / "db", "w", "lmdb") as writer:
         for key, value in _records(3):
             writer.put(key, value)
     checked = []
     check = db_module.check_lmdb_file
     monkeypatch.setattr(db_module, "check_lmdb_file", lambda path: checked.append(path) or
                         check(path))
-    with DatabaseReader(tmp_path / "db") as reader:
+    with open_db(tmp_path / "db", "r") as reader:
         reader.remap()
         reader.remap()
         assert len(checked) == 1  # a remap of the same file does not walk it again
@@ -124,8 +123,8 @@ def test_lmdb_structure_check_runs_again_only_for_a_changed_file(tmp_path, monke
 
 
 def test_cursor_on_an_empty_database(tmp_path):
-    DatabaseWriter(tmp_path / "db", "lmdb").close()
-    with DatabaseReader(tmp_path / "db") as reader:
+    open_db(tmp_path / "db", "w", "lmdb").close()
+    with open_db(tmp_path / "db", "r") as reader:
         cursor = reader.cursor()
         assert cursor.empty
         with pytest.raises(DatabaseError, match="holds no records"):
@@ -135,7 +134,7 @@ def test_cursor_on_an_empty_database(tmp_path):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_reads_caffes_databases(tmp_path, backend):
     copy = shutil.copytree(GOLDEN / f"caffe_train100_{backend}", tmp_path / "db")
-    with DatabaseReader(copy) as reader:
+    with open_db(copy, "r") as reader:
         assert reader.backend == backend
         assert len(reader) == 100
         assert reader.keys()[0] == b"00000000" and reader.keys()[-1] == b"00000099"
@@ -145,34 +144,34 @@ def test_reads_caffes_databases(tmp_path, backend):
 def test_lmdb_reader_creates_no_lock_file(tmp_path):
     copy = shutil.copytree(GOLDEN / "caffe_train100_lmdb", tmp_path / "db")
     before = sorted(p.name for p in copy.iterdir())
-    with DatabaseReader(copy, "lmdb") as reader:
+    with open_db(copy, "r", "lmdb") as reader:
         assert len(list(reader)) == 100
     assert sorted(p.name for p in copy.iterdir()) == before == ["data.mdb"]
 
 
 def test_lmdb_map_grows_as_needed(tmp_path):
     records = _records(200, size=4096)  # ~800 KiB of values into a 32 KiB map
-    with DatabaseWriter(tmp_path / "db", "lmdb", map_size=32 << 10, batch_size=50) as writer:
+    with open_db(tmp_path / "db", "w", "lmdb", map_size=32 << 10, batch_size=50) as writer:
         for key, value in records:
             writer.put(key, value)
         assert writer.map_size > 800 << 10
-    with DatabaseReader(tmp_path / "db") as reader:
+    with open_db(tmp_path / "db", "r") as reader:
         assert list(reader) == records
 
 
 def test_lmdb_map_grows_within_one_batch(tmp_path):
     records = _records(100, size=4096)
-    with DatabaseWriter(tmp_path / "db", "lmdb", map_size=32 << 10, batch_size=1000) as writer:
+    with open_db(tmp_path / "db", "w", "lmdb", map_size=32 << 10, batch_size=1000) as writer:
         for key, value in records:
             writer.put(key, value)
-    with DatabaseReader(tmp_path / "db") as reader:
+    with open_db(tmp_path / "db", "r") as reader:
         assert len(reader) == 100 and reader.value(99) == records[99][1]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_error_leaves_no_partial_output(tmp_path, backend):
     with pytest.raises(RuntimeError, match="boom"):
-        with DatabaseWriter(tmp_path / "db", backend, batch_size=2) as writer:
+        with open_db(tmp_path / "db", "w", backend, batch_size=2) as writer:
             for key, value in _records(7):
                 writer.put(key, value)  # some batches are committed already
             raise RuntimeError("boom")
@@ -182,33 +181,33 @@ def test_error_leaves_no_partial_output(tmp_path, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_refuses_to_overwrite_unless_asked(tmp_path, backend):
     target = tmp_path / "db"
-    with DatabaseWriter(target, backend) as writer:
+    with open_db(target, "w", backend) as writer:
         writer.put(b"a", b"old")
     with pytest.raises(FileExistsError, match="db: output database already exists"):
-        DatabaseWriter(target, backend)
-    with DatabaseWriter(target, backend, overwrite=True) as writer:
+        open_db(target, "w", backend)
+    with open_db(target, "w", backend, overwrite=True) as writer:
         writer.put(b"b", b"new")
-    with DatabaseReader(target) as reader:
+    with open_db(target, "r") as reader:
         assert list(reader) == [(b"b", b"new")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db"]
 
 
 def test_failed_overwrite_keeps_the_old_database(tmp_path):
     target = tmp_path / "db"
-    with DatabaseWriter(target, "lmdb") as writer:
+    with open_db(target, "w", "lmdb") as writer:
         writer.put(b"a", b"old")
     with pytest.raises(ValueError):
-        with DatabaseWriter(target, "lmdb", overwrite=True) as writer:
+        with open_db(target, "w", "lmdb", overwrite=True) as writer:
             writer.put(b"b", b"new")
             raise ValueError
-    with DatabaseReader(target) as reader:
+    with open_db(target, "r") as reader:
         assert list(reader) == [(b"a", b"old")]
 
 
 def test_put_checks_types_and_backend_name(tmp_path):
     with pytest.raises(ValueError, match="unknown database backend 'rocksdb'"):
-        DatabaseWriter(tmp_path / "x", "rocksdb")
-    with DatabaseWriter(tmp_path / "db", "lmdb") as writer:
+        open_db(tmp_path / "x", "w", "rocksdb")
+    with open_db(tmp_path / "db", "w", "lmdb") as writer:
         with pytest.raises(TypeError, match="bytes"):
             writer.put("00000000", b"v")
         writer.put(b"k", b"v")
@@ -216,25 +215,25 @@ def test_put_checks_types_and_backend_name(tmp_path):
 
 def test_reader_errors_name_the_path(tmp_path):
     with pytest.raises(DatabaseError, match="missing: no such database"):
-        DatabaseReader(tmp_path / "missing")
+        open_db(tmp_path / "missing", "r")
     (tmp_path / "file").write_bytes(b"x")
     with pytest.raises(DatabaseError, match="file: not a database directory"):
-        DatabaseReader(tmp_path / "file")
+        open_db(tmp_path / "file", "r")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatabaseError, match="empty: not a database: no data.mdb"):
-        DatabaseReader(tmp_path / "empty")
+        open_db(tmp_path / "empty", "r")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "data.mdb").write_bytes(b"\x00" * 100)
     with pytest.raises(DatabaseError, match="bad: cannot open LMDB database"):
-        DatabaseReader(tmp_path / "bad")
+        open_db(tmp_path / "bad", "r")
     copy = shutil.copytree(GOLDEN / "caffe_train100_lmdb", tmp_path / "db")
     with pytest.raises(DatabaseError, match="db: expected a leveldb database, found lmdb"):
-        DatabaseReader(copy, "leveldb")
+        open_db(copy, "r", "leveldb")
 
 
 def test_corrupt_leveldb_block_names_db_and_key(tmp_path):
     records = _records(100, size=1000)  # random bytes: not compressible
-    with DatabaseWriter(tmp_path / "db", "leveldb") as writer:
+    with open_db(tmp_path / "db", "w", "leveldb") as writer:
         for key, value in records:
             writer.put(key, value)
     db = plyvel.DB(str(tmp_path / "db"))
@@ -244,7 +243,7 @@ def test_corrupt_leveldb_block_names_db_and_key(tmp_path):
     raw = bytearray(table.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     table.write_bytes(bytes(raw))
-    with DatabaseReader(tmp_path / "db") as reader:
+    with open_db(tmp_path / "db", "r") as reader:
         with pytest.raises(DatabaseError, match=r"db: corrupt record after key \d{8} .*checksum"):
             reader.keys()
         with pytest.raises(DatabaseError, match=r"db: corrupt record after key \d{8} .*checksum"):

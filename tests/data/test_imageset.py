@@ -9,7 +9,7 @@ import pytest
 from imagenet_tiny import CMYK, CORRUPT, GRAY, PNG, make_tiny_imagenet
 from PIL import Image
 
-from pipeline_lib.data.db import DatabaseReader
+from pipeline_lib.data.db import open_db
 from pipeline_lib.data.images import ImageError, ResizeSpec, read_image
 from pipeline_lib.data.imageset import (
     ConvertOptions,
@@ -35,7 +35,7 @@ def tiny(tmp_path_factory):
 
 
 def _records(path) -> list[tuple[bytes, bytes]]:
-    with DatabaseReader(path) as reader:
+    with open_db(path, "r") as reader:
         return list(reader)
 
 
@@ -100,7 +100,7 @@ def test_leveldb_holds_the_same_records(tiny, tmp_path):
     convert_imageset(tiny.train_root, tiny.base / "good.txt", tmp_path / "l", options)
     convert_imageset(tiny.train_root, tiny.base / "good.txt", tmp_path / "v",
                      ConvertOptions(backend="leveldb", shuffle=True, seed=3))
-    with DatabaseReader(tmp_path / "v") as reader:
+    with open_db(tmp_path / "v", "r") as reader:
         assert reader.backend == "leveldb"
     assert _records(tmp_path / "v") == _records(tmp_path / "l")
 

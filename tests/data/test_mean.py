@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline_lib.data.db import DatabaseWriter
+from pipeline_lib.data.db import open_db
 from pipeline_lib.data.images import encode_image
 from pipeline_lib.data.mean import MeanError, compute_image_mean, write_image_mean
 from pipeline_lib.proto import caffe_pb2
@@ -18,7 +18,7 @@ def _images(n=7, shape=(3, 5, 6), seed=0):
 
 
 def _write_db(path, datums, backend="lmdb"):
-    with DatabaseWriter(path, backend) as writer:
+    with open_db(path, "w", backend) as writer:
         for i, datum in enumerate(datums):
             writer.put(b"%08d_x" % i, datum.SerializeToString())
 

@@ -15,7 +15,8 @@ from google.protobuf import text_format
 
 from pipeline_lib.core import backend as xp_backend
 from pipeline_lib.core.blob import Blob
-from pipeline_lib.data.db import DatabaseReader, DatabaseWriter, RecordCursor
+from pipeline_lib.data.db import open_db
+from pipeline_lib.data.db.base import READERS
 from pipeline_lib.engine.layers.base import LayerSetupError, layer_class
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.datum import array_to_datum, encoded_datum
@@ -33,7 +34,7 @@ def make_images(n: int, c: int = 1, h: int = 6, w: int = 6) -> np.ndarray:
 
 def write_db(path: Path, backend: str, images: np.ndarray, labels) -> None:
     order = np.random.default_rng(1).permutation(len(images))  # insertion order != key order
-    with DatabaseWriter(path, backend) as db:
+    with open_db(path, "w", backend) as db:
         for i in order:
             datum = array_to_datum(images[i], int(labels[i]))
             db.put(f"{i:08d}".encode(), datum.SerializeToString())
@@ -147,9 +148,9 @@ def test_resume_from_state_matches_an_uninterrupted_run(db10, prefetch):
     resumed.close()
 
 
-class CountingReader(DatabaseReader):
-    """A reader that counts the records its cursors hand out and refuses whole-database
-    reads (listing the keys, or counting a LevelDB's records)."""
+class CountingReader:
+    """Mixed into a reader: counts the records its cursors hand out and refuses
+    whole-database reads (listing the keys, or counting a LevelDB's records)."""
 
     touched = 0
 
@@ -164,11 +165,10 @@ class CountingReader(DatabaseReader):
             raise AssertionError("a LevelDB is counted by reading every record")
         return super().__len__()
 
-    def cursor(self, unmap_every=None):
-        return CountingCursor(self, unmap_every)
 
+class CountingCursor:
+    """Mixed into the reader's cursor: counts for CountingReader."""
 
-class CountingCursor(RecordCursor):
     def peek(self):
         CountingReader.touched += 1
         return super().peek()
@@ -187,7 +187,10 @@ def test_setup_and_resume_touch_only_the_records_they_read(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     images = make_images(200)
     write_db(tmp_path / "train_db", backend, images, np.zeros(200))
-    monkeypatch.setattr("pipeline_lib.engine.layers.data.DatabaseReader", CountingReader)
+    reader = READERS[backend]
+    cursor = type("CountingCursor", (CountingCursor, reader.cursor_class), {})
+    monkeypatch.setitem(READERS, backend, type("CountingReader", (CountingReader, reader),
+                                               {"cursor_class": cursor}))
     monkeypatch.setattr(CountingReader, "touched", 0)
     body = (f'data_param {{ source: "train_db" backend: {backend.upper()} batch_size: 4 '
             'prefetch: 0 }')
@@ -273,7 +276,7 @@ def test_reading_a_large_lmdb_keeps_memory_bounded(tmp_path):
     """The structure check, setup and a pass over a 32 MiB LMDB add a few MiB at most:
     no page stays mapped for long, and no parsed record is kept."""
     value = array_to_datum(np.zeros((1, 30, 32), np.uint8), 0).SerializeToString()
-    with DatabaseWriter(tmp_path / "big_db", "lmdb") as db:
+    with open_db(tmp_path / "big_db", "w", "lmdb") as db:
         for i in range(24000):  # about 32 MiB of leaf pages
             db.put(b"%08d" % i, value)
     out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT], cwd=tmp_path, check=True,
@@ -348,7 +351,7 @@ def test_close_stops_the_prefetch_thread(db10):
 
 def test_corrupt_record_error_names_the_key(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with DatabaseWriter(tmp_path / "bad_db", "lmdb") as db:
+    with open_db(tmp_path / "bad_db", "w", "lmdb") as db:
         for i in range(4):
             db.put(f"{i:08d}".encode(), array_to_datum(make_images(1)[0], 0).SerializeToString())
         db.put(b"00000004", b"\xff\xff\xff not a datum")
@@ -382,7 +385,7 @@ def test_encoded_png_records_with_force_gray(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     rgb = np.random.default_rng(0).integers(0, 256, size=(3, 5, 4, 3), dtype=np.uint8)
-    with DatabaseWriter(tmp_path / "png_db", "lmdb") as db:
+    with open_db(tmp_path / "png_db", "w", "lmdb") as db:
         for i, img in enumerate(rgb):
             buf = io.BytesIO()
             Image.fromarray(img).save(buf, format="PNG")

@@ -20,7 +20,8 @@ import pytest
 
 from pipeline_lib.core.errors import describe_error
 from pipeline_lib.data.convert import convert_mnist
-from pipeline_lib.data.db import DatabaseError, DatabaseReader, DatabaseWriter
+from pipeline_lib.data.db import DatabaseError, open_db
+from pipeline_lib.data.db.lmdb import LmdbWriter
 from pipeline_lib.data.idx import write_idx
 from pipeline_lib.data.mean import compute_image_mean
 from pipeline_lib.proto.snapshot import load_caffemodel, load_solverstate, save_net_param
@@ -123,10 +124,10 @@ def test_simulated_enospc_in_an_lmdb_commit_keeps_the_old_database(tmp_path, mon
     def commit(self):
         raise lmdb.Error(f"{self._tmp}: mdb_txn_commit: No space left on device")
 
-    monkeypatch.setattr(DatabaseWriter, "_commit_lmdb", commit)
+    monkeypatch.setattr(LmdbWriter, "_commit", commit)
     with pytest.raises(DatabaseError, match=r"db: cannot write the LMDB database "
                                             r"\(mdb_txn_commit: No space left on device\)"):
-        with DatabaseWriter(old, overwrite=True) as writer:
+        with open_db(old, "w", overwrite=True) as writer:
             writer.put(b"k", b"v")
     assert sha256(old / "data.mdb") == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db"]
@@ -220,7 +221,7 @@ def test_dataset_larger_than_the_memory_allowed(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     done = limited("compute-mean", "db", "mean.binaryproto")
     assert done.returncode == 0, done.stderr[-2000:]
-    with DatabaseReader(tmp_path / "db") as reader:
+    with open_db(tmp_path / "db", "r") as reader:
         assert len(reader) == 32000
     # The limit is real: reading the images whole does not fit under it.
     done = subprocess.run(

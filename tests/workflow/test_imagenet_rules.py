@@ -16,7 +16,7 @@ import pytest
 import yaml
 from imagenet_tiny import CORRUPT, SYNSETS, make_tiny_imagenet
 
-from pipeline_lib.data.db import DatabaseReader
+from pipeline_lib.data.db import open_db
 from pipeline_lib.data.images import read_image
 from pipeline_lib.data.listing import read_listing, read_synsets
 from pipeline_lib.proto import caffe_pb2
@@ -77,7 +77,7 @@ def _tiny_caffenet(tmp_path: Path) -> Path:
 
 
 def _records(path: Path) -> list[tuple[bytes, bytes]]:
-    with DatabaseReader(path) as reader:
+    with open_db(path, "r") as reader:
         return list(reader)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline_lib.data.db import DatabaseReader
+from pipeline_lib.data.db import open_db
 from pipeline_lib.data.idx import write_idx
 from pipeline_lib.proto.datum import datum_to_array, read_datum
 
@@ -73,7 +73,7 @@ def test_mnist_lmdb_targets_build_then_nothing_to_do(tmp_path, tiny_mnist):
     first = _snakemake(run, config, *TARGETS)
     assert first.returncode == 0, first.stderr[-3000:]
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        with DatabaseReader(run / f"data/mnist/mnist_{split}_lmdb", "lmdb") as reader:
+        with open_db(run / f"data/mnist/mnist_{split}_lmdb", "r", "lmdb") as reader:
             assert len(reader) == COUNTS[split]
             datum = read_datum(reader, 0)
             assert datum.label == arrays[f"{prefix}-labels-idx1-ubyte"][0]

@@ -33,10 +33,10 @@ import numpy as np
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.data.db import (
     DatabaseError,
-    DatabaseReader,
     RecordCursor,
     RecordOutOfRange,
     detect_backend,
+    open_db,
 )
 from pipeline_lib.data.transform import DataTransformer
 from pipeline_lib.engine.layers.base import register
@@ -164,7 +164,7 @@ class DatabaseLayer(PrefetchingDataLayer):
         path, backend = self._locate_source(dp)
         self._open_resources()
         try:
-            reader = DatabaseReader(str(path), backend)
+            reader = open_db(str(path), "r", backend)
             self._res.closers.append(reader.close)
             cursor = reader.cursor(unmap_every=UNMAP_BYTES)
             self._res.closers.append(cursor.close)
