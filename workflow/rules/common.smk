@@ -1,5 +1,7 @@
 """Config validation and the helpers that the rules use (paths, inputs, targets)."""
 
+import functools
+
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -126,11 +128,17 @@ def model_constraint():
     return "|".join(re.escape(name) for name in sorted(MODELS, key=len, reverse=True))
 
 
-def train_inputs(wildcards):
-    """The solver, its nets and the databases / mean files those nets read."""
+@functools.cache
+def solver_files(model):
+    """The model's solver and nets, read once while Snakemake builds its graph."""
     from pipeline_lib.engine.model_files import SolverFiles
 
-    files = SolverFiles.read(MODELS[wildcards.model]["solver"]).files
+    return SolverFiles.read(MODELS[model]["solver"])
+
+
+def train_inputs(wildcards):
+    """The solver, its nets and the databases / mean files those nets read."""
+    files = solver_files(wildcards.model).files
     return {
         "solver": files.solver,
         "nets": list(files.nets),
@@ -158,7 +166,7 @@ def train_gpus(wildcards):
     from pipeline_lib.core.backend import Device
     from pipeline_lib.engine.training.device import run_device
 
-    solver = MODELS[wildcards.model]["solver"]
+    solver = solver_files(wildcards.model).param
     return int(run_device(config["train"]["solver_mode"], solver) is Device.GPU)
 
 
