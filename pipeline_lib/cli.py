@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "time":
             p.add_argument("--batch-size", type=int, help="override the input batch size")
             p.add_argument("--dummy-data", metavar="C,H,W",
-                           help="replace the data layers that read images by random data of this shape")
+                           help="replace the data layers that read images by random data "
+                                "of this shape")
 
     p = add("classify", "top-k predictions of a deploy net for image and IDX files")
     p.add_argument("--model", "-model", required=True, help="deploy prototxt (Input layer)")
