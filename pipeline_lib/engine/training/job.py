@@ -117,9 +117,11 @@ class RunPaths:
         """Refuse a stem naming other iterations than the run's last: max_iter (`source`
         says where it comes from), or the iteration of a `resume` state beyond it."""
         named = self.iterations
-        start = load_solverstate(resume).iter if named is not None and resume else 0
+        if named is None:
+            return
+        start = load_solverstate(resume).iter if resume else 0
         last = max(max_iter, start)
-        if named is None or named == last:
+        if named == last:
             return
         other = self.stem.parent / f"{self.name}_iter_{last}"
         if start > max_iter:
@@ -190,6 +192,8 @@ class TrainingJob:
             `provenance_path`). Without it, snapshots go to the solver's
             snapshot_prefix (default: the solver path without its suffix) and a
             provenance record is written only to a given `provenance_path`.
+            A stem `<name>_iter_<N>` must name the run's last iteration
+            (RunPaths.check_iterations).
         solver_mode: "CPU"/"GPU" overrides the solver's (see device.run_device).
         weights: comma-separated .caffemodel files to start from (fine-tuning).
         config: the workflow's config section for this run, kept in the record.
