@@ -19,7 +19,6 @@ bench/ and the workflow's timing rule.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -29,6 +28,7 @@ from pipeline_lib.core.blob import Blob
 from pipeline_lib.engine.layers.base import Layer
 from pipeline_lib.engine.layers.data_layer import DataLayer, replace_data_layers, set_batch_size
 from pipeline_lib.engine.net import Net as CoreNet
+from pipeline_lib.engine.weights import copy_weights
 from pipeline_lib.proto import caffe_pb2
 
 PhaseLike = int | str
@@ -96,13 +96,8 @@ class Net:
     # -- weights ----------------------------------------------------------------------------
     def copy_from(self, weights: PathLike | Sequence[PathLike]) -> list[str]:
         """Load .caffemodel weights by layer name; returns the layers that got weights."""
-        from pipeline_lib.proto.prototxt import read_net_binary
-
         paths = [weights] if isinstance(weights, str | os.PathLike) else list(weights)
-        copied: list[str] = []
-        for path in paths:
-            copied += self.core.copy_trained_layers_from(read_net_binary(path), source=str(path))
-        return copied
+        return copy_weights(self.core, paths)
 
     def save(self, path: PathLike) -> None:
         """Write the weights as a binary .caffemodel (atomically)."""
@@ -208,7 +203,7 @@ class Net:
 def load_net(model: str, weights: str | None, phase: int, device: Device = Device.CPU,
              batch_size: int | None = None, dummy_data: str | None = None, seed: int = 0):
     """A Net from a prototxt, optionally with weights, batch size and dummy data patched in."""
-    from pipeline_lib.proto.prototxt import read_net, read_net_binary
+    from pipeline_lib.proto.prototxt import read_net
 
     param = read_net(model)
     if dummy_data:
@@ -217,13 +212,5 @@ def load_net(model: str, weights: str | None, phase: int, device: Device = Devic
         set_batch_size(param, batch_size)
     net = CoreNet(param, phase, xp=device.xp, rng=np.random.default_rng(seed))
     if weights:
-        copied: set[str] = set()
-        for path in weights.split(","):
-            copied.update(net.copy_trained_layers_from(read_net_binary(path), source=path))
-        missing = [name for name, layer in zip(net.layer_names, net.layers)
-                   if layer.blobs and name not in copied]
-        if missing:  # as in Caffe, not an error; but a cut-short file looks just like this
-            print(f"pcaffe: warning: {weights} holds no weights for layer(s) "
-                  f"{', '.join(missing)}; they keep their initial (filler) values",
-                  file=sys.stderr)
+        copy_weights(net, [w for w in weights.split(",") if w])
     return net

@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resume from a .solverstate, or 'auto': the newest complete snapshot")
     p.add_argument("--weights", "-weights", help="start from .caffemodel weights (comma list)")
     p.add_argument("--iterations", "-iterations", type=int, help="override max_iter")
-    p.add_argument("--output", help="final snapshot stem, e.g. results/lenet_iter_10000")
+    p.add_argument("--output", help="final snapshot stem, e.g. results/lenet_iter_10000 "
+                   "(its N must be the run's last iteration)")
     p.add_argument("--log", help="write the glog-style log here too")
     p.add_argument("--sigint-effect", "-sigint_effect", default="stop",
                    choices=["stop", "snapshot", "none"])

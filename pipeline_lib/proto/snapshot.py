@@ -4,7 +4,8 @@ Files are named as Caffe names them, `<prefix>_iter_<N>.caffemodel` and
 `<prefix>_iter_<N>.solverstate`. Each is written atomically (temporary file in
 the same directory, fsync, rename), the caffemodel first, so a solverstate
 exists only beside a complete caffemodel. The solverstate's `learned_net` is
-the caffemodel's file *name* (relative), so the pair can be moved together;
+the caffemodel's file *name* (relative), so the pair can be moved together
+(`move_snapshot` renames the pair and keeps `learned_net` naming the caffemodel);
 `resolve_learned_net` looks beside the solverstate first, then (as Caffe
 does) relative to the working directory. Bytes depend only on the values:
 no timestamps, host names or absolute paths, and deterministic serialization.
@@ -117,6 +118,23 @@ def load_solverstate(path: PathLike) -> caffe_pb2.SolverState:
         if (why := check_blob(bp)) is not None:
             raise BinaryProtoError(path, f"history blob {j}: {why}")
     return state
+
+
+def move_snapshot(model: PathLike, state: PathLike, stem: PathLike) -> tuple[Path, Path]:
+    """Move a snapshot pair to `<stem>.caffemodel` and `<stem>.solverstate` (the caffemodel
+    first); the moved solverstate's `learned_net` names the moved caffemodel."""
+    stem = Path(stem)
+    new_model = stem.parent / f"{stem.name}.caffemodel"
+    new_state = stem.parent / f"{stem.name}.solverstate"
+    os.replace(model, new_model)
+    if Path(model).name == new_model.name:  # learned_net, as the solver wrote it, still fits
+        os.replace(state, new_state)
+    else:
+        message = load_solverstate(state)
+        message.learned_net = new_model.name
+        atomic_write_bytes(new_state, _serialize(message))
+        Path(state).unlink()
+    return new_model, new_state
 
 
 def resolve_learned_net(state_path: PathLike, learned_net: str) -> Path:

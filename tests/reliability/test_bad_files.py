@@ -142,9 +142,11 @@ def test_caffemodel_cut_between_layers(run_dir, trained):
     data = (trained / "results/small_iter_20.caffemodel").read_bytes()
     (run_dir / "w.caffemodel").write_bytes(_cut_between_layers(data, 3))
     done = pcaffe(*TEST, "--weights", "w.caffemodel", cwd=run_dir)
-    warning = next(line for line in done.stderr.splitlines() if "warning" in line)
+    warning = next(line.split("] ", 1)[1] for line in done.stderr.splitlines()
+                   if line.startswith("W") and "holds no weights" in line)
     assert done.returncode == 0 and "Traceback" not in done.stderr
-    assert "w.caffemodel holds no weights for layer(s) ip1" in warning
+    assert warning == ("w.caffemodel holds no weights for layer 'ip1' of net 'small'; it keeps "
+                       "its initial (filler) values")
     record(".caffemodel cut between two layers, used as test weights", warning, 0)
 
     # As a snapshot to resume from, the missing layer is an error.

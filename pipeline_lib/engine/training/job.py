@@ -14,6 +14,11 @@ an interrupted run never leaves a final-looking output, and `resume="auto"`
 continues from the newest complete intermediate snapshot (exactly: see
 pipeline_lib.engine.training.resume).
 
+A stem `<name>_iter_<N>` names the run's iterations: when N (leading zeros
+allowed) is not the iteration the run would end at, `create` refuses the job
+before anything is written. Whatever the stem, the final `.solverstate`'s
+`learned_net` names the `.caffemodel` beside it.
+
 A finished run also gets `<stem>.provenance.json` (provenance.py): its
 inputs' digests, as hashed before training, and where, when and with what
 software it ran.
@@ -49,6 +54,13 @@ from pipeline_lib.engine.training.snapshot_dir import (
 from pipeline_lib.engine.training.solver import Solver
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.prototxt import write_prototxt
+from pipeline_lib.proto.snapshot import load_solverstate, move_snapshot
+
+_ITER = re.compile(r"_iter_(\d+)$")
+
+
+class OutputStemError(ValueError):
+    """An output stem whose `_iter_<N>` is not the iteration the run would end at."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +104,33 @@ class RunPaths:
     @property
     def name(self) -> str:
         """The snapshots' name: the stem without its `_iter_<N>`."""
-        return re.sub(r"_iter_\d+$", "", self.stem.name)
+        return _ITER.sub("", self.stem.name)
+
+    @property
+    def iterations(self) -> int | None:
+        """The N of a stem `<name>_iter_<N>`; None for a stem that names no iterations."""
+        found = _ITER.search(self.stem.name)
+        return int(found.group(1)) if found else None
+
+    def check_iterations(self, max_iter: int, source: str,
+                         resume: str | os.PathLike | None) -> None:
+        """Refuse a stem naming other iterations than the run's last: max_iter (`source`
+        says where it comes from), or the iteration of a `resume` state beyond it."""
+        named = self.iterations
+        if named is None:
+            return
+        start = load_solverstate(resume).iter if resume else 0
+        last = max(max_iter, start)
+        if named == last:
+            return
+        other = self.stem.parent / f"{self.name}_iter_{last}"
+        if start > max_iter:
+            why = (f"{resume} is at iteration {start}, past max_iter {max_iter}; resume an "
+                   f"earlier state, or name the output {other}")
+        else:
+            why = (f"the run would end at iteration {last} ({source}); ask for {named} "
+                   f"iterations (--iterations {named}) or name the output {other}")
+        raise OutputStemError(f"output {self.stem} names {named} iterations, but {why}")
 
     @property
     def snapshot_dir(self) -> Path:
@@ -154,6 +192,8 @@ class TrainingJob:
             `provenance_path`). Without it, snapshots go to the solver's
             snapshot_prefix (default: the solver path without its suffix) and a
             provenance record is written only to a given `provenance_path`.
+            A stem `<name>_iter_<N>` must name the run's last iteration
+            (RunPaths.check_iterations).
         solver_mode: "CPU"/"GPU" overrides the solver's (see device.run_device).
         weights: comma-separated .caffemodel files to start from (fine-tuning).
         config: the workflow's config section for this run, kept in the record.
@@ -168,6 +208,9 @@ class TrainingJob:
             stem = Path(output_stem)
             paths = RunPaths(stem, Path(metrics_path or stem.parent / f"{stem.name}_metrics.csv"),
                              Path(provenance_path or stem.parent / f"{stem.name}.provenance.json"))
+            source = (f"--iterations {max_iter}" if max_iter is not None
+                      else f"max_iter of {solver_path}")
+            paths.check_iterations(effective.max_iter, source, None if resume == "auto" else resume)
             prefix, metrics, provenance_path = paths.prefix, paths.metrics, paths.provenance
         return cls(solver, effective, device, paths, prefix, resume, metrics,
                    Path(provenance_path) if provenance_path is not None else None, log_path,
@@ -209,11 +252,7 @@ class TrainingJob:
                                *([resume_file] if resume_file else [])])
         model, state, iterations, stopped = self._train(resume_file, created_dirs)
         if self.paths is not None and not stopped:
-            # The solverstate names its caffemodel by file name, so the pair moves together.
-            stem = self.paths.stem
-            os.replace(model, stem.with_suffix(".caffemodel"))
-            os.replace(state, stem.with_suffix(".solverstate"))
-            model, state = stem.with_suffix(".caffemodel"), stem.with_suffix(".solverstate")
+            model, state = move_snapshot(model, state, self.paths.stem)
         provenance = None
         if self.provenance is not None and not stopped:
             outputs = {"caffemodel": model, "solverstate": state}

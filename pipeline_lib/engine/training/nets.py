@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pipeline_lib.core import glog
 from pipeline_lib.engine.net import Net
 from pipeline_lib.engine.solvers import SolverParameterError
+from pipeline_lib.engine.weights import copy_weights
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.snapshot import load_caffemodel
 
@@ -40,8 +41,7 @@ def build(built: list[Net], sp: caffe_pb2.SolverParameter, *, xp, dtype, rng,
 
     built.append(train_net(sp, make, read, log))
     add_test_nets(built, sp, make, read, log)
-    for net in built:
-        load_weights(net, sp.weights, log)
+    load_weights(built, sp.weights, log)
     for test_net in built[1:]:
         test_net.share_trained_layers_with(built[0])
 
@@ -123,10 +123,16 @@ def add_test_nets(nets: list[Net], sp: caffe_pb2.SolverParameter, make: MakeNet,
         nets.append(make(get(), caffe_pb2.TEST, override))
 
 
-def load_weights(net: Net, weights, log: glog.GlogLogger) -> None:
-    """Copy the solver's `weights` (.caffemodel files, comma lists allowed) into `net`."""
-    for entry in weights:
-        for name in (n.strip() for n in entry.split(",")):
-            if name:
-                log.info(f"Finetuning from {name}")
-                net.copy_trained_layers_from(load_caffemodel(name), source=name)
+def load_weights(built: list[Net], weights, log: glog.GlogLogger) -> None:
+    """Copy the solver's `weights` (.caffemodel files, comma lists allowed) into the train
+    net, by engine.weights' rules, then into the test nets, as Caffe does (their layers
+    that the train net has are shared with it next)."""
+    paths = [name for entry in weights for name in (n.strip() for n in entry.split(",")) if name]
+    for i, net in enumerate(built):
+        for path in paths:
+            log.info(f"Finetuning from {path}")
+        if i == 0:
+            copy_weights(net, paths, log)
+            continue
+        for path in paths:
+            net.copy_trained_layers_from(load_caffemodel(path), source=path)
