@@ -6,7 +6,8 @@ python -m pipeline_lib.data convert-imageset ROOT LISTING OUT [--synsets S] [--r
 python -m pipeline_lib.data compute-mean DB OUT.binaryproto
 python -m pipeline_lib.data inspect DB
 
-Errors print one message and exit 1; `--debug` shows the traceback instead.
+Errors print one message and exit 1 (a bad option too: it is named, with the value and
+what is allowed); `--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -22,19 +23,25 @@ from pathlib import Path
 from pipeline_lib.core.errors import describe_error
 
 log = logging.getLogger("pipeline_lib.data")
+MAX_WORKERS = 256  # decoding threads: more only costs memory
 
 
 def _download_mnist(args: argparse.Namespace) -> int:
     import yaml
 
-    from pipeline_lib.data.mnist_sources import download_mnist
+    from pipeline_lib.data.mnist_sources import ConfigError, download_mnist
 
     with open(args.config, encoding="utf-8") as f:
         config = yaml.safe_load(f) or {}
-    if "mnist" not in config:
-        raise SystemExit(f"{args.config}: no 'mnist' section")
+    if not isinstance(config, dict) or not isinstance(config.get("mnist"), dict):
+        raise ValueError(f"{args.config}: no 'mnist' section (a mapping with files and "
+                         "sources; see config.yaml)")
     dest = args.dest or config["mnist"].get("dir", "data/mnist")
-    for name, path in download_mnist(config["mnist"], dest, config.get("download")).items():
+    try:
+        got = download_mnist(config["mnist"], dest, config.get("download"))
+    except ConfigError as exc:
+        raise ConfigError(f"{args.config}: {exc}") from None
+    for name, path in got.items():
         print(f"{name}\t{path}")
     return 0
 
@@ -48,20 +55,14 @@ def _convert_mnist(args: argparse.Namespace) -> int:
 
 
 def _convert_imageset(args: argparse.Namespace) -> int:
-    from pipeline_lib.data.images import ResizeSpec
     from pipeline_lib.data.imageset import ConvertOptions, convert_imageset, write_skipped_report
     from pipeline_lib.data.listing import read_synsets
 
-    resize = None
-    if args.resize:
-        try:
-            height, width = (int(v) for v in args.resize.lower().split("x"))
-        except ValueError:
-            raise ValueError(f"--resize wants HxW, e.g. 256x256, got {args.resize!r}") from None
-        resize = ResizeSpec(height, width)
+    if args.skipped is not None:
+        _check_output_file(args.skipped, "--skipped")
     options = ConvertOptions(backend=args.backend, shuffle=args.shuffle, seed=args.seed,
                              gray=args.gray, encoded=args.encoded, check_size=args.check_size,
-                             resize=resize, on_error=args.on_error, workers=args.workers)
+                             resize=args.resize, on_error=args.on_error, workers=args.workers)
     num_classes = len(read_synsets(args.synsets)) if args.synsets else None
     result = convert_imageset(args.root, args.listing, args.out, options,
                               num_classes=num_classes, overwrite=args.overwrite)
@@ -74,6 +75,7 @@ def _convert_imageset(args: argparse.Namespace) -> int:
 def _compute_mean(args: argparse.Namespace) -> int:
     from pipeline_lib.data.mean import write_image_mean
 
+    _check_output_file(args.out, "OUT (the mean .binaryproto)")
     result = write_image_mean(args.db, args.out, args.backend)
     means = ", ".join(f"{v:.4f}" for v in result.channel_means)
     print(f"{args.out}: mean of {result.count} images; per channel: {means}")
@@ -98,8 +100,56 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output_file(path: Path, what: str) -> None:
+    """Refuse, before any work, an output file path that names a folder."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; {what} must name a file to write")
+
+
+def _whole_number(low: int, high: int | None = None):
+    """An argparse type: an integer from `low` to `high` (no upper bound when None)."""
+    allowed = f"a whole number from {low} to {high}" if high else f"a whole number >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {allowed}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value}: expected {allowed}")
+        return value
+
+    return parse
+
+
+def _resize(text: str):
+    """--resize HxW: both positive, the image no larger than decoding allows."""
+    from PIL import Image
+
+    from pipeline_lib.data.images import ResizeSpec
+
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HxW, e.g. 256x256") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: height and width must be positive")
+    if height * width > Image.MAX_IMAGE_PIXELS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: {height * width} pixels, more than the {Image.MAX_IMAGE_PIXELS} "
+            "an image may have")
+    return ResizeSpec(height, width)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad options end like every other error: one line naming the option, exit status 1."""
+
+    def error(self, message: str):
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m pipeline_lib.data",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -133,16 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path)
     p.add_argument("--backend", choices=("lmdb", "leveldb"), default="lmdb")
     p.add_argument("--synsets", type=Path, help="synset_words.txt: labels must be below its size")
-    p.add_argument("--resize", metavar="HxW", help="resize every image to this")
+    p.add_argument("--resize", metavar="HxW", type=_resize, help="resize every image to this")
     p.add_argument("--gray", action="store_true")
     p.add_argument("--encoded", action="store_true", help="store encoded image bytes")
     p.add_argument("--check-size", action="store_true", help="all images must be one size")
     p.add_argument("--shuffle", action="store_true")
-    p.add_argument("--seed", type=int, default=0, help="shuffle seed")
+    p.add_argument("--seed", type=_whole_number(0), default=0, help="shuffle seed")
     p.add_argument("--on-error", choices=("fail", "skip"), default="fail",
                    help="an unreadable image fails the run (default) or is skipped")
     p.add_argument("--skipped", type=Path, help="write skipped images here (TSV)")
-    p.add_argument("--workers", type=int, default=1, help="decoding threads")
+    p.add_argument("--workers", type=_whole_number(1, MAX_WORKERS), default=1,
+                   help=f"decoding threads (1 to {MAX_WORKERS})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=_convert_imageset)
 
@@ -155,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("inspect", "count records and show the first few")
     p.add_argument("db", type=Path)
     p.add_argument("--backend", choices=("lmdb", "leveldb"), default=None)
-    p.add_argument("--show", type=int, default=3, help="records to show (default 3)")
+    p.add_argument("--show", type=_whole_number(0), default=3, help="records to show (default 3)")
     p.set_defaults(func=_inspect)
     return parser
 

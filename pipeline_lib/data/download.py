@@ -2,7 +2,9 @@
 
 Each source is asked, in order, for the files still missing. What it hands
 back is checked (size, then sha256 of the decompressed bytes) before it is
-moved into place atomically; a file that fails the check counts as that
+moved into place atomically; as the size is known, no transfer or
+decompression is let run past it (a mirror that streams without end, a
+gzip bomb); a file that fails the check counts as that
 source's failure and the next source is tried. If files are still missing
 at the end, one `DownloadError` lists every source tried and why it failed.
 
@@ -43,12 +45,18 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class ExpectedFile:
-    """A file we want: its decompressed name, sha256 and size (None: unchecked)."""
+    """A file we want: its decompressed name, sha256 and size in bytes."""
 
     name: str
     sha256: str
-    size: int | None = None
+    size: int
     gz_sha256: str | None = None
+
+    @property
+    def gz_limit(self) -> int:
+        """The most bytes a gzip file of it can take: deflate's stored blocks add 5 bytes
+        per 16 KiB at worst, the gzip header and trailer a few more (a file name)."""
+        return self.size + self.size // 1024 + 4096
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,7 @@ class Source(Protocol):
 def verify(path: Path, expected: ExpectedFile) -> str | None:
     """None when `path` is the expected file, else why not."""
     size = path.stat().st_size
-    if expected.size is not None and size != expected.size:
+    if size != expected.size:
         return f"size {size} bytes, expected {expected.size}"
     digest = sha256_file(path)
     if digest != expected.sha256:
@@ -165,14 +173,24 @@ def _commit(src: Path, dst: Path) -> None:
     fsync_dir(dst.parent)
 
 
-def gunzip(src: Path, dst: Path) -> None:
-    """Decompress a gzip file; a corrupt one raises ValueError."""
+def gunzip(src: Path, dst: Path, limit: int) -> None:
+    """Decompress a gzip file, stopping past `limit` bytes; a corrupt one (or one that
+    decompresses to more) raises ValueError."""
     try:
         with gzip.open(src, "rb") as fin, open(dst, "wb") as fout:
-            shutil.copyfileobj(fin, fout, _CHUNK)
+            written = 0
+            while chunk := fin.read(min(_CHUNK, limit + 1 - written)):
+                fout.write(chunk)
+                written += len(chunk)
+                if written > limit:
+                    raise ValueError(f"decompresses to more than the {limit} bytes expected; "
+                                     "stopped there")
     except (OSError, EOFError, zlib.error) as exc:
         dst.unlink(missing_ok=True)
         raise ValueError(f"not a valid gzip file ({exc})") from None
+    except ValueError:
+        dst.unlink(missing_ok=True)
+        raise
 
 
 def _place(src: Path, f: ExpectedFile, workdir: Path) -> Path:
@@ -185,7 +203,9 @@ def _place(src: Path, f: ExpectedFile, workdir: Path) -> Path:
                 raise ValueError(
                     f"sha256 of the .gz mismatch: got {digest}, expected {f.gz_sha256}"
                 )
-        gunzip(src, out)
+        gunzip(src, out, f.size)
+    elif src.stat().st_size != f.size:  # not copied: it cannot be the file
+        raise ValueError(f"size {src.stat().st_size} bytes, expected {f.size}")
     elif src != out:
         shutil.copyfile(src, out)
     return out
@@ -258,16 +278,24 @@ def _resolve(host: str, port: int, timeout: float) -> None:
         pool.shutdown(wait=False)
 
 
-def download_url(url: str, dest: Path, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
-    """Stream `url` into `dest`, with progress; raises OSError / URLError on failure."""
+def download_url(url: str, dest: Path, limit: int,
+                 timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
+    """Stream `url` into `dest`, with progress, reading at most `limit` bytes; raises
+    OSError / URLError on failure, ValueError for a response larger than `limit`."""
     opener = _opener(timeouts)
     with opener.open(url, timeout=timeouts.connect) as resp, open(dest, "wb") as out:
         length = resp.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
+        if total is not None and total > limit:
+            raise ValueError(f"the server announces {total} bytes, more than the {limit} "
+                             "this file can take; not downloaded")
         with Progress(f"downloading {url}", total=total, unit="B", logger=log) as progress:
-            while chunk := resp.read(_CHUNK):
+            while chunk := resp.read(min(_CHUNK, limit + 1 - progress.done)):
                 out.write(chunk)
                 progress.update(len(chunk))
+                if progress.done > limit:
+                    raise ValueError(f"stopped after {limit} bytes: more than this file can "
+                                     "take (a server that sends without end?)")
         if total is not None and progress.done != total:
             raise OSError(f"connection closed after {progress.done} of {total} bytes")
 
@@ -298,7 +326,8 @@ class HttpSource:
             url = self.base_url + f.name + self.suffix
             raw = workdir / (f.name + self.suffix)
             try:
-                download_url(url, raw, self.timeouts)
+                limit = f.gz_limit if self.suffix == ".gz" else f.size
+                download_url(url, raw, limit, self.timeouts)
                 got[f.name] = _place(raw, f, workdir)
             except urllib.error.HTTPError as exc:
                 errors[f.name] = f"HTTP {exc.code} {exc.reason} for {url}"

@@ -113,7 +113,8 @@ def read_labels(path: str | os.PathLike, *, mmap: bool = False) -> np.ndarray:
 def read_mnist_pair(
     images_path: str | os.PathLike, labels_path: str | os.PathLike, *, mmap: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, rows, cols) and labels (N,) that belong together (`mmap`: see read_idx)."""
+    """Images (N, rows, cols) and labels (N,) that belong together, at least one image
+    (`mmap`: see read_idx)."""
     images = read_images(images_path, mmap=mmap)
     labels = read_labels(labels_path, mmap=mmap)
     if images.shape[0] != labels.shape[0]:
@@ -121,4 +122,11 @@ def read_mnist_pair(
             f"count mismatch: {images_path} holds {images.shape[0]} images but "
             f"{labels_path} holds {labels.shape[0]} labels"
         )
+    count, rows, cols = images.shape
+    if count == 0:
+        raise IdxError(f"{images_path}: holds no images (its header's count is 0); an MNIST "
+                       "pair needs at least one image")
+    if rows == 0 or cols == 0:
+        raise IdxError(f"{images_path}: images of {rows} x {cols} pixels; rows and cols must "
+                       "be positive")
     return images, labels

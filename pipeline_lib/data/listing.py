@@ -16,6 +16,7 @@ a given synset file).
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -106,6 +107,9 @@ def read_listing(path: str | os.PathLike, num_classes: int | None = None, *,
                  allow_empty: bool = False) -> list[ListingEntry]:
     """The entries of a listing file, in file order; blank lines are skipped.
 
+    Lines may end in CRLF and the file may start with a UTF-8 byte order mark,
+    as files saved on Windows do.
+
     `num_classes` (the synset count), when given, bounds the labels. A listing
     without entries is an error unless `allow_empty`.
     """
@@ -114,6 +118,7 @@ def read_listing(path: str | os.PathLike, num_classes: int | None = None, *,
         raw = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"listing {str(path)!r} does not exist") from None
+    raw = raw.removeprefix(codecs.BOM_UTF8)  # as Windows editors save UTF-8
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -149,7 +154,7 @@ def read_synsets(path: str | os.PathLike) -> Synsets:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte order mark is dropped
     except FileNotFoundError:
         raise FileNotFoundError(f"synset file {str(path)!r} does not exist") from None
     except UnicodeDecodeError as exc:

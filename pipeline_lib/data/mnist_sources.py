@@ -52,17 +52,25 @@ class ConfigError(ValueError):
 
 
 def expected_files(files_cfg: Mapping[str, Mapping[str, Any]]) -> list[ExpectedFile]:
-    """The four files from config `mnist.files`: name -> {sha256, size, gz_sha256}."""
+    """The four files from config `mnist.files`: name -> {sha256, size, gz_sha256}.
+
+    The size bounds every transfer and decompression of the file, so it is required.
+    """
     out = []
     for name in FILE_NAMES:
         entry = files_cfg.get(name)
-        if not entry or "sha256" not in entry:
-            raise ConfigError(f"config mnist.files.{name}: needs at least a sha256")
+        if not isinstance(entry, Mapping) or "sha256" not in entry or "size" not in entry:
+            raise ConfigError(f"config mnist.files.{name}: needs a sha256 and a size (bytes "
+                              f"decompressed), got {entry!r}")
+        size = entry["size"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ConfigError(f"config mnist.files.{name}.size: {size!r} is not a number of "
+                              "bytes (an integer, 0 or more)")
         out.append(
             ExpectedFile(
                 name=name,
                 sha256=str(entry["sha256"]).lower(),
-                size=entry.get("size"),
+                size=size,
                 gz_sha256=entry.get("gz_sha256"),
             )
         )
@@ -107,13 +115,28 @@ def download_mnist(
 ) -> dict[str, Path]:
     """Fetch and verify the four IDX files into `dest_dir` (config sections `mnist`, `download`)."""
     download_cfg = download_cfg or {}
-    timeouts = Timeouts(
-        connect=float(download_cfg.get("connect_timeout", 5.0)),
-        read=float(download_cfg.get("read_timeout", 30.0)),
-    )
+    for section, value in (("download", download_cfg), ("mnist", mnist_cfg),
+                           ("mnist.files", mnist_cfg.get("files", {}))):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config {section}: expected a mapping of keys to values, "
+                              f"got {value!r}")
+    sources_cfg = mnist_cfg.get("sources", [])
+    if not isinstance(sources_cfg, list) or not all(isinstance(e, Mapping) for e in sources_cfg):
+        raise ConfigError(f"config mnist.sources: expected a list of sources (each a mapping "
+                          f"with a type), got {sources_cfg!r}")
+    timeouts = Timeouts(connect=_seconds(download_cfg, "connect_timeout", 5.0),
+                        read=_seconds(download_cfg, "read_timeout", 30.0))
     files = expected_files(mnist_cfg.get("files", {}))
-    sources = make_sources(mnist_cfg.get("sources", []), timeouts)
+    sources = make_sources(sources_cfg, timeouts)
     return fetch_verified(files, sources, dest_dir)
+
+
+def _seconds(download_cfg: Mapping[str, Any], key: str, default: float) -> float:
+    value = download_cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"config download.{key}: {value!r} is not a positive number of "
+                          "seconds")
+    return float(value)
 
 
 # --- the package-index copy ------------------------------------------------------

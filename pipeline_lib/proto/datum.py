@@ -11,6 +11,8 @@ the two link different libjpeg builds; PNG decodes identically.
 from __future__ import annotations
 
 import io
+import re
+import warnings
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -100,7 +102,14 @@ def _decode(file_bytes: bytes, color: bool | None, where: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(file_bytes)) as img:
+        with warnings.catch_warnings():
+            # Pillow warns of large images as it opens them; they are refused below instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(file_bytes))
+        with img:
+            width, height = img.size
+            if width * height > Image.MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(f"{width} x {height} pixels")
             img.load()
             if color is True:
                 img = img.convert("RGB")
@@ -109,6 +118,14 @@ def _decode(file_bytes: bytes, color: bool | None, where: str) -> np.ndarray:
             else:
                 img = _native(img, where)
             pixels = np.asarray(img)
+    except Image.DecompressionBombError as exc:
+        # ours names the size; Pillow's own (past twice the limit, raised by open) the pixels
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{found.group(1)} pixels" if found else str(exc)
+        raise DatumError(
+            f"{where}: encoded image of {size} is larger than the {Image.MAX_IMAGE_PIXELS} "
+            f"pixels an image may have (from {len(file_bytes)} bytes: a decompression "
+            "bomb?); not decoded") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DatumError(f"{where}: cannot decode encoded image ({exc})") from None
     if pixels.dtype != np.uint8:

@@ -70,12 +70,16 @@ def read_text(path: StrPath, message_cls: type[M]) -> M:
 
 
 def parse_net_text(text: str, filename: str) -> caffe_pb2.NetParameter:
-    """Parse a net prototxt and upgrade old syntax (V1 layers, input fields, ...).
+    """Parse a net prototxt and upgrade old syntax (V1 layers, input fields, ...); a net
+    without layers is an error.
 
     `filename` names the text in errors and in the upgrade log line.
     """
     net = parse_text(text, caffe_pb2.NetParameter, filename)
     upgrade_net(net, filename)
+    if not net.layer:
+        raise PrototxtError(filename, "defines no layers; a net needs at least one "
+                            "`layer { name: ... type: ... }`")
     return net
 
 
@@ -87,6 +91,13 @@ def parse_solver_text(text: str, filename: str) -> caffe_pb2.SolverParameter:
     """
     solver = parse_text(text, caffe_pb2.SolverParameter, filename)
     upgrade_solver(solver, filename)
+    inline = [(f, getattr(solver, f)) for f in ("net_param", "train_net_param")
+              if solver.HasField(f)]
+    inline += [(f"test_net_param #{i + 1}", p) for i, p in enumerate(solver.test_net_param)]
+    for field, net in inline:
+        if not (net.layer or net.layers or net.input):  # old nets: layers made on upgrade
+            raise PrototxtError(filename, f"{field} defines no layers; a net needs at least "
+                                "one `layer { name: ... type: ... }`")
     default_snapshot_prefix(solver, filename)
     return solver
 

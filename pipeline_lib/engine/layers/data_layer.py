@@ -286,7 +286,10 @@ class PrefetchingDataLayer(DataLayer):
         return self._res.prefetcher.get()
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
-        batch = self._next_batch()
+        try:
+            batch = self._next_batch()
+        except ValueError as exc:  # a bad record: its message names the file and record
+            raise self.error(str(exc)) from None
         _take(top[0], self.xp.asarray(batch.data))
         if len(top) > 1:
             _take(top[1], self.xp.asarray(batch.labels))

@@ -25,7 +25,7 @@ import numpy as np
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.data.images import ImageError, ResizeSpec, read_image
 from pipeline_lib.data.listing import ListingEntry, read_listing
-from pipeline_lib.data.transform import DataTransformer
+from pipeline_lib.data.transform import DataTransformer, TransformError
 from pipeline_lib.engine.layers.base import register
 from pipeline_lib.engine.layers.data_layer import Batch, PrefetchingDataLayer
 
@@ -86,19 +86,31 @@ class _ImageSource:
         except ImageError as exc:
             raise ImageError(f"{self.where} line {entry.line}: {exc}") from None
 
-    def first_shape(self) -> tuple:
-        """The C x H x W shape of the image the next batch starts with."""
-        return self.read(self.entries[int(self.order[self.pos])]).shape
+    def output_shape(self) -> tuple:
+        """The top shape of a batch starting at the next image."""
+        entry = self.entries[int(self.order[self.pos])]
+        return self._transformed(entry, self.transformer.output_shape,
+                                 self.read(entry).shape, self.batch_size)
 
     def next_batch(self) -> Batch:
         """The next batch, transformed; after an error the source is back at its start."""
         start = self.state()
         try:
+            first = self.entries[int(self.order[self.pos])]
             images, labels = self._read_batch()
+            data = self._transformed(first, self.transformer.transform, images)
         except BaseException:
             self.restore(start)
             raise
-        return Batch(self.transformer.transform(images), labels, self.state())
+        return Batch(data, labels, self.state())
+
+    def _transformed(self, first: ListingEntry, step, *args):
+        """`step(*args)`; its errors named by the batch's first image, as its shape is."""
+        try:
+            return step(*args)
+        except TransformError as exc:
+            raise TransformError(f"{self.where} line {first.line} ({first.path!r}): "
+                                 f"{exc}") from None
 
     def _read_batch(self) -> tuple[np.ndarray, np.ndarray]:
         images = []
@@ -147,7 +159,7 @@ class ImageDataLayer(PrefetchingDataLayer):
         try:
             if p.rand_skip:
                 source.skip(int(gen.integers(0, p.rand_skip)))
-            data_shape = transformer.output_shape(source.first_shape(), self.batch_size)
+            data_shape = source.output_shape()
         except ValueError as exc:
             raise self.error(str(exc)) from None
         self._start(source, data_shape)
