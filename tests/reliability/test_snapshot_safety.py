@@ -117,7 +117,7 @@ def test_named_snapshot_of_a_changed_solver_is_kept_and_resumed(run_dir):
 
 def test_second_run_into_the_same_output_is_refused(run_dir):
     long_solver = solver_with(run_dir, "long.prototxt", snapshot=100, display=20)
-    first = start_pcaffe("train", "--solver", long_solver, "--iterations", 600, "--output",
+    first = start_pcaffe("train", "--solver", long_solver, "--iterations", 100000, "--output",
                          STEM, cwd=run_dir, stderr_path=run_dir / "stderr.txt")
     try:
         wait_for_text(run_dir / "stderr.txt", "Iteration 120, lr", first)
