@@ -90,8 +90,7 @@ def test_changed_solver_puts_old_snapshots_aside(run_dir):
     assert {p.name: sha256(p) for p in aside[0].glob("small_*")} == old
     warning = next(line for line in done.stderr.splitlines() if "stale-" in line)
     assert str(aside[0].relative_to(run_dir)) in warning
-    record("snapshots of a run whose solver has changed since",
-           re.sub(r"^.*\] ", "", warning) + " (exit 0, training starts from iteration 0)",
+    record("snapshots of a run whose solver has changed since", re.sub(r"^.*\] ", "", warning),
            done.returncode)
     # and again: a second change keeps both earlier sets
     again = solver_with(run_dir, "solver.prototxt", base_lr=0.03)
@@ -110,6 +109,9 @@ def test_named_snapshot_of_a_changed_solver_is_kept_and_resumed(run_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     assert _resumed_from(done.stderr) == "small_iter_40.solverstate"
     assert {p: sha256(run_dir / p) for p in kept} == kept
+    aside = next((run_dir / SNAPSHOTS).glob("stale-*"))
+    assert {p.name for p in aside.iterdir()} == {"small_iter_20.caffemodel",
+                                                 "small_iter_20.solverstate", "small_metrics.csv"}
     record("`--snapshot FILE` in the output's snapshot folder, with a changed solver",
            "FILE is resumed and kept; the folder's other snapshots are put aside",
            done.returncode)
@@ -144,3 +146,6 @@ def test_lock_is_released_by_kill_9_and_leaves_no_file(run_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     assert _resumed_from(done.stderr) is not None
     assert not list((run_dir / SNAPSHOTS).glob("*lock*"))
+    record("kill -9 of a run, then the same command (its output's lock is left behind)",
+           f"the lock died with the process: resumed from {_resumed_from(done.stderr)}",
+           done.returncode)

@@ -7,8 +7,10 @@ patched into the SolverParameter in memory, never into copies of the user's
 files, with its net inlined), the device, the paths, the resume policy.
 `run` trains.
 
-Intermediate snapshots go to `<stem>.snapshots/` (snapshot_dir.py), with a
-copy of the metrics that a resume continues; the final pair is moved to
+Intermediate snapshots go to `<stem>.snapshots/` (snapshot_dir.py: those of
+another run are put aside, never deleted), with a copy of the metrics that a
+resume continues; the run holds the stem's lock (output_lock.py) throughout.
+The final pair is moved to
 `<stem>.caffemodel` / `<stem>.solverstate` only when training finished, so
 an interrupted run never leaves a final-looking output, and `resume="auto"`
 continues from the newest complete intermediate snapshot (exactly: see
