@@ -14,6 +14,7 @@ found equal. LevelDB digests are not cached (their files change with every open)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -63,11 +64,13 @@ class DigestCache:
         return self._records[key]
 
     def save(self) -> None:
-        """Write the cache (when it has a file and learnt something)."""
+        """Write the cache (when it has a file and learnt something); a cache that cannot
+        be written (a full disk) costs a re-read next time, nothing else."""
         if self.path is not None and self._changed:
             text = json.dumps({"version": CACHE_VERSION, "files": self._entries}, indent=1,
                               sort_keys=True)
-            atomic_write_bytes(self.path, (text + "\n").encode("utf-8"))
+            with contextlib.suppress(OSError):
+                atomic_write_bytes(self.path, (text + "\n").encode("utf-8"))
             self._changed = False
 
 
