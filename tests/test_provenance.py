@@ -14,12 +14,12 @@ import pytest
 from conftest import DATA
 from test_reproducible import make_run_dir
 
+from pipeline_lib.engine.training.digests import DigestCache, hash_input
 from pipeline_lib.engine.training.job import train
 from pipeline_lib.engine.training.provenance import (
     FORMAT_VERSION,
     RunRecord,
     blas_threads,
-    hash_input,
     package_versions,
     read_provenance,
 )
@@ -48,19 +48,43 @@ def test_lmdb_digest_is_data_mdb_only(tmp_path):
     assert hash_input(db)["sha256"] == record["sha256"]
 
 
-def test_leveldb_digest_covers_data_files_not_the_info_log(tmp_path):
+def test_leveldb_digest_is_its_records_whatever_its_files(tmp_path):
+    from pipeline_lib.data.db import open_db
+
     db = tmp_path / "db"
     shutil.copytree(GOLDEN / "caffe_train100_leveldb", db)
+    files_before = {p.name: sha256(p) for p in db.iterdir()}
     record = hash_input(db)
-    assert record["kind"] == "leveldb"
-    assert set(record["files"]) == {p.name for p in db.iterdir()} - {"LOCK", "LOG", "LOG.old"}
-    (db / "LOG").write_text("2026/01/01-00:00:00.000000 opened\n")
+    assert record["kind"] == "leveldb" and record["records"] == 100
+    assert {p.name: sha256(p) for p in db.iterdir()} != files_before  # opening rewrote them
     assert hash_input(db) == record
-    data_file = next(p for p in db.iterdir() if p.name.endswith((".log", ".ldb")))
-    data_file.write_bytes(data_file.read_bytes() + b"\0")
-    changed = hash_input(db)
-    assert changed["sha256"] != record["sha256"]
-    assert changed["files"][data_file.name] != record["files"][data_file.name]
+    with open_db(db, "r") as reader:
+        records = list(reader)
+    other = tmp_path / "other"
+    with open_db(other, "w", backend="leveldb") as writer:
+        for key, value in records[:-1]:
+            writer.put(key, value)
+        writer.put(records[-1][0], records[-1][1] + b"\0")
+    assert hash_input(other)["sha256"] != record["sha256"]
+
+
+def test_cached_digest_rereads_a_touched_file_once(tmp_path, monkeypatch):
+    from pipeline_lib.engine.training import digests
+
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"x" * 1000)
+    reads = []
+    monkeypatch.setattr(digests, "sha256_file", lambda p: reads.append(p) or sha256(p))
+    cache = DigestCache(tmp_path / "cache.json")
+    first = hash_input(path, cache)
+    cache.save()
+    again = DigestCache(tmp_path / "cache.json")
+    assert hash_input(path, again) == first and len(reads) == 1  # unchanged: not read
+    os.utime(path, ns=(1, 1))  # touched: read once more, the same digest
+    assert hash_input(path, again) == first and len(reads) == 2
+    assert hash_input(path, again) == first and len(reads) == 2
+    path.write_bytes(b"y" * 1000)
+    assert hash_input(path, again)["sha256"] != first["sha256"]
 
 
 def test_missing_input_is_named(tmp_path):

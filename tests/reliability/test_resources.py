@@ -66,7 +66,8 @@ def test_overwriting_a_database_on_a_full_disk_keeps_the_old_one(small_disk, tmp
 
 
 def test_snapshot_on_a_full_disk(small_disk, run_dir):
-    disk = small_disk(60)  # room for the solver copy, the metrics and one snapshot pair
+    disk = small_disk(68)  # room for the solver copy, the metrics, the lock, the inputs'
+    # digests and one snapshot pair
     done = pcaffe("train", "--solver", "solver.prototxt", "--output", disk / "small_iter_60",
                   cwd=run_dir)
     shown = clean_failure(done, "disk fills while writing a snapshot (tmpfs)",

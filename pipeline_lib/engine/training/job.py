@@ -7,8 +7,10 @@ patched into the SolverParameter in memory, never into copies of the user's
 files, with its net inlined), the device, the paths, the resume policy.
 `run` trains.
 
-Intermediate snapshots go to `<stem>.snapshots/` (snapshot_dir.py), with a
-copy of the metrics that a resume continues; the final pair is moved to
+Intermediate snapshots go to `<stem>.snapshots/` (snapshot_dir.py: those of
+another run are put aside, never deleted), with a copy of the metrics that a
+resume continues; the run holds the stem's lock (output_lock.py) throughout.
+The final pair is moved to
 `<stem>.caffemodel` / `<stem>.solverstate` only when training finished, so
 an interrupted run never leaves a final-looking output, and `resume="auto"`
 continues from the newest complete intermediate snapshot (exactly: see
@@ -26,9 +28,10 @@ software it ran.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -40,7 +43,9 @@ from pipeline_lib.core import glog
 from pipeline_lib.core.backend import Device
 from pipeline_lib.engine.model_files import SolverFiles
 from pipeline_lib.engine.training.device import run_device
+from pipeline_lib.engine.training.digests import DigestCache
 from pipeline_lib.engine.training.metrics import MetricsTable
+from pipeline_lib.engine.training.output_lock import LOCK_NAME, OutputLock
 from pipeline_lib.engine.training.parameters import run_seed
 from pipeline_lib.engine.training.provenance import RunRecord
 from pipeline_lib.engine.training.signals import SignalHandler
@@ -145,6 +150,11 @@ class RunPaths:
         return self.stem.parent / f"{self.stem.name}.solver.prototxt"
 
     @property
+    def digest_cache(self) -> Path:
+        """The inputs' content digests, kept between runs (digests.py)."""
+        return self.snapshot_dir / "inputs.digests.json"
+
+    @property
     def running_metrics(self) -> Path:
         """The metrics beside the snapshots, which a resume continues."""
         return self.snapshot_dir / f"{self.name}_metrics.csv"
@@ -242,53 +252,82 @@ class TrainingJob:
 
     def run(self) -> TrainResult:
         """Train; move the final pair to the stem and write the provenance record."""
-        record = RunRecord(self.solver.path, config=self.config)
-        files = self.solver.files
-        record.add_texts([files.solver, *files.nets])
-        created_dirs = self._claim_snapshot_dir()
-        resume_file = self.resume_file()
-        if self.provenance is not None:
-            record.add_inputs([*files.all_inputs, *self.effective.weights,
-                               *([resume_file] if resume_file else [])])
-        model, state, iterations, stopped = self._train(resume_file, created_dirs)
-        if self.paths is not None and not stopped:
-            model, state = move_snapshot(model, state, self.paths.stem)
-        provenance = None
-        if self.provenance is not None and not stopped:
-            outputs = {"caffemodel": model, "solverstate": state}
-            if self.paths is not None:
-                outputs["solver"] = self.paths.effective_solver
-            if self.metrics is not None:
-                outputs["metrics"] = self.metrics
-            record.write(self.provenance, effective_solver=self.effective_text, seed=self.seed,
-                         solver_mode=self.device.value, iterations=iterations, outputs=outputs,
-                         resumed_from=str(resume_file) if resume_file else None)
-            provenance = self.provenance
+        with self._output_lock() as created_dirs:
+            record = RunRecord(self.solver.path, config=self.config)
+            files = self.solver.files
+            record.add_texts([files.solver, *files.nets])
+            try:
+                digests = self._claim_snapshot_dir()
+                resume_file = self.resume_file()
+                if self.provenance is not None:
+                    record.add_inputs([*files.all_inputs, *self.effective.weights,
+                                       *([resume_file] if resume_file else [])], digests)
+                digests.save()
+                model, state, iterations, stopped = self._train(resume_file)
+            except BaseException:
+                self._discard_if_nothing_to_resume(created_dirs)
+                raise
+            if self.paths is not None and not stopped:
+                model, state = move_snapshot(model, state, self.paths.stem)
+            provenance = None
+            if self.provenance is not None and not stopped:
+                outputs = {"caffemodel": model, "solverstate": state}
+                if self.paths is not None:
+                    outputs["solver"] = self.paths.effective_solver
+                if self.metrics is not None:
+                    outputs["metrics"] = self.metrics
+                record.write(self.provenance, effective_solver=self.effective_text,
+                             seed=self.seed, solver_mode=self.device.value,
+                             iterations=iterations, outputs=outputs,
+                             resumed_from=str(resume_file) if resume_file else None)
+                provenance = self.provenance
         return TrainResult(model, state, iterations, stopped, resume_file, provenance)
 
-    def _claim_snapshot_dir(self) -> list[Path]:
-        """Make the snapshot folder (returns the folders made), write the effective solver,
-        and drop snapshots of another run."""
+    @contextlib.contextmanager
+    def _output_lock(self) -> Iterator[list[Path]]:
+        """Make the snapshot folder and hold the stem's lock (output_lock.py) while the run
+        lasts; yields the folders made, deepest first."""
         if self.paths is None:
-            return []
-        snapshot_dir, name = self.paths.snapshot_dir, self.paths.name
+            yield []
+            return
+        snapshot_dir = self.paths.snapshot_dir
         created = [d for d in (snapshot_dir, *snapshot_dir.parents) if not d.exists()]
         snapshot_dir.mkdir(parents=True, exist_ok=True)
+        with OutputLock(snapshot_dir, self.paths.stem):
+            yield created
+
+    def _claim_snapshot_dir(self) -> DigestCache:
+        """Write the effective solver and put aside snapshots of another run; returns the
+        digests of the inputs (cached in the snapshot folder)."""
+        if self.paths is None:
+            return DigestCache()
+        snapshot_dir, name = self.paths.snapshot_dir, self.paths.name
         write_prototxt(self.effective, self.paths.effective_solver)
+        digests = DigestCache(self.paths.digest_cache)
         files = self.solver.files
         fingerprint = run_fingerprint(self.effective_text, [*files.data_sources,
                                                             *files.mean_files,
-                                                            *self.effective.weights])
-        if not claim_snapshot_dir(snapshot_dir, name, fingerprint):
+                                                            *self.effective.weights], digests)
+        keep = Path(self.resume) if self.resume not in (None, "auto") else None
+        aside = claim_snapshot_dir(snapshot_dir, name, fingerprint, keep)
+        if aside is not None:
             glog.default_logger().warning(
                 f"{snapshot_dir} held snapshots of a run with another solver, net or data; "
-                "they were removed and this run starts from iteration 0")
-        return created
+                f"they were moved to {aside}/ and this run starts from "
+                f"{'iteration 0' if keep is None else keep}")
+        return digests
 
-    def _train(self, resume_file: Path | None, created_dirs: list[Path]
-               ) -> tuple[Path, Path, int, bool]:
-        """(final caffemodel, solverstate, iterations, stopped early); after a failure,
-        removes what the run wrote when it left no snapshot to resume from."""
+    def _discard_if_nothing_to_resume(self, created_dirs: list[Path]) -> None:
+        """After a failure: with no snapshot to resume from, remove what the run wrote."""
+        if self.paths is not None:
+            p = self.paths
+            discard_if_nothing_to_resume(
+                p.snapshot_dir, [p.effective_solver, p.metrics, p.running_metrics,
+                                 p.snapshot_dir / "run.fingerprint", p.digest_cache,
+                                 p.snapshot_dir / LOCK_NAME], created_dirs)
+
+    def _train(self, resume_file: Path | None) -> tuple[Path, Path, int, bool]:
+        """(final caffemodel, solverstate, iterations, stopped early)."""
         xp = self.device.xp
         logger = glog.GlogLogger(self.log_path) if self.log_path else glog.default_logger()
         previous_default = glog.default_logger()
@@ -303,13 +342,6 @@ class TrainingJob:
                     state = model.with_suffix(".solverstate")
                     if not state.is_file():
                         model, state = map(Path, solver.snapshot())
-        except BaseException:
-            if self.paths is not None:
-                p = self.paths
-                discard_if_nothing_to_resume(
-                    p.snapshot_dir, [p.effective_solver, p.metrics, p.running_metrics,
-                                     p.snapshot_dir / "run.fingerprint"], created_dirs)
-            raise
         finally:
             glog.set_default_logger(previous_default)
             if self.log_path:

@@ -7,11 +7,8 @@ package versions, the seed, the host and its BLAS, and the run's wall time
 with UTC start/end timestamps. The timestamps live only here: the model,
 solverstate and metrics files carry none, so reruns give the same bytes.
 
-Inputs are hashed by kind: a file by its bytes; an LMDB directory by its
-`data.mdb` (`lock.mdb` is reader bookkeeping); a LevelDB directory by all
-of its files except `LOCK`, `LOG` and `LOG.old` (LevelDB's lock and its
-human-readable info log, rewritten with timestamps each time the database is
-opened), plus one digest over the (name, sha256) list.
+Inputs are digested by content as digests.py says (an LMDB by its
+`data.mdb`, a LevelDB by its records).
 
 No Snakemake imports: the rule passes its config section in as plain data.
 """
@@ -19,7 +16,6 @@ No Snakemake imports: the rule passes its config section in as plain data.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -34,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib.core.fsutil import atomic_write_bytes, sha256_file
+from pipeline_lib.engine.training.digests import DigestCache, hash_input
 
 FORMAT_VERSION = 1
 # Distributions whose versions decide the bytes of a run (or its inputs' reading).
@@ -43,39 +40,11 @@ PACKAGES = ("pipeline-lib", "numpy", "protobuf", "snakemake", "pandas", "lmdb", 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "GOTO_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
                     "CUDA_VISIBLE_DEVICES")
-LEVELDB_SKIP = frozenset({"LOCK", "LOG", "LOG.old"})
 
 
 def utc_now() -> str:
     """The current time in UTC as ISO 8601 with microseconds."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-
-
-def hash_input(path: str | os.PathLike) -> dict[str, Any]:
-    """A digest record for one input: a file, an LMDB or a LevelDB directory."""
-    p = Path(path)
-    if p.is_file():
-        return {"kind": "file", "sha256": sha256_file(p), "size": p.stat().st_size}
-    if not p.is_dir():
-        raise FileNotFoundError(f"{p}: input to hash does not exist")
-    if (p / "data.mdb").is_file():
-        data = p / "data.mdb"
-        return {"kind": "lmdb", "sha256": sha256_file(data), "size": data.stat().st_size,
-                "hashed": ["data.mdb"]}
-    if (p / "CURRENT").is_file():
-        files = {f.name: sha256_file(f) for f in sorted(p.iterdir())
-                 if f.is_file() and f.name not in LEVELDB_SKIP}
-        return {"kind": "leveldb", "sha256": _digest_of(files), "files": files}
-    files = {str(f.relative_to(p)): sha256_file(f) for f in sorted(p.rglob("*")) if f.is_file()}
-    return {"kind": "directory", "sha256": _digest_of(files), "files": files}
-
-
-def _digest_of(files: Mapping[str, str]) -> str:
-    """One sha256 over sorted `name<TAB>sha256<LF>` lines."""
-    h = hashlib.sha256()
-    for name in sorted(files):
-        h.update(f"{name}\t{files[name]}\n".encode())
-    return h.hexdigest()
 
 
 def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
@@ -179,7 +148,8 @@ class RunRecord:
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
 
-    def add_inputs(self, paths: Iterable[str | os.PathLike]) -> None:
+    def add_inputs(self, paths: Iterable[str | os.PathLike],
+                   cache: DigestCache | None = None) -> None:
         """Hash input files/databases now, before training reads (or locks) them.
 
         A missing input is recorded as such: the layer that reads it reports the
@@ -189,7 +159,7 @@ class RunRecord:
             key = str(path)
             if key not in self.inputs:
                 try:
-                    self.inputs[key] = hash_input(path)
+                    self.inputs[key] = hash_input(path, cache)
                 except FileNotFoundError:
                     self.inputs[key] = {"kind": "missing"}
 

@@ -1,5 +1,6 @@
-"""A run's snapshot folder `<stem>.snapshots/`: whose snapshots it holds, the newest one
-to resume from, the metrics a resume continues, and the clean-up after a failed run."""
+"""A run's snapshot folder `<stem>.snapshots/`: whose snapshots it holds (those of
+another run are put aside, never deleted), the newest one to resume from, the metrics a
+resume continues, and the clean-up after a failed run."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 from pathlib import Path
 
 from pipeline_lib.core.fsutil import atomic_write_bytes
+from pipeline_lib.engine.training.digests import DigestCache, hash_input
 from pipeline_lib.engine.training.metrics import MetricsTable
 
 
@@ -53,40 +56,57 @@ class MirroredMetrics(MetricsTable):
         super().resume(iteration)
 
 
-def run_fingerprint(effective_text: str, inputs: list[str | os.PathLike]) -> str:
+def run_fingerprint(effective_text: str, inputs: list[str | os.PathLike],
+                    cache: DigestCache) -> str:
     """What makes snapshots of this run resumable: the effective solver (net inlined,
-    weights named) and the size and time of its input files.
-
-    An LMDB counts by its data.mdb (reading it writes nothing). A LevelDB rewrites
-    its own files when opened, so it counts by path only: a rebuilt LevelDB with
-    other content is not noticed here (Snakemake still reruns the job).
-    """
+    weights named) and the content of its input files (digests.py: a touched or copied
+    file with the same bytes is the same input)."""
     digest = hashlib.sha256(effective_text.encode("utf-8"))
     for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            path = path / "data.mdb" if (path / "data.mdb").is_file() else None
-        st = path.stat() if path is not None and path.exists() else None
-        signature = (st.st_size, st.st_mtime_ns) if st else None
-        digest.update(f"{item}\0{signature}\n".encode())
+        try:
+            content = hash_input(item, cache)["sha256"]
+        except FileNotFoundError:
+            content = None  # the layer that reads it says so
+        digest.update(f"{item}\0{content}\n".encode())
     return digest.hexdigest()
 
 
-def claim_snapshot_dir(snapshot_dir: Path, name: str, fingerprint: str) -> bool:
-    """Make `snapshot_dir` hold snapshots of this run only; False when stale ones were removed.
+def claim_snapshot_dir(snapshot_dir: Path, name: str, fingerprint: str,
+                       keep: Path | None = None) -> Path | None:
+    """Make `snapshot_dir` hold snapshots of this run only; returns where stale ones went.
 
-    Snapshots left by a run with another solver, net or data (the workflow reruns a
-    job when those change) must not be resumed: they are deleted, with the metrics
-    that went with them, and the run starts from iteration 0.
+    Snapshots left by a run with another solver, net or data must not be resumed, nor
+    lost: they move, with the metrics that went with them, to a new folder
+    `stale-<their fingerprint's start>/` inside `snapshot_dir`, and the run starts from
+    iteration 0. `keep`, a .solverstate the user named to resume from, stays where it
+    is with its .caffemodel (the metrics are then copied aside, not moved).
     """
     marker = snapshot_dir / "run.fingerprint"
     previous = marker.read_text().strip() if marker.is_file() else None
-    stale = previous != fingerprint and any(snapshot_dir.glob(f"{name}_iter_*"))
-    if stale:
-        for path in [*snapshot_dir.glob(f"{name}_iter_*"), snapshot_dir / f"{name}_metrics.csv"]:
-            path.unlink(missing_ok=True)
+    kept = {keep.resolve(), keep.with_suffix(".caffemodel").resolve()} if keep else set()
+    snapshots = [p for p in snapshot_dir.glob(f"{name}_iter_*") if p.resolve() not in kept]
+    aside = None
+    if previous != fingerprint and snapshots:
+        aside = _new_folder(snapshot_dir, f"stale-{(previous or 'unmarked')[:12]}")
+        metrics = snapshot_dir / f"{name}_metrics.csv"
+        if metrics.is_file():
+            (shutil.copy2 if kept else os.replace)(metrics, aside / metrics.name)
+        for path in snapshots:
+            os.replace(path, aside / path.name)
     atomic_write_bytes(marker, (fingerprint + "\n").encode())
-    return not stale
+    return aside
+
+
+def _new_folder(parent: Path, name: str) -> Path:
+    """Make and return `parent/name`, or `name-2`, `name-3`... when taken."""
+    folder, n = parent / name, 1
+    while True:
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            n += 1
+            folder = parent / f"{name}-{n}"
 
 
 def discard_if_nothing_to_resume(snapshot_dir: Path, outputs: list[str | os.PathLike | None],
