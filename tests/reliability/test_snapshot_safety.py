@@ -119,16 +119,19 @@ def test_named_snapshot_of_a_changed_solver_is_kept_and_resumed(run_dir):
 
 def test_second_run_into_the_same_output_is_refused(run_dir):
     long_solver = solver_with(run_dir, "long.prototxt", snapshot=100, display=20)
+    stem = "results/small_iter_100000"
+    snapshots = run_dir / f"{stem}.snapshots"
     first = start_pcaffe("train", "--solver", long_solver, "--iterations", 100000, "--output",
-                         STEM, cwd=run_dir, stderr_path=run_dir / "stderr.txt")
+                         stem, cwd=run_dir, stderr_path=run_dir / "stderr.txt")
     try:
         wait_for_text(run_dir / "stderr.txt", "Iteration 120, lr", first)
-        before = {p.name: sha256(p) for p in (run_dir / SNAPSHOTS).glob("small_iter_*")}
-        second = _train(run_dir, "solver.prototxt")
+        before = {p.name: sha256(p) for p in snapshots.glob("small_iter_*")}
+        second = pcaffe("train", "--solver", "solver.prototxt", "--iterations", 100000,
+                        "--output", stem, cwd=run_dir)
         shown = clean_failure(second, "a second `pcaffe train` into the --output of a "
-                              "running one", re.escape(STEM), f"pid {first.pid}")
+                              "running one", re.escape(stem), f"pid {first.pid}")
         assert "--output" in shown
-        assert {p.name: sha256(p) for p in (run_dir / SNAPSHOTS).glob("small_iter_*")
+        assert {p.name: sha256(p) for p in snapshots.glob("small_iter_*")
                 if p.name in before} == before
     finally:
         first.send_signal(signal.SIGINT)
@@ -137,7 +140,8 @@ def test_second_run_into_the_same_output_is_refused(run_dir):
 
 
 def test_lock_is_released_by_kill_9_and_leaves_no_file(run_dir):
-    args = ("train", "--solver", "solver.prototxt", "--iterations", 600, "--output", STEM)
+    stem = "results/small_iter_600"
+    args = ("train", "--solver", "solver.prototxt", "--iterations", 600, "--output", stem)
     proc = start_pcaffe(*args, cwd=run_dir, stderr_path=run_dir / "stderr.txt")
     wait_for_text(run_dir / "stderr.txt", "Iteration 40, lr", proc)
     proc.kill()
@@ -145,7 +149,7 @@ def test_lock_is_released_by_kill_9_and_leaves_no_file(run_dir):
     done = pcaffe(*args, "--snapshot", "auto", cwd=run_dir)
     assert done.returncode == 0, done.stderr[-3000:]
     assert _resumed_from(done.stderr) is not None
-    assert not list((run_dir / SNAPSHOTS).glob("*lock*"))
+    assert not list((run_dir / f"{stem}.snapshots").glob("*lock*"))
     record("kill -9 of a run, then the same command (its output's lock is left behind)",
            f"the lock died with the process: resumed from {_resumed_from(done.stderr)}",
            done.returncode)
