@@ -7,12 +7,14 @@ patched into the SolverParameter in memory, never into copies of the user's
 files, with its net inlined), the device, the paths, the resume policy.
 `run` trains.
 
-Intermediate snapshots go to `<stem>.snapshots/` (snapshot_dir.py), with a
-copy of the metrics that a resume continues; the final pair is moved to
-`<stem>.caffemodel` / `<stem>.solverstate` only when training finished, so
-an interrupted run never leaves a final-looking output, and `resume="auto"`
-continues from the newest complete intermediate snapshot (exactly: see
-pipeline_lib.engine.training.resume).
+Intermediate snapshots go to `<stem>.snapshots/` (snapshot_dir.py), with the
+metrics that a resume continues. Nothing is written beside the stem until
+training finished: then the effective solver, the metrics and the final pair
+(`<stem>.caffemodel` / `<stem>.solverstate`) are put there. So an interrupted
+run leaves no output at all (Snakemake, seeing none of the rule's outputs,
+simply reruns the job), and `resume="auto"` continues from the newest complete
+intermediate snapshot (exactly: see pipeline_lib.engine.training.resume).
+A run that fails or is interrupted before its first snapshot leaves nothing.
 
 A finished run also gets `<stem>.provenance.json` (provenance.py): its
 inputs' digests, as hashed before training, and where, when and with what
@@ -33,6 +35,7 @@ from google.protobuf import text_format
 
 from pipeline_lib.core import glog
 from pipeline_lib.core.backend import Device
+from pipeline_lib.core.fsutil import atomic_write_bytes
 from pipeline_lib.engine.model_files import SolverFiles
 from pipeline_lib.engine.training.device import run_device
 from pipeline_lib.engine.training.metrics import MetricsTable
@@ -40,7 +43,6 @@ from pipeline_lib.engine.training.parameters import run_seed
 from pipeline_lib.engine.training.provenance import RunRecord
 from pipeline_lib.engine.training.signals import SignalHandler
 from pipeline_lib.engine.training.snapshot_dir import (
-    MirroredMetrics,
     claim_snapshot_dir,
     discard_if_nothing_to_resume,
     latest_snapshot,
@@ -108,7 +110,8 @@ class RunPaths:
 
     @property
     def running_metrics(self) -> Path:
-        """The metrics beside the snapshots, which a resume continues."""
+        """The metrics beside the snapshots, which a resume continues (copied to `metrics`
+        when the run finished)."""
         return self.snapshot_dir / f"{self.name}_metrics.csv"
 
 
@@ -202,18 +205,19 @@ class TrainingJob:
         record = RunRecord(self.solver.path, config=self.config)
         files = self.solver.files
         record.add_texts([files.solver, *files.nets])
-        created_dirs = self._claim_snapshot_dir()
-        resume_file = self.resume_file()
-        if self.provenance is not None:
-            record.add_inputs([*files.all_inputs, *self.effective.weights,
-                               *([resume_file] if resume_file else [])])
-        model, state, iterations, stopped = self._train(resume_file, created_dirs)
+        created_dirs = self._snapshot_dir_to_create()
+        try:
+            self._claim_snapshot_dir()
+            resume_file = self.resume_file()
+            if self.provenance is not None:
+                record.add_inputs([*files.all_inputs, *self.effective.weights,
+                                   *([resume_file] if resume_file else [])])
+            model, state, iterations, stopped = self._train(resume_file)
+        except BaseException:  # a failure, or a second Ctrl-C before the solver's handler
+            self._discard_if_nothing_to_resume(created_dirs)
+            raise
         if self.paths is not None and not stopped:
-            # The solverstate names its caffemodel by file name, so the pair moves together.
-            stem = self.paths.stem
-            os.replace(model, stem.with_suffix(".caffemodel"))
-            os.replace(state, stem.with_suffix(".solverstate"))
-            model, state = stem.with_suffix(".caffemodel"), stem.with_suffix(".solverstate")
+            model, state = self._publish(model, state)
         provenance = None
         if self.provenance is not None and not stopped:
             outputs = {"caffemodel": model, "solverstate": state}
@@ -227,15 +231,19 @@ class TrainingJob:
             provenance = self.provenance
         return TrainResult(model, state, iterations, stopped, resume_file, provenance)
 
-    def _claim_snapshot_dir(self) -> list[Path]:
-        """Make the snapshot folder (returns the folders made), write the effective solver,
-        and drop snapshots of another run."""
+    def _snapshot_dir_to_create(self) -> list[Path]:
+        """The folders, deepest first, that claiming the snapshot folder will make."""
         if self.paths is None:
             return []
+        snapshot_dir = self.paths.snapshot_dir
+        return [d for d in (snapshot_dir, *snapshot_dir.parents) if not d.exists()]
+
+    def _claim_snapshot_dir(self) -> None:
+        """Make the snapshot folder and drop snapshots of another run."""
+        if self.paths is None:
+            return
         snapshot_dir, name = self.paths.snapshot_dir, self.paths.name
-        created = [d for d in (snapshot_dir, *snapshot_dir.parents) if not d.exists()]
         snapshot_dir.mkdir(parents=True, exist_ok=True)
-        write_prototxt(self.effective, self.paths.effective_solver)
         files = self.solver.files
         fingerprint = run_fingerprint(self.effective_text, [*files.data_sources,
                                                             *files.mean_files,
@@ -244,12 +252,28 @@ class TrainingJob:
             glog.default_logger().warning(
                 f"{snapshot_dir} held snapshots of a run with another solver, net or data; "
                 "they were removed and this run starts from iteration 0")
-        return created
 
-    def _train(self, resume_file: Path | None, created_dirs: list[Path]
-               ) -> tuple[Path, Path, int, bool]:
-        """(final caffemodel, solverstate, iterations, stopped early); after a failure,
-        removes what the run wrote when it left no snapshot to resume from."""
+    def _publish(self, model: Path, state: Path) -> tuple[Path, Path]:
+        """Put the finished run's outputs beside the stem: the effective solver, the metrics,
+        then the final pair (last, so a caffemodel there means the rest is too)."""
+        paths = self.paths
+        write_prototxt(self.effective, paths.effective_solver)
+        atomic_write_bytes(paths.metrics, paths.running_metrics.read_bytes())
+        # The solverstate names its caffemodel by file name, so the pair moves together.
+        final = paths.stem.with_suffix(".caffemodel"), paths.stem.with_suffix(".solverstate")
+        os.replace(model, final[0])
+        os.replace(state, final[1])
+        return final
+
+    def _discard_if_nothing_to_resume(self, created_dirs: list[Path]) -> None:
+        if self.paths is not None:
+            p = self.paths
+            discard_if_nothing_to_resume(
+                p.snapshot_dir, [p.running_metrics, p.snapshot_dir / "run.fingerprint"],
+                created_dirs)
+
+    def _train(self, resume_file: Path | None) -> tuple[Path, Path, int, bool]:
+        """(final caffemodel, solverstate, iterations, stopped early)."""
         xp = self.device.xp
         logger = glog.GlogLogger(self.log_path) if self.log_path else glog.default_logger()
         previous_default = glog.default_logger()
@@ -264,13 +288,6 @@ class TrainingJob:
                     state = model.with_suffix(".solverstate")
                     if not state.is_file():
                         model, state = map(Path, solver.snapshot())
-        except BaseException:
-            if self.paths is not None:
-                p = self.paths
-                discard_if_nothing_to_resume(
-                    p.snapshot_dir, [p.effective_solver, p.metrics, p.running_metrics,
-                                     p.snapshot_dir / "run.fingerprint"], created_dirs)
-            raise
         finally:
             glog.set_default_logger(previous_default)
             if self.log_path:
@@ -278,9 +295,7 @@ class TrainingJob:
         return model, state, iterations, stopped
 
     def _metrics_table(self) -> MetricsTable | str | os.PathLike | None:
-        if self.paths is None:
-            return self.metrics
-        return MirroredMetrics(self.paths.running_metrics, self.paths.metrics)
+        return self.metrics if self.paths is None else MetricsTable(self.paths.running_metrics)
 
 
 def train(solver_path: str | os.PathLike, **options: Any) -> TrainResult:
