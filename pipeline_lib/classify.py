@@ -101,10 +101,12 @@ def iter_inputs(specs: Sequence[str], preprocessor: Preprocessor, idx_start: int
         images = read_idx(path)
         if images.ndim == 2:
             images = images[np.newaxis]
-        stop = len(images) if count is None else start + count
-        if not 0 <= start < stop <= len(images):
-            raise ClassifyError(f"{path}: images {start}..{stop - 1} asked for, the file holds "
-                                f"{len(images)} (0..{len(images) - 1})")
+        n = len(images)
+        stop = n if count is None else start + count
+        if not 0 <= start < stop <= n:
+            asked = f"images from {start}" if count is None else f"images {start}..{stop - 1}"
+            holds = f"{n} (0..{n - 1})" if n else "none"
+            raise ClassifyError(f"{path}: {asked} asked for, the file holds {holds}")
         for i in range(start, stop):
             where = f"{path}[{i}]"
             yield where, preprocessor.fit(images[i], where)
