@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pipeline_lib.core.cli_args import (
     OneLineParser,
     at_least,
+    file_list,
     finite_float,
     numbers,
     positive_int,
@@ -139,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", "-solver", required=True)
     p.add_argument("--snapshot", "-snapshot",
                    help="resume from a .solverstate, or 'auto': the newest complete snapshot")
-    p.add_argument("--weights", "-weights", help="start from .caffemodel weights (comma list)")
+    p.add_argument("--weights", "-weights", type=file_list,
+                   help="start from .caffemodel weights (comma list)")
     p.add_argument("--iterations", "-iterations", type=positive_int, help="override max_iter")
     p.add_argument("--output", help="final snapshot stem, e.g. results/lenet_iter_10000")
     p.add_argument("--log", help="write the glog-style log here too")
@@ -152,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("time", "per-layer forward/backward timing")):
         p = add(name, text)
         p.add_argument("--model", "-model", required=True)
-        p.add_argument("--weights", "-weights")
+        p.add_argument("--weights", "-weights", type=file_list)
         p.add_argument("--iterations", "-iterations", type=positive_int, default=50)
         p.add_argument("--phase", "-phase", default="TEST" if name == "test" else "TRAIN",
                        choices=["TRAIN", "TEST"])
@@ -164,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("classify", "top-k predictions of a deploy net for image and IDX files")
     p.add_argument("--model", "-model", required=True, help="deploy prototxt (Input layer)")
-    p.add_argument("--weights", "-weights", required=True, help=".caffemodel (comma list)")
+    p.add_argument("--weights", "-weights", required=True, type=file_list,
+                   help=".caffemodel (comma list)")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files (PNG, JPEG, ...), folders of them, or IDX image files, "
                         "FILE:START[:COUNT]")

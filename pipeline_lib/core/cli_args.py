@@ -15,8 +15,8 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-__all__ = ["OneLineParser", "at_least", "finite_float", "numbers", "positive_int",
-           "positive_ints", "size_hw"]
+__all__ = ["OneLineParser", "at_least", "file_list", "finite_float", "numbers",
+           "positive_int", "positive_ints", "size_hw"]
 
 INT32_MAX = 2**31 - 1  # Caffe's counts (max_iter, batch_size, ...) are int32
 
@@ -90,3 +90,10 @@ def numbers(text: str) -> tuple[float, ...]:
         return tuple(finite_float(p) for p in text.split(","))
     except argparse.ArgumentTypeError:
         raise _invalid(text, "finite numbers separated by commas, e.g. 104,117,123") from None
+
+
+def file_list(text: str) -> str:
+    """A type: one or more file names separated by commas, none empty (returned as given)."""
+    if not all(text.split(",")):
+        raise _invalid(text, "file names separated by commas, none empty")
+    return text

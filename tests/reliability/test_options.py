@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from pipeline_lib.api import Net
-from reliability.rel_util import clean_failure, pcaffe, tree
+from reliability.rel_util import clean_failure, pcaffe, solver_with, tree
 
 DEPLOY = """name: "tiny"
 layer { name: "data" type: "Input" top: "data"
@@ -78,6 +78,9 @@ BAD_VALUES = [
     ("`train --sigint-effect quit`",
      ["train", "--solver", "solver.prototxt", "--sigint-effect", "quit"],
      "--sigint-effect", "'quit'", r"choose from 'stop', 'snapshot', 'none'"),
+    ("`test --weights ,` ('.: Is a directory')",
+     ["test", "--model", "small.prototxt", "--weights", ","], "--weights", "','",
+     "file names separated by commas, none empty"),
     ("`train` without --solver", ["train"], "--solver", None, "required"),
     ("an unknown option (`pcaffe time --iters 5`)",
      ["time", "--model", "small.prototxt", "--iters", "5"], "--iters", None, "unrecognized"),
@@ -147,3 +150,17 @@ def test_classify_idx_slice_options_still_checked_against_the_file(tmp_path):
     clean_failure(done, "`classify --idx-start` past the end of an IDX file",
                   r"^pcaffe classify: error: two.idx: images from 5 asked for, the file "
                   r"holds 2 \(0\.\.1\)$")
+
+
+@pytest.mark.parametrize("field,value,allowed", [
+    ("max_iter", -5, ">= 0"), ("snapshot", -3, ">= 0"), ("display", -1, ">= 0"),
+    ("test_interval", -30, ">= 0"), ("test_iter", 0, ">= 1"), ("test_iter", -2, ">= 1")])
+def test_solver_count_out_of_range(run_dir, field, value, allowed):
+    """Before: max_iter -5 wrote an untrained model (exit 0), test_iter 0 or -2 was an
+    internal IndexError."""
+    name = solver_with(run_dir, "counts.prototxt", **{field: value})
+    before = tree(run_dir)
+    done = pcaffe("train", "--solver", name, "--output", "out/small_iter_60", cwd=run_dir)
+    clean_failure(done, f"solver with `{field}: {value}`",
+                  rf"^pcaffe train: error: {field} must be {allowed}", rf"got {value}\b")
+    assert tree(run_dir) == before
