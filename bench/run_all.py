@@ -74,7 +74,7 @@ def layer_rows(args) -> list[str]:
     from pipeline_lib.proto import caffe_pb2
 
     net = load_net(str(ROOT / "models/lenet/lenet_train_test.prototxt"), None, caffe_pb2.TRAIN,
-                   device=Device.GPU if args.gpu else Device.CPU, dummy_data="1,28,28")
+                   device=Device.GPU if args.gpu else Device.CPU, dummy_data=(1, 28, 28))
     try:
         return ["Per layer (train net, dummy data, mean of 50 passes)",
                 time_net(net, iterations=50).table()]

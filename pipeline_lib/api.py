@@ -201,13 +201,15 @@ class Net:
 # -- core nets with their inputs patched, for timing and testing (`pcaffe time`, `test`) --
 
 def load_net(model: str, weights: str | None, phase: int, device: Device = Device.CPU,
-             batch_size: int | None = None, dummy_data: str | None = None, seed: int = 0):
-    """A Net from a prototxt, optionally with weights, batch size and dummy data patched in."""
+             batch_size: int | None = None, dummy_data: Sequence[int] | None = None,
+             seed: int = 0):
+    """A Net from a prototxt, optionally with weights, batch size and dummy data (C, H, W)
+    patched in."""
     from pipeline_lib.proto.prototxt import read_net
 
     param = read_net(model)
     if dummy_data:
-        replace_data_layers(param, [int(v) for v in dummy_data.split(",")], batch_size)
+        replace_data_layers(param, list(dummy_data), batch_size)
     if batch_size:
         set_batch_size(param, batch_size)
     net = CoreNet(param, phase, xp=device.xp, rng=np.random.default_rng(seed))

@@ -1,7 +1,8 @@
 """Top-k predictions of a trained net for image files and IDX images (`pcaffe classify`).
 
-Inputs are image files that Pillow reads (PNG, JPEG, ...) and IDX image files
-(MNIST's format, recognised by their magic number, not their name). An IDX
+Inputs are image files that Pillow reads (PNG, JPEG, ...), folders of them (their
+image files by extension, sorted by name) and IDX image files (MNIST's format,
+recognised by their magic number, not their name). An IDX
 input may name a slice: `FILE:START:COUNT`, or `FILE:START` for one image;
 otherwise every image of the file (or the command's --idx-start/--idx-count).
 
@@ -67,12 +68,28 @@ def parse_input(spec: str, start: int = 0, count: int | None = None
     return spec, start, count
 
 
+def expand_folders(specs: Sequence[str]) -> Iterator[str]:
+    """The inputs with each folder replaced by its image files (by extension), sorted."""
+    from pipeline_lib.data.listing import IMAGE_EXTENSIONS
+
+    for spec in specs:
+        if not os.path.isdir(spec):
+            yield spec
+            continue
+        images = sorted(entry.path for entry in os.scandir(spec)
+                        if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS))
+        if not images:
+            raise ClassifyError(f"{spec}: is a folder with no image files in it (looked for "
+                                f"{', '.join(IMAGE_EXTENSIONS)}; subfolders are not searched)")
+        yield from images
+
+
 def iter_inputs(specs: Sequence[str], preprocessor: Preprocessor, idx_start: int = 0,
                 idx_count: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """(name, image at the preprocessor's image size) for every input, in order."""
     from pipeline_lib.data.idx import read_idx
 
-    for spec in specs:
+    for spec in expand_folders(specs):
         path, start, count = parse_input(spec, idx_start, idx_count)
         if not os.path.isfile(path):
             raise ClassifyError(f"{path}: no such file")
@@ -84,10 +101,12 @@ def iter_inputs(specs: Sequence[str], preprocessor: Preprocessor, idx_start: int
         images = read_idx(path)
         if images.ndim == 2:
             images = images[np.newaxis]
-        stop = len(images) if count is None else start + count
-        if not 0 <= start < stop <= len(images):
-            raise ClassifyError(f"{path}: images {start}..{stop - 1} asked for, the file holds "
-                                f"{len(images)} (0..{len(images) - 1})")
+        n = len(images)
+        stop = n if count is None else start + count
+        if not 0 <= start < stop <= n:
+            asked = f"images from {start}" if count is None else f"images {start}..{stop - 1}"
+            holds = f"{n} (0..{n - 1})" if n else "none"
+            raise ClassifyError(f"{path}: {asked} asked for, the file holds {holds}")
         for i in range(start, stop):
             where = f"{path}[{i}]"
             yield where, preprocessor.fit(images[i], where)

@@ -4,6 +4,7 @@
     pcaffe test  --model M --weights W --iterations N
     pcaffe time  --model M --iterations N [--batch-size B] [--dummy-data C,H,W]
     pcaffe classify --model DEPLOY --weights W [--labels L] [--top-k K] [--json] INPUT...
+                   (image files, folders of images, IDX files)
 
 Caffe's single-dash spellings (`-solver`, `-weights`, ...) are accepted too.
 Errors print one line and exit 1; `--debug` shows the traceback instead. A
@@ -16,6 +17,16 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from pipeline_lib.core.cli_args import (
+    OneLineParser,
+    at_least,
+    file_list,
+    finite_float,
+    numbers,
+    positive_int,
+    positive_ints,
+    size_hw,
+)
 from pipeline_lib.core.errors import describe_error
 from pipeline_lib.proto import caffe_pb2
 
@@ -101,21 +112,19 @@ def cmd_time(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     from pipeline_lib.classify import run_classify
 
-    size = [int(v) for v in args.image_size.lower().split("x")] if args.image_size else None
-    mean_values = [float(v) for v in args.mean_values.split(",")] if args.mean_values else None
     print(run_classify(
         args.model, args.weights.split(","), args.inputs, labels=args.labels, top_k=args.top_k,
         as_json=args.json, device=_device(args.gpu), idx_start=args.idx_start,
         idx_count=args.idx_count,
         input_blob=args.input_blob, output_blob=args.output_blob, batch_size=args.batch_size,
         transform_from=args.transform_from, scale=args.scale, mean=args.mean,
-        mean_values=mean_values, raw_scale=args.raw_scale, channel_order=args.channel_order,
-        image_size=size))
+        mean_values=args.mean_values, raw_scale=args.raw_scale,
+        channel_order=args.channel_order, image_size=args.image_size))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pcaffe", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="pcaffe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -131,8 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", "-solver", required=True)
     p.add_argument("--snapshot", "-snapshot",
                    help="resume from a .solverstate, or 'auto': the newest complete snapshot")
-    p.add_argument("--weights", "-weights", help="start from .caffemodel weights (comma list)")
-    p.add_argument("--iterations", "-iterations", type=int, help="override max_iter")
+    p.add_argument("--weights", "-weights", type=file_list,
+                   help="start from .caffemodel weights (comma list)")
+    p.add_argument("--iterations", "-iterations", type=positive_int, help="override max_iter")
     p.add_argument("--output", help="final snapshot stem, e.g. results/lenet_iter_10000 "
                    "(its N must be the run's last iteration)")
     p.add_argument("--log", help="write the glog-style log here too")
@@ -145,38 +155,45 @@ def build_parser() -> argparse.ArgumentParser:
                        ("time", "per-layer forward/backward timing")):
         p = add(name, text)
         p.add_argument("--model", "-model", required=True)
-        p.add_argument("--weights", "-weights")
-        p.add_argument("--iterations", "-iterations", type=int, default=50)
+        p.add_argument("--weights", "-weights", type=file_list)
+        p.add_argument("--iterations", "-iterations", type=positive_int, default=50)
         p.add_argument("--phase", "-phase", default="TEST" if name == "test" else "TRAIN",
                        choices=["TRAIN", "TEST"])
         if name == "time":
-            p.add_argument("--batch-size", type=int, help="override the input batch size")
-            p.add_argument("--dummy-data", metavar="C,H,W",
-                           help="replace the data layers that read images by random data "
-                                "of this shape")
+            p.add_argument("--batch-size", type=positive_int,
+                           help="override the input batch size")
+            p.add_argument("--dummy-data", metavar="C,H,W", type=positive_ints(3, ",", "C,H,W"),
+                           help="replace the data layers that read images by random "
+                                "data of this shape")
 
     p = add("classify", "top-k predictions of a deploy net for image and IDX files")
     p.add_argument("--model", "-model", required=True, help="deploy prototxt (Input layer)")
-    p.add_argument("--weights", "-weights", required=True, help=".caffemodel (comma list)")
+    p.add_argument("--weights", "-weights", required=True, type=file_list,
+                   help=".caffemodel (comma list)")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="image files (PNG, JPEG, ...) or IDX image files, FILE:START[:COUNT]")
-    p.add_argument("--idx-start", type=int, default=0, help="first image of IDX inputs")
-    p.add_argument("--idx-count", type=int, help="images of IDX inputs (default: all)")
+                   help="image files (PNG, JPEG, ...), folders of them, or IDX image files, "
+                        "FILE:START[:COUNT]")
+    p.add_argument("--idx-start", type=at_least(0), default=0, help="first image of IDX inputs")
+    p.add_argument("--idx-count", type=positive_int, help="images of IDX inputs (default: all)")
     p.add_argument("--labels", help="class names, one a line (e.g. synset_words.txt)")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=positive_int, default=5)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--transform-from", metavar="NET",
                    help="train/val prototxt whose TEST data layer's transform_param to use "
                         "(default: the one stored in the weights)")
     p.add_argument("--mean", help="mean image (.binaryproto)")
-    p.add_argument("--mean-values", metavar="V[,V,V]", help="per-channel mean values")
-    p.add_argument("--scale", type=float, help="multiply after mean subtraction")
-    p.add_argument("--raw-scale", type=float, help="multiply raw pixels first (255 for [0,1])")
+    p.add_argument("--mean-values", metavar="V[,V,V]", type=numbers,
+                   help="per-channel mean values")
+    p.add_argument("--scale", type=finite_float, help="multiply after mean subtraction")
+    p.add_argument("--raw-scale", type=finite_float,
+                   help="multiply raw pixels first (255 for [0,1])")
     p.add_argument("--channel-order", choices=["BGR", "RGB"], help="the net's (default BGR)")
-    p.add_argument("--image-size", metavar="HxW", help="resize to this before the centre crop")
+    p.add_argument("--image-size", metavar="HxW", type=size_hw,
+                   help="resize to this before the centre crop")
     p.add_argument("--input-blob", help="input blob (default: the first)")
     p.add_argument("--output-blob", help="output blob (default: the last)")
-    p.add_argument("--batch-size", type=int, help="images per forward (default: the net's)")
+    p.add_argument("--batch-size", type=positive_int,
+                   help="images per forward (default: the net's)")
     return parser
 
 

@@ -74,8 +74,8 @@ def describe_error(exc: BaseException) -> str:
     """A one-message description of `exc` for a command-line user."""
     if isinstance(exc, MemoryError):
         detail = _text(exc)
-        return (f"out of memory{': ' + detail if detail else ''} (try a smaller batch_size, "
-                "or free memory)")
+        return (f"out of memory{': ' + detail if detail else ''} (try a smaller batch_size "
+                "or layer, or free memory)")
     if isinstance(exc, OSError):
         return _os_error(exc)
     if isinstance(exc, KeyError) and exc.args and not isinstance(exc.args[0], str):

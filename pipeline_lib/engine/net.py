@@ -196,6 +196,8 @@ class Net:
             layer.reshape(bottoms, tops)
         except LayerSetupError as e:
             raise NetError(str(e)) from None
+        except MemoryError as e:
+            raise _naming_layer(e, lp, "setting up") from e
         except (ValueError, IndexError) as e:
             shapes = ", ".join(f"{b.name}{list(b.shape)}" for b in bottoms)
             raise NetError(f"layer {lp.name!r} ({lp.type}) with bottoms {shapes}: {e}") from e
@@ -277,8 +279,11 @@ class Net:
 
     def forward_layer(self, i: int) -> None:
         bottoms, tops = self.bottoms[i], self.tops[i]
-        self.layers[i].reshape(bottoms, tops)
-        self.layers[i].forward(bottoms, tops)
+        try:
+            self.layers[i].reshape(bottoms, tops)
+            self.layers[i].forward(bottoms, tops)
+        except MemoryError as e:
+            raise _naming_layer(e, self.layers[i].param, "forward") from e
 
     def loss(self) -> float:
         total = 0.0
@@ -298,7 +303,10 @@ class Net:
 
     def backward_layer(self, i: int) -> None:
         if self._layer_needs_backward[i]:
-            self.layers[i].backward(self.tops[i], self._propagate_down[i], self.bottoms[i])
+            try:
+                self.layers[i].backward(self.tops[i], self._propagate_down[i], self.bottoms[i])
+            except MemoryError as e:
+                raise _naming_layer(e, self.layers[i].param, "backward") from e
 
     def forward_backward(self) -> float:
         loss = self.forward()
@@ -392,6 +400,13 @@ class Net:
             close = getattr(layer, "close", None)
             if close is not None:
                 close()
+
+
+def _naming_layer(error: MemoryError, lp: caffe_pb2.LayerParameter, when: str) -> MemoryError:
+    """An allocation that failed, as a MemoryError naming the layer (numpy's own message
+    says how much it asked for and the array's shape)."""
+    detail = str(error) or type(error).__name__
+    return MemoryError(f"layer {lp.name!r} ({lp.type}), {when}: {detail}")
 
 
 def _upgraded(param: caffe_pb2.NetParameter, source: str) -> caffe_pb2.NetParameter:

@@ -247,8 +247,23 @@ def test_out_of_memory_is_said_in_words(run_dir):
                           cwd=run_dir, env=ENV, capture_output=True, text=True, timeout=180,
                           check=False)
     clean_failure(done, "out of memory (a batch far too large for the machine)",
-                  r"^pcaffe time: error: out of memory: Unable to allocate [\d.]+ GiB",
-                  "try a smaller batch_size")
+                  r"^pcaffe time: error: out of memory: layer 'data' \(Data\), setting up: "
+                  r"Unable to allocate [\d.]+ GiB", "try a smaller batch_size or layer")
+
+
+def test_out_of_memory_names_the_layer_that_asked(run_dir):
+    """A num_output of 10^9 is no batch size problem: the message names the layer and
+    how much it asked for."""
+    net = (run_dir / "small.prototxt").read_text()
+    (run_dir / "huge.prototxt").write_text(net.replace("num_output: 10 ", "num_output: "
+                                                       "1000000000 "))
+    done = subprocess.run([sys.executable, "-c", OUT_OF_MEMORY, "time", "--model",
+                           "huge.prototxt", "--iterations", "1"], cwd=run_dir, env=ENV,
+                          capture_output=True, text=True, timeout=180, check=False)
+    clean_failure(done, "out of memory (a layer far too large: num_output 10^9)",
+                  r"^pcaffe time: error: out of memory: layer 'ip1' \(InnerProduct\), setting "
+                  r"up: Unable to allocate 1\.46 TiB for an array with shape "
+                  r"\(1000000000, 400\)")
 
 
 def test_describe_error_words_library_errors():
@@ -265,8 +280,8 @@ def test_describe_error_words_library_errors():
     except yaml.YAMLError as e:
         assert describe_error(e).startswith("YAML error: while parsing")
         assert "\n" not in describe_error(e)
-    assert describe_error(MemoryError()) == ("out of memory (try a smaller batch_size, or free "
-                                             "memory)")
+    assert describe_error(MemoryError()) == ("out of memory (try a smaller batch_size or "
+                                             "layer, or free memory)")
     assert describe_error(TypeError("boom")).startswith("internal error: TypeError: boom")
 
 

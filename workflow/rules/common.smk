@@ -116,6 +116,25 @@ def imagenet_targets(backend=None):
     ]
 
 
+# -- counts in target names ------------------------------------------------------------
+
+# `_iter_<N>` and `_batch<B>` in a target's name match anything up to the next `/` or `_`,
+# so that a malformed count gets check_count's message, not "No rule to produce" (or
+# Snakemake's periodic-wildcard error for 99999999999999999999).
+COUNT_WILDCARD = r"[^/_]+"
+
+
+def check_count(wildcards, name, what):
+    """Wildcard `name` must be a whole number from 1 to 2147483647 (Caffe's counts are
+    int32); called from the rule's input function, which Snakemake asks first."""
+    text = wildcards[name]
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 2**31 - 1):
+        raise ValueError(
+            f"{what} {text!r} in the target's name must be a whole number "
+            "from 1 to 2147483647"
+        )
+
+
 # -- training --------------------------------------------------------------------------
 
 MODELS = config.get("models", {})
@@ -138,6 +157,7 @@ def solver_files(model):
 
 def train_inputs(wildcards):
     """The solver, its nets and the databases / mean files those nets read."""
+    check_count(wildcards, "iter", "the iteration count")
     files = solver_files(wildcards.model).files
     return {
         "solver": files.solver,
@@ -179,3 +199,12 @@ def evaluate_inputs(wildcards):
 
     files = evaluation_inputs(MODELS[wildcards.model]["solver"])
     return {**files, "solver": files["solver"][0]}
+
+
+# -- timing ----------------------------------------------------------------------------
+
+
+def caffenet_time_inputs(wildcards):
+    """The net to time (its batch size from the target's name, checked)."""
+    check_count(wildcards, "batch", "the batch size")
+    return f"models/caffenet/{wildcards.net}.prototxt"

@@ -24,7 +24,7 @@ rule evaluate:
         "logs/evaluate/{model}_iter_{iter}.log",
     wildcard_constraints:
         model=model_constraint(),
-        iter=r"\d+",
+        iter=COUNT_WILDCARD,
     conda:
         "../envs/pipeline.yaml"
     threads: 1

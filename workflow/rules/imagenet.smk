@@ -126,14 +126,14 @@ rule imagenet_mean:
 # gaussian dummy data of the crop size, so timing needs no database (as `--dummy-data`).
 rule caffenet_time:
     input:
-        "models/caffenet/{net}.prototxt",
+        caffenet_time_inputs,
     output:
         "results/caffenet_{net}_time_batch{batch}.txt",
     log:
         "logs/imagenet/time_caffenet_{net}_batch{batch}.log",
     wildcard_constraints:
         net="deploy|train_val",
-        batch=r"[1-9]\d*",
+        batch=COUNT_WILDCARD,
     conda:
         "../envs/pipeline.yaml"
     threads: 2

@@ -32,7 +32,7 @@ rule plot_curves:
         "logs/plot_curves/{model}_iter_{iter}.log",
     wildcard_constraints:
         model=model_constraint(),
-        iter=r"\d+",
+        iter=COUNT_WILDCARD,
     conda:
         "../envs/pipeline.yaml"
     params:

@@ -19,7 +19,7 @@ rule train:
         "logs/train/{model}_iter_{iter}.log",
     wildcard_constraints:
         model=model_constraint(),
-        iter=r"\d+",
+        iter=COUNT_WILDCARD,
     conda:
         "../envs/pipeline.yaml"
     threads: 2

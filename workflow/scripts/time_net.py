@@ -15,7 +15,7 @@ def main(smk) -> None:
     try:
         # layers that read images (Data, ImageData) give way to random data of this size
         net = load_net(smk.input[0], None, caffe_pb2.TRAIN, batch_size=int(smk.wildcards.batch),
-                       dummy_data="3,227,227")
+                       dummy_data=(3, 227, 227))
         try:
             timing = time_net(net, iterations=int(smk.params.iterations))
         finally:

@@ -19,7 +19,10 @@ def main(smk) -> None:
     )
     result = job.run()
     if result.stopped_early:
-        sys.exit(f"training stopped early at iteration {result.iterations}; rerun to resume")
+        # Nothing of the rule's outputs exists yet, so Snakemake reruns the job, which resumes.
+        sys.exit(f"training stopped at iteration {result.iterations} on request (a signal); "
+                 f"state saved to {result.solverstate}; run the same snakemake command again "
+                 "to resume from it")
 
 
 if __name__ == "__main__":

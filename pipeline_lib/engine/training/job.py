@@ -8,13 +8,15 @@ files, with its net inlined), the device, the paths, the resume policy.
 `run` trains.
 
 Intermediate snapshots go to `<stem>.snapshots/` (snapshot_dir.py: those of
-another run are put aside, never deleted), with a copy of the metrics that a
-resume continues; the run holds the stem's lock (output_lock.py) throughout.
-The final pair is moved to
-`<stem>.caffemodel` / `<stem>.solverstate` only when training finished, so
-an interrupted run never leaves a final-looking output, and `resume="auto"`
-continues from the newest complete intermediate snapshot (exactly: see
-pipeline_lib.engine.training.resume).
+another run are put aside, never deleted), with the metrics that a resume
+continues; the run holds the stem's lock (output_lock.py) throughout. Nothing
+is written beside the stem until training finished: then the effective
+solver, the metrics and the final pair (`<stem>.caffemodel` /
+`<stem>.solverstate`) are put there. So an interrupted run leaves no output at
+all (Snakemake, seeing none of the rule's outputs, simply reruns the job), and
+`resume="auto"` continues from the newest complete intermediate snapshot
+(exactly: see pipeline_lib.engine.training.resume). A run that fails or is
+interrupted before its first snapshot leaves nothing.
 
 A stem `<name>_iter_<N>` names the run's iterations: when N (leading zeros
 allowed) is not the iteration the run would end at, `create` refuses the job
@@ -41,6 +43,7 @@ from google.protobuf import text_format
 
 from pipeline_lib.core import glog
 from pipeline_lib.core.backend import Device
+from pipeline_lib.core.fsutil import atomic_write_bytes
 from pipeline_lib.engine.model_files import SolverFiles
 from pipeline_lib.engine.training.device import run_device
 from pipeline_lib.engine.training.digests import DigestCache
@@ -50,7 +53,6 @@ from pipeline_lib.engine.training.parameters import run_seed
 from pipeline_lib.engine.training.provenance import RunRecord
 from pipeline_lib.engine.training.signals import SignalHandler
 from pipeline_lib.engine.training.snapshot_dir import (
-    MirroredMetrics,
     claim_snapshot_dir,
     discard_if_nothing_to_resume,
     latest_snapshot,
@@ -156,7 +158,8 @@ class RunPaths:
 
     @property
     def running_metrics(self) -> Path:
-        """The metrics beside the snapshots, which a resume continues."""
+        """The metrics beside the snapshots, which a resume continues (copied to `metrics`
+        when the run finished)."""
         return self.snapshot_dir / f"{self.name}_metrics.csv"
 
 
@@ -256,7 +259,7 @@ class TrainingJob:
             record = RunRecord(self.solver.path, config=self.config)
             files = self.solver.files
             record.add_texts([files.solver, *files.nets])
-            try:
+            try:  # a failure, or a second Ctrl-C before the solver's handler
                 digests = self._claim_snapshot_dir()
                 resume_file = self.resume_file()
                 if self.provenance is not None:
@@ -268,7 +271,7 @@ class TrainingJob:
                 self._discard_if_nothing_to_resume(created_dirs)
                 raise
             if self.paths is not None and not stopped:
-                model, state = move_snapshot(model, state, self.paths.stem)
+                model, state = self._publish(model, state)
             provenance = None
             if self.provenance is not None and not stopped:
                 outputs = {"caffemodel": model, "solverstate": state}
@@ -297,12 +300,11 @@ class TrainingJob:
             yield created
 
     def _claim_snapshot_dir(self) -> DigestCache:
-        """Write the effective solver and put aside snapshots of another run; returns the
-        digests of the inputs (cached in the snapshot folder)."""
+        """Put aside snapshots of another run; returns the digests of the inputs (cached in
+        the snapshot folder)."""
         if self.paths is None:
             return DigestCache()
         snapshot_dir, name = self.paths.snapshot_dir, self.paths.name
-        write_prototxt(self.effective, self.paths.effective_solver)
         digests = DigestCache(self.paths.digest_cache)
         files = self.solver.files
         fingerprint = run_fingerprint(self.effective_text, [*files.data_sources,
@@ -317,14 +319,22 @@ class TrainingJob:
                 f"{'iteration 0' if keep is None else keep}")
         return digests
 
+    def _publish(self, model: Path, state: Path) -> tuple[Path, Path]:
+        """Put the finished run's outputs beside the stem: the effective solver, the metrics,
+        then the final pair (last, so a caffemodel there means the rest is too)."""
+        paths = self.paths
+        write_prototxt(self.effective, paths.effective_solver)
+        atomic_write_bytes(paths.metrics, paths.running_metrics.read_bytes())
+        return move_snapshot(model, state, paths.stem)
+
     def _discard_if_nothing_to_resume(self, created_dirs: list[Path]) -> None:
-        """After a failure: with no snapshot to resume from, remove what the run wrote."""
+        """After a failure: with no snapshot to resume from, remove what the run wrote (in its
+        snapshot folder only: nothing beside the stem is written before the run finished)."""
         if self.paths is not None:
             p = self.paths
             discard_if_nothing_to_resume(
-                p.snapshot_dir, [p.effective_solver, p.metrics, p.running_metrics,
-                                 p.snapshot_dir / "run.fingerprint", p.digest_cache,
-                                 p.snapshot_dir / LOCK_NAME], created_dirs)
+                p.snapshot_dir, [p.running_metrics, p.snapshot_dir / "run.fingerprint",
+                                 p.digest_cache, p.snapshot_dir / LOCK_NAME], created_dirs)
 
     def _train(self, resume_file: Path | None) -> tuple[Path, Path, int, bool]:
         """(final caffemodel, solverstate, iterations, stopped early)."""
@@ -349,9 +359,7 @@ class TrainingJob:
         return model, state, iterations, stopped
 
     def _metrics_table(self) -> MetricsTable | str | os.PathLike | None:
-        if self.paths is None:
-            return self.metrics
-        return MirroredMetrics(self.paths.running_metrics, self.paths.metrics)
+        return self.metrics if self.paths is None else MetricsTable(self.paths.running_metrics)
 
 
 def train(solver_path: str | os.PathLike, **options: Any) -> TrainResult:

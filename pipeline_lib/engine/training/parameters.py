@@ -51,6 +51,12 @@ def check_solver(sp: caffe_pb2.SolverParameter, log: glog.GlogLogger) -> None:
         raise SolverParameterError(f"average_loss must be >= 1, got {sp.average_loss}")
     if sp.iter_size < 1:
         raise SolverParameterError(f"iter_size must be >= 1, got {sp.iter_size}")
+    for field in ("max_iter", "display", "snapshot", "test_interval"):
+        if getattr(sp, field) < 0:
+            raise SolverParameterError(f"{field} must be >= 0, got {getattr(sp, field)}")
+    if any(n < 1 for n in sp.test_iter):
+        raise SolverParameterError(f"test_iter must be >= 1 (batches per test), got "
+                                   f"{', '.join(map(str, sp.test_iter))}")
     if sp.snapshot_format != caffe_pb2.SolverParameter.BINARYPROTO:
         raise SolverParameterError("snapshot_format HDF5 is not supported; use BINARYPROTO")
     log.info("Initializing solver from parameters: \n" + text_format.MessageToString(sp))

@@ -1,6 +1,6 @@
 """A run's snapshot folder `<stem>.snapshots/`: whose snapshots it holds (those of
-another run are put aside, never deleted), the newest one to resume from, the metrics a
-resume continues, and the clean-up after a failed run."""
+another run are put aside, never deleted), the newest one to resume from, and the
+clean-up after a failed run."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 
 from pipeline_lib.core.fsutil import atomic_write_bytes
 from pipeline_lib.engine.training.digests import DigestCache, hash_input
-from pipeline_lib.engine.training.metrics import MetricsTable
 
 
 def latest_snapshot(snapshot_dir: Path, name: str) -> Path | None:
@@ -28,32 +27,6 @@ def latest_snapshot(snapshot_dir: Path, name: str) -> Path | None:
             if best is None or int(m.group(1)) > best[0]:
                 best = (int(m.group(1)), path)
     return best[1] if best else None
-
-
-class MirroredMetrics(MetricsTable):
-    """A run's metrics kept beside its snapshots, and mirrored to the output path.
-
-    The copy beside the snapshots is what a resume continues from: the
-    workflow deletes an interrupted job's outputs (the mirror) before it
-    reruns the job, and the rows before the snapshot must survive that.
-    """
-
-    def __init__(self, path: str | os.PathLike, mirror: str | os.PathLike):
-        super().__init__(path)
-        self.mirror = Path(mirror)
-
-    def write(self, path: str | os.PathLike | None = None) -> Path | None:
-        written = super().write(path)
-        if path is None:
-            super().write(self.mirror)
-        return written
-
-    def resume(self, iteration: int) -> None:
-        if not self.rows and not self.path.is_file() and self.mirror.is_file():
-            earlier = MetricsTable(self.mirror)  # a snapshot folder from before this copy
-            earlier.resume(iteration)
-            self.rows = earlier.rows
-        super().resume(iteration)
 
 
 def run_fingerprint(effective_text: str, inputs: list[str | os.PathLike],
@@ -114,7 +87,7 @@ def discard_if_nothing_to_resume(snapshot_dir: Path, outputs: list[str | os.Path
     """After a failed run: with no snapshot to resume from, remove what it wrote.
 
     A run that wrote snapshots (periodic ones, a `.diverged` one) keeps them,
-    and its metrics and effective solver with them. `created_dirs`, deepest
+    and its metrics with them. `created_dirs`, deepest
     first, are removed when empty.
     """
     if not snapshot_dir.is_dir() or any(snapshot_dir.glob("*.solverstate")):

@@ -1,0 +1,99 @@
+"""Command-line option values checked where they are parsed, and a parser that says so in
+one line.
+
+Each type below rejects a bad value with what was given and what is allowed;
+`OneLineParser` prints that, after the option's name, as one line
+(`pcaffe time: error: argument --iterations/-iterations: got '0'; expected a whole
+number of at least 1`) and exits 1, as every other bad input does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+__all__ = ["OneLineParser", "at_least", "file_list", "finite_float", "numbers",
+           "positive_int", "positive_ints", "size_hw"]
+
+INT32_MAX = 2**31 - 1  # Caffe's counts (max_iter, batch_size, ...) are int32
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr and exit status 1."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(1)
+
+
+def _invalid(text: str, expected: str) -> argparse.ArgumentTypeError:
+    return argparse.ArgumentTypeError(f"got {text!r}; expected {expected}")
+
+
+def at_least(low: int, high: int = INT32_MAX) -> Callable[[str], int]:
+    """A type: a whole number from `low` to `high`."""
+    expected = f"a whole number of at least {low}" + (
+        f" and at most {high}" if high != INT32_MAX else "")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise _invalid(text, expected) from None
+        if not low <= value <= high:
+            raise _invalid(text, expected if value < low else f"at most {high}")
+        return value
+
+    return parse
+
+
+positive_int = at_least(1)
+
+
+def finite_float(text: str) -> float:
+    """A type: a finite number (no nan, no inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise _invalid(text, "a number") from None
+    if not math.isfinite(value):
+        raise _invalid(text, "a finite number")
+    return value
+
+
+def positive_ints(count: int, separator: str, example: str) -> Callable[[str], tuple[int, ...]]:
+    """A type: `count` whole numbers of at least 1 joined by `separator` (e.g. C,H,W)."""
+    expected = f"{count} whole numbers of at least 1 as {example}"
+
+    def parse(text: str) -> tuple[int, ...]:
+        parts = text.lower().split(separator)
+        try:
+            values = tuple(int(p) for p in parts)
+        except ValueError:
+            raise _invalid(text, expected) from None
+        if len(values) != count or min(values) < 1 or max(values) > INT32_MAX:
+            raise _invalid(text, expected)
+        return values
+
+    return parse
+
+
+size_hw = positive_ints(2, "x", "HxW, e.g. 256x256")
+
+
+def numbers(text: str) -> tuple[float, ...]:
+    """A type: finite numbers separated by commas (e.g. per-channel means 104,117,123)."""
+    try:
+        return tuple(finite_float(p) for p in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise _invalid(text, "finite numbers separated by commas, e.g. 104,117,123") from None
+
+
+def file_list(text: str) -> str:
+    """A type: one or more file names separated by commas, none empty (returned as given)."""
+    if not all(text.split(",")):
+        raise _invalid(text, "file names separated by commas, none empty")
+    return text
