@@ -36,7 +36,7 @@ STEM = "out/small_iter_100000"
 RAISING = """
 import sys
 from pipeline_lib.engine.training import provenance
-def add_inputs(self, paths):
+def add_inputs(self, *args):
     raise {error}
 provenance.RunRecord.add_inputs = add_inputs
 from pipeline_lib.cli import main
@@ -52,7 +52,8 @@ def test_an_early_end_leaves_nothing(run_dir, error, status):
     snapshot folder and the effective solver stayed."""
     before = tree(run_dir)
     done = subprocess.run([sys.executable, "-c", RAISING.format(error=error), "train",
-                           "--solver", "solver.prototxt", "--output", STEM], cwd=run_dir,
+                           "--solver", "solver.prototxt", "--iterations", "100000", "--output",
+                           STEM], cwd=run_dir,
                           env=ENV, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == status, done.stderr[-3000:]
     assert tree(run_dir) == before, sorted(tree(run_dir) - before)
@@ -68,7 +69,8 @@ def test_a_failing_net_leaves_nothing(run_dir):
     net = (run_dir / "small.prototxt").read_text()
     (run_dir / "small.prototxt").write_text(net.replace('"db/test_lmdb"', '"db/nope_lmdb"'))
     before = tree(run_dir)
-    done = pcaffe("train", "--solver", "solver.prototxt", "--output", STEM, cwd=run_dir)
+    done = pcaffe("train", "--solver", "solver.prototxt", "--iterations", 100000, "--output",
+                  STEM, cwd=run_dir)
     clean_failure(done, "a data source that does not exist: nothing is left behind",
                   r"^pcaffe train: error: .*db/nope_lmdb")
     assert tree(run_dir) == before, sorted(tree(run_dir) - before)

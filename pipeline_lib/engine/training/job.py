@@ -49,7 +49,7 @@ from pipeline_lib.engine.training.device import run_device
 from pipeline_lib.engine.training.digests import DigestCache
 from pipeline_lib.engine.training.metrics import MetricsTable
 from pipeline_lib.engine.training.output_lock import LOCK_NAME, OutputLock
-from pipeline_lib.engine.training.parameters import run_seed
+from pipeline_lib.engine.training.parameters import check_solver_values, run_seed
 from pipeline_lib.engine.training.provenance import RunRecord
 from pipeline_lib.engine.training.signals import SignalHandler
 from pipeline_lib.engine.training.snapshot_dir import (
@@ -215,6 +215,7 @@ class TrainingJob:
         device = run_device(solver_mode, solver.param)
         effective = effective_solver(solver, max_iter, device if solver_mode else None,
                                      weights)
+        check_solver_values(effective)
         paths, metrics = None, metrics_path
         prefix = effective.snapshot_prefix or str(Path(solver_path).with_suffix(""))
         if output_stem is not None:

@@ -47,6 +47,15 @@ def run_seed(sp: caffe_pb2.SolverParameter) -> int:
 
 def check_solver(sp: caffe_pb2.SolverParameter, log: glog.GlogLogger) -> None:
     """Refuse what cannot run, log the parameters as Caffe does, warn about what is ignored."""
+    check_solver_values(sp)
+    log.info("Initializing solver from parameters: \n" + text_format.MessageToString(sp))
+    check_snapshot_prefix(sp)
+    if sp.debug_info:
+        log.warning("debug_info is not supported; ignoring it")
+
+
+def check_solver_values(sp: caffe_pb2.SolverParameter) -> None:
+    """Refuse counts and formats that cannot run (before anything is built or written)."""
     if sp.average_loss < 1:
         raise SolverParameterError(f"average_loss must be >= 1, got {sp.average_loss}")
     if sp.iter_size < 1:
@@ -59,10 +68,6 @@ def check_solver(sp: caffe_pb2.SolverParameter, log: glog.GlogLogger) -> None:
                                    f"{', '.join(map(str, sp.test_iter))}")
     if sp.snapshot_format != caffe_pb2.SolverParameter.BINARYPROTO:
         raise SolverParameterError("snapshot_format HDF5 is not supported; use BINARYPROTO")
-    log.info("Initializing solver from parameters: \n" + text_format.MessageToString(sp))
-    check_snapshot_prefix(sp)
-    if sp.debug_info:
-        log.warning("debug_info is not supported; ignoring it")
 
 
 def check_snapshot_prefix(sp: caffe_pb2.SolverParameter) -> None:
