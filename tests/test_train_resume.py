@@ -124,3 +124,31 @@ def test_a_request_inside_a_test_pass_snapshots_the_iteration_boundary(
     with _solver(run_dir, monkeypatch) as solver:
         solver.solve(snapshot)
     assert _final_files(run_dir) == uninterrupted
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_kill_just_after_a_snapshot_keeps_the_metrics_rows_before_it(
+        tmp_path, monkeypatch, uninterrupted):
+    """The .solverstate is what a resume looks for: the metrics rows before it must already
+    be on disk when it appears, or a kill right then loses them from the resumed run."""
+    from pipeline_lib.engine.training import solver as solver_module
+
+    save = solver_module.save_solverstate
+
+    def save_then_die(path, **kw):
+        save(path, **kw)
+        raise _Killed(path)
+
+    run_dir = make_run_dir(tmp_path / "run")
+    with _solver(run_dir, monkeypatch) as solver:
+        solver.param.snapshot = 10
+        monkeypatch.setattr(solver_module, "save_solverstate", save_then_die)
+        with pytest.raises(_Killed):
+            solver.solve()
+    monkeypatch.undo()
+    with _solver(run_dir, monkeypatch) as solver:
+        solver.solve(run_dir / "small_iter_10.solverstate")
+    assert _final_files(run_dir) == uninterrupted
