@@ -67,7 +67,7 @@ class Solver:
     log: a GlogLogger (default: glog.default_logger()).
     metrics: a MetricsTable, a CSV path, or None (then `<prefix>_metrics.csv`
         when there is a snapshot prefix, else kept in memory only).
-    action_request: called after each iteration and each test batch; returns
+    action_request: called after each iteration and before each test batch; returns
         a SolverAction (e.g. a SignalHandler).
     """
 
