@@ -68,24 +68,24 @@ def _solver(run_dir: Path, monkeypatch) -> Solver:
 def _request_inside_test(solver: Solver, action: SolverAction, at_iter: int) -> None:
     """Ask for `action` before the second batch of the test pass at iteration `at_iter`
     (one batch of it consumed), as a signal landing there would."""
-    calls = {"in_test": 0}
+    testing, calls = [False], [0]
     test = solver.test
 
-    def counting_test(i: int = 0):
-        calls["testing"] = solver.iter == at_iter
+    def watched_test(i: int = 0):
+        testing[0] = solver.iter == at_iter
         try:
             return test(i)
         finally:
-            calls["testing"] = False
+            testing[0] = False
 
     def request() -> SolverAction:
-        if calls.get("testing"):
-            calls["in_test"] += 1
-            if calls["in_test"] == 2:
+        if testing[0]:
+            calls[0] += 1
+            if calls[0] == 2:
                 return action
         return SolverAction.NONE
 
-    solver.test = counting_test
+    solver.test = watched_test
     solver.action_request = request
 
 
