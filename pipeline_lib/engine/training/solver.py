@@ -12,11 +12,14 @@ Where we differ from Caffe, on purpose:
   mean "seed from the system's entropy"; here -1 means seed 0, so runs are
   reproducible by default.
 - Resume is exact (resume.py): training 0 -> N, then resuming -> M gives the
-  same bits as 0 -> M.
+  same bits as 0 -> M. A snapshot, whenever it is asked for, is of an
+  iteration boundary: exactly the state the next iteration starts from. Inside
+  iteration N before its update (its test pass, its forward/backward) that is
+  the state captured at N's start; after the update it is the current state.
+  `snapshot` alone applies this rule, for every caller.
 - Divergence (divergence.py): a non-finite training loss stops the run with
   `DivergenceError`. A snapshot `<prefix>_iter_<N>.diverged.{caffemodel,
-  solverstate}` is written first: the weights and history as they were
-  before iteration N's update, with the random and data state of the start
+  solverstate}` is written first: by the rule above, the state of the start
   of iteration N, so resuming from it replays the failure. No copy of the
   weights is kept per iteration.
 - Output averages over test batches are accumulated in float64.
@@ -64,7 +67,7 @@ class Solver:
     log: a GlogLogger (default: glog.default_logger()).
     metrics: a MetricsTable, a CSV path, or None (then `<prefix>_metrics.csv`
         when there is a snapshot prefix, else kept in memory only).
-    action_request: called after each iteration and each test batch; returns
+    action_request: called after each iteration and before each test batch; returns
         a SolverAction (e.g. a SignalHandler).
     """
 
@@ -105,7 +108,9 @@ class Solver:
         self.restored_smoothing: dict | None = None  # set by resume.restore
         self._t0 = self._timer = time.perf_counter()
         self._timer_iter = 0
-        self._start_state: dict | None = None  # resume state of this iteration's start
+        # The resume state of the boundary the run is past, while the current state is not
+        # it (inside an iteration before its update, during the final test); else None.
+        self._boundary: dict | None = None
         self.log.info("Solver scaffolding done.")
 
     # -- training ---------------------------------------------------------------------
@@ -125,6 +130,7 @@ class Solver:
             self.log.info("Optimization stopped early.")
             self.metrics.write()
             return
+        self._boundary = resume.capture(self)  # the last display and test read on past it
         if sp.display and self.iter % sp.display == 0:
             self.loss.update(self.net.forward(), self.iter)
             self.log.info(f"Iteration {self.iter}, loss = {fmt(self.loss.value)}")
@@ -149,7 +155,7 @@ class Solver:
         False when the run is to stop."""
         sp = self.param
         self.net.clear_param_diffs()
-        self._start_state = resume.capture(self)
+        self._boundary = resume.capture(self)
         if (sp.test_interval and self.iter % sp.test_interval == 0
                 and (self.iter > 0 or sp.test_initialization)):
             self.test_all()
@@ -160,6 +166,7 @@ class Solver:
         self.loss.update(loss, self.iter)
         outputs = self._display() if display else None
         rate = self._apply_update(display)
+        self._boundary = None  # the iteration is complete: the current state is the boundary
         if outputs is not None:
             self.metrics.add_train(self.iter - 1, lr=rate, loss=loss,
                                    smoothed_loss=self.loss.value,
@@ -271,31 +278,37 @@ class Solver:
         return sums, loss
 
     # -- snapshots and resume ------------------------------------------------------------
-    def snapshot(self, *, tag: str = "", resume_state: dict | None = None) -> tuple[str, str]:
-        """Write `<prefix>_iter_<N>[tag].caffemodel`, then `.solverstate`; return both paths."""
+    def snapshot(self, *, tag: str = "") -> tuple[str, str]:
+        """Write `<prefix>_iter_<N>[tag].caffemodel`, then `.solverstate`, of the iteration
+        boundary (see the module docstring); return both paths.
+
+        The metrics go first: the .solverstate is what a resume looks for, so once it
+        exists the rows before it are on disk too, whenever the process is killed.
+        """
         sp = self.param
         if not sp.snapshot_prefix:
             raise SolverParameterError("cannot snapshot: the solver has no snapshot_prefix")
+        state = self._boundary if self._boundary is not None else resume.capture(self)
         base = snapshot_filename(sp.snapshot_prefix, self.iter, tag)
         model_path, state_path = base + ".caffemodel", base + ".solverstate"
+        self.metrics.write()
         self.log.info(f"Snapshotting to binary proto file {model_path}")
         save_caffemodel(self.net, model_path, write_diff=sp.snapshot_diff)
         self.log.info(f"Snapshotting solver state to binary proto file {state_path}")
-        state = resume_state if resume_state is not None else resume.capture(self)
         save_solverstate(state_path, iteration=self.iter, learned_net=Path(model_path).name,
                          history=self.history, current_step=self.current_step,
                          resume_state_json=resume.to_json(state))
-        self.metrics.write()
         return model_path, state_path
 
     def restore(self, path: str | os.PathLike) -> None:
         """Continue from a .solverstate (see resume.restore)."""
         resume.restore(self, path)
+        self._boundary = None
 
     def _diverged(self, loss: float) -> None:
         paths = None
         if self.param.snapshot_prefix:
-            paths = self.snapshot(tag=".diverged", resume_state=self._start_state)
+            paths = self.snapshot(tag=".diverged")
         error = divergence_error(self.net, self.iter, loss, paths)
         self.log.error(str(error))
         self.metrics.write()
