@@ -51,7 +51,7 @@ from pipeline_lib.engine.training.metrics import MetricsTable
 from pipeline_lib.engine.training.output_lock import LOCK_NAME, OutputLock
 from pipeline_lib.engine.training.parameters import check_solver_values, run_seed
 from pipeline_lib.engine.training.provenance import RunRecord
-from pipeline_lib.engine.training.signals import SignalHandler
+from pipeline_lib.engine.training.signals import SignalHandler, signals_held
 from pipeline_lib.engine.training.snapshot_dir import (
     claim_snapshot_dir,
     discard_if_nothing_to_resume,
@@ -271,20 +271,21 @@ class TrainingJob:
             except BaseException:
                 self._discard_if_nothing_to_resume(created_dirs)
                 raise
-            if self.paths is not None and not stopped:
-                model, state = self._publish(model, state)
             provenance = None
-            if self.provenance is not None and not stopped:
-                outputs = {"caffemodel": model, "solverstate": state}
-                if self.paths is not None:
-                    outputs["solver"] = self.paths.effective_solver
-                if self.metrics is not None:
-                    outputs["metrics"] = self.metrics
-                record.write(self.provenance, effective_solver=self.effective_text,
-                             seed=self.seed, solver_mode=self.device.value,
-                             iterations=iterations, outputs=outputs,
-                             resumed_from=str(resume_file) if resume_file else None)
-                provenance = self.provenance
+            with signals_held():  # the final files appear whole, or not at all
+                if self.paths is not None and not stopped:
+                    model, state = self._publish(model, state)
+                if self.provenance is not None and not stopped:
+                    outputs = {"caffemodel": model, "solverstate": state}
+                    if self.paths is not None:
+                        outputs["solver"] = self.paths.effective_solver
+                    if self.metrics is not None:
+                        outputs["metrics"] = self.metrics
+                    record.write(self.provenance, effective_solver=self.effective_text,
+                                 seed=self.seed, solver_mode=self.device.value,
+                                 iterations=iterations, outputs=outputs,
+                                 resumed_from=str(resume_file) if resume_file else None)
+                    provenance = self.provenance
         return TrainResult(model, state, iterations, stopped, resume_file, provenance)
 
     @contextlib.contextmanager

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import signal
+from collections.abc import Iterator
 
 
 class SolverAction(enum.IntEnum):
@@ -61,3 +63,17 @@ class SignalHandler:
         signum = hup if hup in self._pending else self._pending[0]
         self._pending.remove(signum)
         return self.effects[signum]
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP until the block ends: for the short steps after
+    training (putting the final files in place) that a signal must not cut in two. A
+    signal that came meanwhile is delivered when the block ends."""
+    held = {signal.SIGINT, signal.SIGTERM} | ({signal.SIGHUP} if hasattr(signal, "SIGHUP")
+                                              else set())
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
