@@ -69,11 +69,18 @@ class SignalHandler:
 def signals_held() -> Iterator[None]:
     """Hold SIGINT, SIGTERM and SIGHUP until the block ends: for the short steps after
     training (putting the final files in place) that a signal must not cut in two. A
-    signal that came meanwhile is delivered when the block ends."""
-    held = {signal.SIGINT, signal.SIGTERM} | ({signal.SIGHUP} if hasattr(signal, "SIGHUP")
-                                              else set())
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    signal that came meanwhile is raised again, to the handler before, when the block
+    ends. (Python's handlers run in the main thread whichever thread the signal reached,
+    so swapping handlers holds signals where a thread's signal mask would not.)"""
+    held = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP")
+                                              else [])
+    came: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: came.append(signum))
+                for signum in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(came):
+            signal.raise_signal(signum)
