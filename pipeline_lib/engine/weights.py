@@ -33,6 +33,8 @@ def copy_weights(net: Net, paths: Sequence[str | os.PathLike],
                  log: glog.GlogLogger | None = None) -> list[str]:
     """Copy each .caffemodel of `paths` into `net` by layer name; returns the layers that
     got weights. Raises NetError naming both sides' layers when a file matches none."""
+    if not paths:
+        return []
     log = log if log is not None else glog.default_logger()
     learnable = [name for name, layer in zip(net.layer_names, net.layers) if layer.blobs]
     copied: list[str] = []

@@ -86,3 +86,13 @@ def test_weights_that_match_some_layers(run, case, args):
                       "keeps its initial (filler) values"]
     assert _glog_lines(done.stderr, "I", "Ignoring") == ["Ignoring source layer ipX"]
     record(case, warned[0], done.returncode)
+
+
+def test_training_without_weights_warns_of_none(run_dir):
+    """A run that fine-tunes from nothing copies nothing and says nothing about weights
+    (it once warned, with an empty file name, for every learnable layer)."""
+    done = pcaffe("train", "--solver", "solver.prototxt", "--iterations", 10, "--output",
+                  "results/plain_iter_10", cwd=run_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _glog_lines(done.stderr, "W", "weights") == []
+    assert "Finetuning" not in done.stderr
