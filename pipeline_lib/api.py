@@ -28,7 +28,7 @@ from pipeline_lib.core.blob import Blob
 from pipeline_lib.engine.layers.base import Layer
 from pipeline_lib.engine.layers.data_layer import DataLayer, replace_data_layers, set_batch_size
 from pipeline_lib.engine.net import Net as CoreNet
-from pipeline_lib.engine.weights import copy_weights
+from pipeline_lib.engine.weights import copy_weights, read_weights
 from pipeline_lib.proto import caffe_pb2
 
 PhaseLike = int | str
@@ -97,7 +97,7 @@ class Net:
     def copy_from(self, weights: PathLike | Sequence[PathLike]) -> list[str]:
         """Load .caffemodel weights by layer name; returns the layers that got weights."""
         paths = [weights] if isinstance(weights, str | os.PathLike) else list(weights)
-        return copy_weights(self.core, paths)
+        return copy_weights(self.core, read_weights(paths))
 
     def save(self, path: PathLike) -> None:
         """Write the weights as a binary .caffemodel (atomically)."""
@@ -214,5 +214,5 @@ def load_net(model: str, weights: str | None, phase: int, device: Device = Devic
         set_batch_size(param, batch_size)
     net = CoreNet(param, phase, xp=device.xp, rng=np.random.default_rng(seed))
     if weights:
-        copy_weights(net, [w for w in weights.split(",") if w])
+        copy_weights(net, read_weights([w for w in weights.split(",") if w]))
     return net

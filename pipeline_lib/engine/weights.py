@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from pipeline_lib.core import glog
 from pipeline_lib.engine.net import Net, NetError
+from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.snapshot import load_caffemodel
 
 _SHOWN = 12  # layer names listed in a message, at most
@@ -29,17 +30,22 @@ def _names(names: Sequence[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def copy_weights(net: Net, paths: Sequence[str | os.PathLike],
+def read_weights(paths: Sequence[str | os.PathLike]) -> list[tuple[str, caffe_pb2.NetParameter]]:
+    """Each .caffemodel of `paths`, read once: (its path, its NetParameter)."""
+    return [(str(path), load_caffemodel(path)) for path in paths]
+
+
+def copy_weights(net: Net, weights: Sequence[tuple[str, caffe_pb2.NetParameter]],
                  log: glog.GlogLogger | None = None) -> list[str]:
-    """Copy each .caffemodel of `paths` into `net` by layer name; returns the layers that
-    got weights. Raises NetError naming both sides' layers when a file matches none."""
-    if not paths:
+    """Copy each (path, caffemodel) of `weights` (see read_weights) into `net` by layer name;
+    returns the layers that got weights. Raises NetError naming both sides' layers when a
+    file matches none."""
+    if not weights:
         return []
     log = log if log is not None else glog.default_logger()
     learnable = [name for name, layer in zip(net.layer_names, net.layers) if layer.blobs]
     copied: list[str] = []
-    for path in map(str, paths):
-        param = load_caffemodel(path)
+    for path, param in weights:
         got = net.copy_trained_layers_from(param, source=path)
         in_file = [lp.name for lp in [*param.layer, *param.layers] if len(lp.blobs)]
         if learnable and not got:
@@ -51,7 +57,7 @@ def copy_weights(net: Net, paths: Sequence[str | os.PathLike],
             if name not in net.layer_names:
                 log.info(f"Ignoring source layer {name}")
         copied += got
-    files = ", ".join(map(str, paths))
+    files = ", ".join(path for path, _ in weights)
     for name in learnable:
         if name not in copied:
             log.warning(f"{files} holds no weights for layer {name!r} of net {net.name!r}; "

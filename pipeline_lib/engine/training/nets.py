@@ -14,9 +14,8 @@ from collections.abc import Callable, Mapping
 from pipeline_lib.core import glog
 from pipeline_lib.engine.net import Net
 from pipeline_lib.engine.solvers import SolverParameterError
-from pipeline_lib.engine.weights import copy_weights
+from pipeline_lib.engine.weights import copy_weights, read_weights
 from pipeline_lib.proto import caffe_pb2
-from pipeline_lib.proto.snapshot import load_caffemodel
 
 #: builds a Net from (param, phase, state override)
 MakeNet = Callable[[caffe_pb2.NetParameter, int, "caffe_pb2.NetState | None"], Net]
@@ -128,11 +127,13 @@ def load_weights(built: list[Net], weights, log: glog.GlogLogger) -> None:
     net, by engine.weights' rules, then into the test nets, as Caffe does (their layers
     that the train net has are shared with it next)."""
     paths = [name for entry in weights for name in (n.strip() for n in entry.split(",")) if name]
-    for i, net in enumerate(built):
+    files = None  # each file read once, after the first "Finetuning from" lines
+    for net in built:
         for path in paths:
             log.info(f"Finetuning from {path}")
-        if i == 0:
-            copy_weights(net, paths, log)
+        if files is None:
+            files = read_weights(paths)
+            copy_weights(net, files, log)
             continue
-        for path in paths:
-            net.copy_trained_layers_from(load_caffemodel(path), source=path)
+        for path, param in files:
+            net.copy_trained_layers_from(param, source=path)
