@@ -1,15 +1,21 @@
 """A small Python API in pycaffe's spirit, over `pipeline_lib.engine.net.Net`.
 
-    net = Net("models/lenet/lenet.prototxt", "results/lenet_iter_10000.caffemodel")
+    net = Net("models/lenet/lenet.prototxt", "results/lenet_iter_10000.caffemodel", TEST)
+    net = Net("models/lenet/lenet.prototxt", TEST, weights="lenet.caffemodel")  # the same
     probs = net.forward(data=images)["prob"]      # inputs by blob name; outputs as NumPy
     net.blobs["conv1"].data, net.params["conv1"][0].data
+    net.blobs["data"].reshape(1, 1, 28, 28); net.reshape()
     net.save("copy.caffemodel")
 
 `blobs` and `params` are the net's own Blob objects: on the CPU their
 `.data`/`.diff` are NumPy arrays to read and write in place (CuPy arrays
-with `device=Device.GPU`); `forward` and `backward` return NumPy copies. Giving an
+on the GPU); `forward` and `backward` return NumPy copies. Giving an
 input of another batch size (or shape) reshapes the Input blob and, on the
-next forward, every layer after it.
+next forward, every layer after it. A net is made on the device of
+`pipeline_lib.mode` (set_mode_cpu/set_mode_gpu) unless `device=` says.
+
+The same class faces the nets of a solver (`pipeline_lib.caffe.SGDSolver(...).net`),
+made by `Net.wrap` around the engine's net.
 
 `load_net` gives the engine's own Net (no pycaffe face) with its batch size
 or data layers patched, as `pcaffe time` and `pcaffe test` use it, and
@@ -23,6 +29,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from pipeline_lib import mode
 from pipeline_lib.core.backend import Device, to_host
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.engine.layers.base import Layer
@@ -33,6 +40,9 @@ from pipeline_lib.proto import caffe_pb2
 
 PhaseLike = int | str
 PathLike = str | os.PathLike
+
+TRAIN: int = caffe_pb2.TRAIN
+TEST: int = caffe_pb2.TEST
 
 
 def phase_value(phase: PhaseLike) -> int:
@@ -48,22 +58,44 @@ def phase_value(phase: PhaseLike) -> int:
 
 
 class Net:
-    """A net from a prototxt (path or NetParameter), optionally with trained weights."""
+    """A net from a prototxt (path or NetParameter), optionally with trained weights.
 
-    def __init__(self, model: PathLike | caffe_pb2.NetParameter,
+    As pycaffe: `Net(model, weights, phase)`, `Net(model, phase, weights=...)` or
+    `Net(model, phase)`; the phase is TRAIN or TEST (default TEST), also as a name.
+    """
+
+    def __init__(self, model: PathLike | caffe_pb2.NetParameter, *args,
                  weights: PathLike | Sequence[PathLike] | None = None,
-                 phase: PhaseLike = "TEST", *, device: Device = Device.CPU,
-                 stages: Iterable[str] = (), level: int = 0, seed: int = 0):
+                 phase: PhaseLike | None = None, device: Device | None = None,
+                 stages: Iterable[str] = (), level: int = 0, seed: int | None = None):
         from pipeline_lib.proto.prototxt import read_net
 
+        weights, phase = _weights_and_phase(args, weights, phase)
         param = model if isinstance(model, caffe_pb2.NetParameter) else read_net(model)
-        self.core = CoreNet(param, phase_value(phase), xp=device.xp,
-                            rng=np.random.default_rng(seed), stages=stages, level=level)
-        self.inputs: list[str] = [top for layer in self.core.layers
+        device = device if device is not None else mode.device()
+        core = CoreNet(param, phase_value(phase), xp=device.xp,
+                       rng=np.random.default_rng(mode.seed() if seed is None else seed),
+                       stages=stages, level=level)
+        self._attach(core)
+        if weights is not None:
+            try:
+                self.copy_from(weights)
+            except BaseException:
+                core.close()
+                raise
+
+    @classmethod
+    def wrap(cls, core: CoreNet) -> Net:
+        """The pycaffe face of an engine net (e.g. a solver's), sharing its blobs."""
+        net = cls.__new__(cls)
+        net._attach(core)
+        return net
+
+    def _attach(self, core: CoreNet) -> None:
+        self.core = core
+        self.inputs: list[str] = [top for layer in core.layers
                                   if isinstance(layer, DataLayer) and layer.is_input
                                   for top in layer.param.top]
-        if weights is not None:
-            self.copy_from(weights)
 
     # -- pycaffe's attributes --------------------------------------------------------------
     @property
@@ -88,6 +120,31 @@ class Net:
     def layer_names(self) -> list[str]:
         return self.core.layer_names
 
+    _layer_names = layer_names
+
+    @property
+    def layer_dict(self) -> dict[str, Layer]:
+        return dict(zip(self.core.layer_names, self.core.layers))
+
+    @property
+    def top_names(self) -> dict[str, list[str]]:
+        """Each layer's top blob names, by layer name."""
+        return {n: [b.name for b in tops] for n, tops in zip(self.layer_names, self.core.tops)}
+
+    @property
+    def bottom_names(self) -> dict[str, list[str]]:
+        """Each layer's bottom blob names, by layer name."""
+        return {n: [b.name for b in bottoms]
+                for n, bottoms in zip(self.layer_names, self.core.bottoms)}
+
+    @property
+    def blob_loss_weights(self) -> dict[str, float]:
+        return {name: self.core.loss_weights.get(name, 0.0) for name in self.blobs}
+
+    @property
+    def phase(self) -> int:
+        return self.core.phase
+
     @property
     def outputs(self) -> list[str]:
         """Blobs no layer consumes, in order (e.g. "prob", or "loss" and "accuracy")."""
@@ -98,6 +155,10 @@ class Net:
         """Load .caffemodel weights by layer name; returns the layers that got weights."""
         paths = [weights] if isinstance(weights, str | os.PathLike) else list(weights)
         return copy_weights(self.core, read_weights(paths))
+
+    def share_with(self, other: Net) -> None:
+        """Use `other`'s learned blobs (the same arrays) for the layers both have by name."""
+        self.core.share_trained_layers_with(other.core)
 
     def save(self, path: PathLike) -> None:
         """Write the weights as a binary .caffemodel (atomically)."""
@@ -161,6 +222,24 @@ class Net:
         names = self.inputs if end is None else list(self.layers[last].param.bottom)
         return self._copies([*names, *diffs], "diff")
 
+    def forward_all(self, blobs: Iterable[str] = (), **inputs) -> dict[str, np.ndarray]:
+        """`forward` over inputs of any count, in batches of the net's batch size; the
+        outputs (and `blobs`) of all batches, concatenated."""
+        if not inputs:
+            return self.forward(blobs)
+        sizes = {len(v) for v in inputs.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"forward_all: inputs of different counts: "
+                             f"{ {k: len(v) for k, v in inputs.items()} }")
+        total = sizes.pop()
+        batch = self.blobs[next(iter(inputs))].shape[0] or total or 1
+        parts: dict[str, list[np.ndarray]] = {}
+        for start in range(0, total, batch):
+            chunk = {k: v[start:start + batch] for k, v in inputs.items()}
+            for name, value in self.forward(blobs, **chunk).items():
+                parts.setdefault(name, []).append(value)
+        return {name: np.concatenate(values) for name, values in parts.items()}
+
     def reshape(self) -> None:
         """Propagate input shapes through the net without computing anything."""
         for layer, bottoms, tops in zip(self.layers, self.core.bottoms, self.core.tops):
@@ -198,13 +277,38 @@ class Net:
                 f"{len(self.layers)} layers)")
 
 
+def _weights_and_phase(args: tuple, weights, phase) -> tuple:
+    """pycaffe's positional forms: (weights, phase), (phase,) or (weights,)."""
+    if len(args) > 2:
+        raise TypeError(f"Net(model, [weights], [phase]): {len(args) + 1} positional "
+                        "arguments given")
+    if len(args) == 2:
+        given_weights, given_phase = args
+    elif len(args) == 1 and _is_phase(args[0]):
+        given_weights, given_phase = None, args[0]
+    elif len(args) == 1:
+        given_weights, given_phase = args[0], None
+    else:
+        given_weights = given_phase = None
+    if given_weights is not None and weights is not None:
+        raise TypeError("Net: weights given twice (positionally and as weights=)")
+    if given_phase is not None and phase is not None:
+        raise TypeError("Net: phase given twice (positionally and as phase=)")
+    return (weights if weights is not None else given_weights,
+            phase if phase is not None else (given_phase if given_phase is not None else TEST))
+
+
+def _is_phase(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 # -- core nets with their inputs patched, for timing and testing (`pcaffe time`, `test`) --
 
 def load_net(model: str, weights: str | None, phase: int, device: Device = Device.CPU,
              batch_size: int | None = None, dummy_data: Sequence[int] | None = None,
-             seed: int = 0):
+             seed: int = 0, stages: Iterable[str] = (), level: int | None = None):
     """A Net from a prototxt, optionally with weights, batch size and dummy data (C, H, W)
-    patched in."""
+    patched in, for the state `stages`/`level` (None: the net's own level)."""
     from pipeline_lib.proto.prototxt import read_net
 
     param = read_net(model)
@@ -212,7 +316,8 @@ def load_net(model: str, weights: str | None, phase: int, device: Device = Devic
         replace_data_layers(param, list(dummy_data), batch_size)
     if batch_size:
         set_batch_size(param, batch_size)
-    net = CoreNet(param, phase, xp=device.xp, rng=np.random.default_rng(seed))
+    net = CoreNet(param, phase, xp=device.xp, rng=np.random.default_rng(seed), stages=stages,
+                  level=level or 0)
     if weights:
         copy_weights(net, read_weights([w for w in weights.split(",") if w]))
     return net

@@ -1,12 +1,17 @@
 """`pcaffe`: the command line, in the spirit of Caffe's `caffe` tool.
 
-    pcaffe train --solver S [--snapshot F | --weights W]
-    pcaffe test  --model M --weights W --iterations N
+    pcaffe train --solver S [--snapshot F | --weights W] [-gpu 0] [-stage a,b] [-level N]
+    pcaffe test  --model M --weights W --iterations N [-gpu 0] [-stage ..] [-level ..]
     pcaffe time  --model M --iterations N [--batch-size B] [--dummy-data C,H,W]
     pcaffe classify --model DEPLOY --weights W [--labels L] [--top-k K] [--json] INPUT...
                    (image files, folders of images, IDX files)
+    pcaffe draw NET OUT.png [--rankdir LR] [--phase TRAIN|TEST|ALL]
+    pcaffe device_query [-gpu 0|0,1|all]
+    pcaffe --version
 
-Caffe's single-dash spellings (`-solver`, `-weights`, ...) are accepted too.
+Caffe's single-dash spellings (`-solver`, `-weights`, `-gpu 0`, ...) are accepted too.
+`-gpu` takes a device, a list (0,1) or `all`: one device is used (the first) until
+multi-GPU runs exist, and a log line says so.
 Errors print one line and exit 1; `--debug` shows the traceback instead. A
 training stopped by a signal (SIGINT/SIGTERM) saves a snapshot and exits 3.
 """
@@ -22,6 +27,8 @@ from pipeline_lib.core.cli_args import (
     at_least,
     file_list,
     finite_float,
+    gpu_list,
+    name_list,
     numbers,
     positive_int,
     positive_ints,
@@ -40,11 +47,34 @@ def command(name: str):
     return register
 
 
-def _device(gpu: bool):
-    """The device of `pcaffe test/time/classify --gpu` (train: see engine.training.device)."""
+def _gpu(args: argparse.Namespace) -> int | None:
+    """The GPU that `-gpu` names (None: not given), made the current device. Of a list,
+    or `all`, the first is used (one log line says so) until multi-GPU runs exist."""
+    from pipeline_lib.core.backend import gpu_count, use_gpu
+
+    ids = args.gpu
+    if ids is None:
+        return None
+    if ids == "all":
+        ids = tuple(range(gpu_count()))
+        if not ids:
+            raise RuntimeError("-gpu all: no CUDA device is visible (CuPy and a GPU are "
+                               "needed)")
+    if len(ids) > 1:
+        from pipeline_lib.core import glog
+
+        glog.default_logger().warning(
+            f"-gpu {','.join(map(str, ids))}: multi-GPU runs are not implemented yet; "
+            f"using GPU {ids[0]} only")
+    use_gpu(ids[0])
+    return ids[0]
+
+
+def _device(args: argparse.Namespace):
+    """The device of `pcaffe test/time/classify` (train: see engine.training.device)."""
     from pipeline_lib.core.backend import Device
 
-    return Device.GPU if gpu else Device.CPU
+    return Device.GPU if _gpu(args) is not None else Device.CPU
 
 
 def _phase(name: str) -> int:
@@ -58,9 +88,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.snapshot and args.weights:
         raise SystemExit("pcaffe train: give either --snapshot or --weights, not both")
     job = TrainingJob.create(args.solver, output_stem=args.output, max_iter=args.iterations,
-                             solver_mode="GPU" if args.gpu else None,
+                             solver_mode="GPU" if _gpu(args) is not None else None,
                              resume=args.snapshot, weights=args.weights, log_path=args.log,
-                             sigint_effect=args.sigint_effect, sighup_effect=args.sighup_effect)
+                             sigint_effect=args.sigint_effect, sighup_effect=args.sighup_effect,
+                             stages=args.stage, level=args.level)
     result = job.run()
     print(f"{result.caffemodel}\n{result.solverstate}")
     if result.stopped_early:
@@ -77,7 +108,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     from pipeline_lib.api import load_net
     from pipeline_lib.core.backend import to_host
 
-    net = load_net(args.model, args.weights, _phase(args.phase), _device(args.gpu))
+    net = load_net(args.model, args.weights, _phase(args.phase), _device(args),
+                   stages=args.stage, level=args.level)
     totals: dict[str, float] = {}
     for i in range(args.iterations):
         net.forward()
@@ -101,8 +133,9 @@ def cmd_time(args: argparse.Namespace) -> int:
     from pipeline_lib.api import load_net
     from pipeline_lib.engine.timing import time_net
 
-    net = load_net(args.model, args.weights, _phase(args.phase), _device(args.gpu),
-                   batch_size=args.batch_size, dummy_data=args.dummy_data)
+    net = load_net(args.model, args.weights, _phase(args.phase), _device(args),
+                   batch_size=args.batch_size, dummy_data=args.dummy_data,
+                   stages=args.stage, level=args.level)
     print(time_net(net, iterations=args.iterations).table())
     net.close()
     return 0
@@ -114,7 +147,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     print(run_classify(
         args.model, args.weights.split(","), args.inputs, labels=args.labels, top_k=args.top_k,
-        as_json=args.json, device=_device(args.gpu), idx_start=args.idx_start,
+        as_json=args.json, device=_device(args), idx_start=args.idx_start,
         idx_count=args.idx_count,
         input_blob=args.input_blob, output_blob=args.output_blob, batch_size=args.batch_size,
         transform_from=args.transform_from, scale=args.scale, mean=args.mean,
@@ -123,21 +156,87 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("draw")
+def cmd_draw(args: argparse.Namespace) -> int:
+    from pipeline_lib.draw import run
+
+    return run(args)
+
+
+#: what `device_query` prints of each device, as CUDA names the properties
+_DEVICE_PROPERTIES = (
+    ("Name", "name"), ("Major revision number", "major"), ("Minor revision number", "minor"),
+    ("Total global memory", "totalGlobalMem"),
+    ("Total shared memory per block", "sharedMemPerBlock"),
+    ("Total registers per block", "regsPerBlock"), ("Warp size", "warpSize"),
+    ("Maximum memory pitch", "memPitch"), ("Maximum threads per block", "maxThreadsPerBlock"),
+    ("Maximum dimension of block", "maxThreadsDim"), ("Maximum dimension of grid", "maxGridSize"),
+    ("Clock rate", "clockRate"), ("Total constant memory", "totalConstMem"),
+    ("Texture alignment", "textureAlignment"),
+    ("Number of multiprocessors", "multiProcessorCount"),
+    ("Kernel execution timeout", "kernelExecTimeoutEnabled"),
+)
+
+
+@command("device_query")
+def cmd_device_query(args: argparse.Namespace) -> int:
+    from pipeline_lib.core.backend import gpu_count, gpu_properties
+
+    count = gpu_count()
+    ids = range(count) if args.gpu in (None, "all") else args.gpu
+    if not count:
+        raise RuntimeError("no CUDA device is visible (CuPy and a GPU are "
+                           "needed; pip install '.[gpu]')")
+    for i in ids:
+        props = gpu_properties(i)
+        print(f"Querying GPU {i}")
+        print(f"Device id:                     {i}")
+        for label, key in _DEVICE_PROPERTIES:
+            value = props.get(key)
+            if isinstance(value, list | tuple):
+                value = ", ".join(map(str, value))
+            print(f"{label + ':':<30} {value}")
+    return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pipeline-lib")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="pcaffe", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", "-version", action="version",
+                        version=f"pcaffe {_version()} (Caffe 1.0 files)",
+                        help="print the version and exit")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("--gpu", "-gpu", action="store_true", help="run on the GPU (CuPy)")
+    def add(name: str, help_text: str, *, gpu: str = "run on this GPU") -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--gpu", "-gpu", nargs="?", const=(0,), type=gpu_list, metavar="IDS",
+                       help=f"{gpu}: a number, a comma list (0,1) or all; with a list the "
+                            "first is used until multi-GPU runs exist (alone: 0)")
         # SUPPRESS: an unset sub-command flag must not undo `pcaffe --debug <command>`.
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show tracebacks on errors")
         return p
 
-    p = add("train", "train a model from a solver prototxt")
-    p.add_argument("--solver", "-solver", required=True)
+    def add_state(p: argparse.ArgumentParser, net: str) -> None:
+        p.add_argument("--stage", "-stage", type=name_list, default=(), metavar="A,B",
+                       help=f"stages of the {net}'s state, comma-separated (layers' "
+                            "include/exclude stage rules)")
+        p.add_argument("--level", "-level", type=at_least(-2**31), default=None,
+                       help=f"level of the {net}'s state (layers' min_level/max_level "
+                            "rules; default: the net's own, else 0)")
+
+    p = add("train", "train a model from a solver prototxt",
+            gpu="train on this GPU (default: the solver's solver_mode)")
+    p.add_argument("--solver", "-solver", required=True, help="solver prototxt")
     p.add_argument("--snapshot", "-snapshot",
                    help="resume from a .solverstate, or 'auto': the newest complete snapshot")
     p.add_argument("--weights", "-weights", type=file_list,
@@ -147,18 +246,26 @@ def build_parser() -> argparse.ArgumentParser:
                    "(its N must be the run's last iteration)")
     p.add_argument("--log", help="write the glog-style log here too")
     p.add_argument("--sigint-effect", "-sigint_effect", default="stop",
-                   choices=["stop", "snapshot", "none"])
+                   choices=["stop", "snapshot", "none"],
+                   help="what SIGINT (Ctrl-C) does: snapshot and stop (default), snapshot "
+                        "and go on, or nothing")
     p.add_argument("--sighup-effect", "-sighup_effect", default="snapshot",
-                   choices=["stop", "snapshot", "none"])
+                   choices=["stop", "snapshot", "none"],
+                   help="what SIGHUP does (default: snapshot and go on)")
+    add_state(p, "train net")
 
     for name, text in (("test", "score a model over N batches"),
                        ("time", "per-layer forward/backward timing")):
         p = add(name, text)
-        p.add_argument("--model", "-model", required=True)
-        p.add_argument("--weights", "-weights", type=file_list)
-        p.add_argument("--iterations", "-iterations", type=positive_int, default=50)
+        p.add_argument("--model", "-model", required=True, help="net prototxt")
+        p.add_argument("--weights", "-weights", type=file_list,
+                       help=".caffemodel weights (comma list; default: the fillers')")
+        p.add_argument("--iterations", "-iterations", type=positive_int, default=50,
+                       help="batches to run (default 50)")
         p.add_argument("--phase", "-phase", default="TEST" if name == "test" else "TRAIN",
-                       choices=["TRAIN", "TEST"])
+                       choices=["TRAIN", "TEST"],
+                       help=f"the net's phase (default {'TEST' if name == 'test' else 'TRAIN'})")
+        add_state(p, "net")
         if name == "time":
             p.add_argument("--batch-size", type=positive_int,
                            help="override the input batch size")
@@ -176,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idx-start", type=at_least(0), default=0, help="first image of IDX inputs")
     p.add_argument("--idx-count", type=positive_int, help="images of IDX inputs (default: all)")
     p.add_argument("--labels", help="class names, one a line (e.g. synset_words.txt)")
-    p.add_argument("--top-k", type=positive_int, default=5)
+    p.add_argument("--top-k", type=positive_int, default=5, help="classes to show (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--transform-from", metavar="NET",
                    help="train/val prototxt whose TEST data layer's transform_param to use "
@@ -194,6 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-blob", help="output blob (default: the last)")
     p.add_argument("--batch-size", type=positive_int,
                    help="images per forward (default: the net's)")
+
+    from pipeline_lib.draw import add_arguments
+
+    p = sub.add_parser("draw", help="draw a net prototxt with Graphviz (png, svg, pdf, ...)",
+                       description="draw a net prototxt with Graphviz (png, svg, pdf, ...)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="show tracebacks on errors")
+    add_arguments(p)
+
+    add("device_query", "show the properties of CUDA devices",
+        gpu="the devices to show (default: all)")
     return parser
 
 

@@ -70,3 +70,32 @@ def to_host(array) -> np.ndarray:
 
 def is_gpu_array(array) -> bool:
     return _cupy is not None and isinstance(array, _cupy.ndarray)
+
+
+def gpu_count() -> int:
+    """How many CUDA devices CuPy sees (0 without CuPy)."""
+    if _cupy is None:
+        return 0
+    try:
+        return int(_cupy.cuda.runtime.getDeviceCount())
+    except Exception:  # pragma: no cover - depends on the machine
+        return 0
+
+
+def use_gpu(device_id: int) -> None:
+    """Make CUDA device `device_id` the current one for new CuPy arrays."""
+    count = gpu_count()
+    if not 0 <= device_id < count:
+        raise ValueError(f"GPU {device_id} does not exist: "
+                         + (f"this machine has {count} (0..{count - 1})" if count
+                            else "no CUDA device is visible (CuPy and a GPU are needed)"))
+    _cupy.cuda.Device(device_id).use()
+
+
+def gpu_properties(device_id: int) -> dict[str, object]:
+    """The CUDA properties of a device (name, memory, compute capability, ...)."""
+    if not 0 <= device_id < gpu_count():
+        raise ValueError(f"GPU {device_id} does not exist ({gpu_count()} visible)")
+    props = _cupy.cuda.runtime.getDeviceProperties(device_id)
+    return {k: (v.decode(errors="replace") if isinstance(v, bytes) else v)
+            for k, v in props.items()}

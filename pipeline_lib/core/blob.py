@@ -44,8 +44,35 @@ class Blob:
     def count(self) -> int:
         return int(self.data.size)
 
-    def reshape(self, shape) -> None:
-        """Reallocate (zeroed) when the shape or layout changes; keep the arrays otherwise."""
+    @property
+    def num(self) -> int:
+        return self._legacy_axis(0)
+
+    @property
+    def channels(self) -> int:
+        return self._legacy_axis(1)
+
+    @property
+    def height(self) -> int:
+        return self._legacy_axis(2)
+
+    @property
+    def width(self) -> int:
+        return self._legacy_axis(3)
+
+    def _legacy_axis(self, axis: int) -> int:
+        """Caffe's 4-axis accessors: an axis the blob lacks counts as 1."""
+        if self.data.ndim > 4:
+            raise ValueError(f"blob {self.name!r} has {self.data.ndim} axes; num/channels/"
+                             "height/width need 4 or fewer (use shape)")
+        return int(self.data.shape[axis]) if axis < self.data.ndim else 1
+
+    def reshape(self, *shape) -> None:
+        """Reallocate (zeroed) when the shape or layout changes; keep the arrays otherwise.
+
+        The shape is one sequence, `reshape((2, 3))`, or the dimensions, `reshape(2, 3)`."""
+        if len(shape) == 1 and not isinstance(shape[0], int | np.integer):
+            shape = shape[0]
         shape = tuple(int(d) for d in shape)
         last = self.channels_last and len(shape) == 4
         if shape != self.shape or last != self._allocated_channels_last:

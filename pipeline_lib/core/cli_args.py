@@ -15,8 +15,8 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-__all__ = ["OneLineParser", "at_least", "file_list", "finite_float", "numbers",
-           "positive_int", "positive_ints", "size_hw"]
+__all__ = ["OneLineParser", "at_least", "file_list", "finite_float", "gpu_list", "name_list",
+           "numbers", "positive_int", "positive_ints", "size_hw"]
 
 INT32_MAX = 2**31 - 1  # Caffe's counts (max_iter, batch_size, ...) are int32
 
@@ -97,3 +97,25 @@ def file_list(text: str) -> str:
     if not all(text.split(",")):
         raise _invalid(text, "file names separated by commas, none empty")
     return text
+
+
+def gpu_list(text: str) -> tuple[int, ...] | str:
+    """A type: Caffe's `-gpu` value: a device number, a comma list (0,1) or "all"."""
+    expected = "a GPU number, a comma list of them (0,1) or all"
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        ids = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise _invalid(text, expected) from None
+    if any(i < 0 for i in ids) or len(set(ids)) != len(ids):
+        raise _invalid(text, expected + ", each once and >= 0")
+    return ids
+
+
+def name_list(text: str) -> tuple[str, ...]:
+    """A type: comma-separated names, none empty (Caffe's `-stage a,b`)."""
+    names = tuple(part.strip() for part in text.split(","))
+    if not all(names):
+        raise _invalid(text, "names separated by commas, none empty (e.g. deploy,fast)")
+    return names

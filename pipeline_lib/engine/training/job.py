@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -49,7 +49,12 @@ from pipeline_lib.engine.training.device import run_device
 from pipeline_lib.engine.training.digests import DigestCache
 from pipeline_lib.engine.training.metrics import MetricsTable
 from pipeline_lib.engine.training.output_lock import LOCK_NAME, OutputLock
-from pipeline_lib.engine.training.parameters import check_solver_values, run_seed
+from pipeline_lib.engine.training.parameters import (
+    check_solver_values,
+    default_snapshot_prefix,
+    patched,
+    run_seed,
+)
 from pipeline_lib.engine.training.provenance import RunRecord
 from pipeline_lib.engine.training.signals import SignalHandler, signals_held
 from pipeline_lib.engine.training.snapshot_dir import (
@@ -81,10 +86,12 @@ class TrainResult:
 
 
 def effective_solver(solver: SolverFiles, max_iter: int | None = None,
-                     device: Device | None = None,
-                     weights: str | None = None) -> caffe_pb2.SolverParameter:
-    """The solver with `max_iter`, `device` (as solver_mode) and `weights` (comma list)
-    applied, when given, and its `net` file inlined as `net_param`."""
+                     device: Device | None = None, weights: str | None = None,
+                     stages: Sequence[str] = (), level: int | None = None
+                     ) -> caffe_pb2.SolverParameter:
+    """The solver with `max_iter`, `device` (as solver_mode), `weights` (comma list) and
+    the train net's `stages`/`level` (`caffe train -stage/-level`) applied, when given,
+    and its `net` file inlined as `net_param`."""
     sp = caffe_pb2.SolverParameter()
     sp.CopyFrom(solver.param)
     if max_iter is not None:
@@ -97,7 +104,7 @@ def effective_solver(solver: SolverFiles, max_iter: int | None = None,
     if weights:
         del sp.weights[:]
         sp.weights.extend(w for w in weights.split(",") if w)
-    return sp
+    return patched(sp, stages=stages, level=level)
 
 
 @dataclass(frozen=True)
@@ -195,7 +202,8 @@ class TrainingJob:
                metrics_path: str | os.PathLike | None = None,
                provenance_path: str | os.PathLike | None = None,
                config: Mapping[str, Any] | None = None, sigint_effect: str = "stop",
-               sighup_effect: str = "snapshot") -> TrainingJob:
+               sighup_effect: str = "snapshot", stages: Sequence[str] = (),
+               level: int | None = None) -> TrainingJob:
         """The job for `solver_path`.
 
         output_stem: e.g. "results/lenet_iter_10000": the final snapshot becomes
@@ -209,15 +217,16 @@ class TrainingJob:
             (RunPaths.check_iterations).
         solver_mode: "CPU"/"GPU" overrides the solver's (see device.run_device).
         weights: comma-separated .caffemodel files to start from (fine-tuning).
+        stages, level: added to the train net's state (`caffe train -stage/-level`).
         config: the workflow's config section for this run, kept in the record.
         """
         solver = SolverFiles.read(solver_path)
         device = run_device(solver_mode, solver.param)
         effective = effective_solver(solver, max_iter, device if solver_mode else None,
-                                     weights)
+                                     weights, stages, level)
         check_solver_values(effective)
         paths, metrics = None, metrics_path
-        prefix = effective.snapshot_prefix or str(Path(solver_path).with_suffix(""))
+        prefix = effective.snapshot_prefix or default_snapshot_prefix(solver_path)
         if output_stem is not None:
             stem = Path(output_stem)
             paths = RunPaths(stem, Path(metrics_path or stem.parent / f"{stem.name}_metrics.csv"),

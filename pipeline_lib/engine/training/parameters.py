@@ -39,6 +39,12 @@ def patched(solver_param: caffe_pb2.SolverParameter,
     return sp
 
 
+def default_snapshot_prefix(solver_path: str | os.PathLike) -> str:
+    """Where snapshots go when the solver sets no snapshot_prefix: the solver file's path
+    without its suffix, as Caffe does."""
+    return str(Path(solver_path).with_suffix(""))
+
+
 def run_seed(sp: caffe_pb2.SolverParameter) -> int:
     """The seed of the run's one Generator: `random_seed`, or 0 for Caffe's -1 ("from the
     system's entropy"), so runs are reproducible by default."""
