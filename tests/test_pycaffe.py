@@ -261,3 +261,17 @@ def test_classifier_predicts_lenets_digits(digits):
     assert ten.shape == (6, 10)
     np.testing.assert_allclose(ten.sum(1), 1, rtol=1e-5)
     assert (ten.argmax(1) == labels).mean() >= 0.5
+
+
+def test_io_record_codecs():
+    arr = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    blob = caffe.io.array_to_blobproto(arr, diff=-arr)
+    assert list(blob.shape.dim) == [2, 3, 4]
+    np.testing.assert_array_equal(caffe.io.blobproto_to_array(blob), arr)
+    np.testing.assert_array_equal(caffe.io.blobproto_to_array(blob, return_diff=True), -arr)
+    image = np.arange(12, dtype=np.uint8).reshape(3, 2, 2)
+    datum = caffe.io.array_to_datum(image, 7)
+    assert (datum.channels, datum.height, datum.width, datum.label) == (3, 2, 2, 7)
+    np.testing.assert_array_equal(caffe.io.datum_to_array(datum), image)
+    with pytest.raises(ValueError, match="expected a C x H x W array"):
+        caffe.io.array_to_datum(image[0])

@@ -14,6 +14,8 @@ channel swap, raw scale, subtract the mean, input scale; `deprocess` undoes them
 `resize_image` resizes each channel with Pillow (interp_order 0 nearest, 1 bilinear,
 3 bicubic): pycaffe's numbers came from scikit-image, so resized pixels can differ
 from pycaffe's by a few percent of the range; the rest is the same arithmetic.
+`blobproto_to_array`, `array_to_blobproto`, `array_to_datum` and `datum_to_array` are
+the proto tier's codecs under pycaffe's names.
 """
 
 from __future__ import annotations
@@ -84,6 +86,46 @@ def oversample(images: Sequence[np.ndarray], crop_dims: Sequence[int]) -> np.nda
             crops[10 * n + c] = crop
             crops[10 * n + 5 + c] = crop[:, ::-1, :]
     return crops
+
+
+# -- protobuf records, as pycaffe's io names them -----------------------------------------
+def blobproto_to_array(blob, return_diff: bool = False) -> np.ndarray:
+    """A BlobProto's values (or its diff) as an array of its shape."""
+    from pipeline_lib.proto.blobproto import blob_proto_to_array, blob_shape
+
+    if not return_diff:
+        return blob_proto_to_array(blob)
+    diff = np.array(blob.diff, dtype=np.float32)
+    shape = blob_shape(blob)
+    if diff.size != int(np.prod(shape)):
+        raise ValueError(f"blob of shape {list(shape)} holds {diff.size} diff values")
+    return diff.reshape(shape)
+
+
+def array_to_blobproto(arr: np.ndarray, diff: np.ndarray | None = None):
+    """A BlobProto holding `arr` (and `diff`), shape set."""
+    from pipeline_lib.proto.blobproto import array_to_blob_proto
+
+    arr = np.asarray(arr)
+    if diff is not None and np.shape(diff) != arr.shape:
+        raise ValueError(f"diff of shape {np.shape(diff)} for an array of shape {arr.shape}")
+    return array_to_blob_proto(arr, diff=None if diff is None else np.asarray(diff))
+
+
+def array_to_datum(arr: np.ndarray, label: int | None = None):
+    """A Datum of a C x H x W image: uint8 as bytes, floats as float_data."""
+    from pipeline_lib.proto.datum import array_to_datum as to_datum
+
+    if np.asarray(arr).ndim != 3:
+        raise ValueError(f"array_to_datum: expected a C x H x W array, got {np.shape(arr)}")
+    return to_datum(arr, 0 if label is None else label)
+
+
+def datum_to_array(datum) -> np.ndarray:
+    """A Datum's image as C x H x W (uint8 or float32; encoded images decoded)."""
+    from pipeline_lib.proto.datum import datum_to_array as to_array
+
+    return to_array(datum)
 
 
 class Transformer:
