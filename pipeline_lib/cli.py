@@ -33,6 +33,7 @@ from pipeline_lib.core.cli_args import (
     positive_int,
     positive_ints,
     size_hw,
+    whole_number,
 )
 from pipeline_lib.core.errors import describe_error
 from pipeline_lib.proto import caffe_pb2
@@ -230,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--stage", "-stage", type=name_list, default=(), metavar="A,B",
                        help=f"stages of the {net}'s state, comma-separated (layers' "
                             "include/exclude stage rules)")
-        p.add_argument("--level", "-level", type=at_least(-2**31), default=None,
+        p.add_argument("--level", "-level", type=whole_number, default=None,
                        help=f"level of the {net}'s state (layers' min_level/max_level "
                             "rules; default: the net's own, else 0)")
 

@@ -65,6 +65,10 @@ def test_bad_gpu_value_is_one_line(capsys):
     assert done.value.code == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "-gpu: got 'first'; expected a GPU number" in err
+    with pytest.raises(SystemExit):
+        cli.main(["test", "-model", "m.prototxt", "-level", "high"])
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "-level: got 'high'; expected a whole number" in err
 
 
 def test_a_gpu_list_uses_the_first_and_says_so(monkeypatch):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 __all__ = ["OneLineParser", "at_least", "file_list", "finite_float", "gpu_list", "name_list",
-           "numbers", "positive_int", "positive_ints", "size_hw"]
+           "numbers", "positive_int", "positive_ints", "size_hw", "whole_number"]
 
 INT32_MAX = 2**31 - 1  # Caffe's counts (max_iter, batch_size, ...) are int32
 
@@ -51,6 +51,17 @@ def at_least(low: int, high: int = INT32_MAX) -> Callable[[str], int]:
 
 
 positive_int = at_least(1)
+
+
+def whole_number(text: str) -> int:
+    """A type: any int32 whole number, negative too (Caffe's `-level`)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise _invalid(text, "a whole number (e.g. 0, 2 or -1)") from None
+    if not -INT32_MAX - 1 <= value <= INT32_MAX:
+        raise _invalid(text, f"a whole number from {-INT32_MAX - 1} to {INT32_MAX}")
+    return value
 
 
 def finite_float(text: str) -> float:
