@@ -1,7 +1,8 @@
 """Every layer type, one module each; importing this package registers them all.
 
-Beside them: the bases (base, neuron), shared geometry (conv_utils, axis_util) and
-the plain reference kernels the fast convolution and pooling are tested against.
+Beside them: the bases (base, neuron, recurrent), shared geometry (conv_utils,
+axis_util), the loss normalization (loss_norm) and the plain reference kernels the
+fast convolution and pooling are tested against.
 """
 
 import importlib

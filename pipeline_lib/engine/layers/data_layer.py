@@ -1,4 +1,4 @@
-"""The family of data layers (Data, ImageData, HDF5Data, MemoryData, DummyData, Input).
+"""The family of data layers (Data, ImageData, WindowData, HDF5Data, MemoryData, DummyData, Input).
 
 `DataLayer` is their base: no bottoms, tops that are the net's data. Its class
 methods answer, for a LayerParameter of the type, what the rest of the code

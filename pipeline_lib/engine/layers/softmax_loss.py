@@ -13,10 +13,9 @@ import numpy as np
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.engine.layers.axis_util import canonical_axis, count
 from pipeline_lib.engine.layers.base import Layer, register
+from pipeline_lib.engine.layers.loss_norm import Norm, normalization_mode, normalizer
 from pipeline_lib.engine.layers.softmax import softmax
-from pipeline_lib.proto import caffe_pb2
 
-_Norm = caffe_pb2.LossParameter
 #: Caffe clamps probabilities to FLT_MIN before the log, for both precisions.
 FLT_MIN = float(np.finfo(np.float32).tiny)
 
@@ -66,10 +65,7 @@ class SoftmaxWithLossLayer(Layer):
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
         lp = self.param.loss_param
         self.ignore_label = lp.ignore_label if lp.HasField("ignore_label") else None
-        if not lp.HasField("normalization") and lp.HasField("normalize"):
-            self.normalization = _Norm.VALID if lp.normalize else _Norm.BATCH_SIZE
-        else:
-            self.normalization = lp.normalization
+        self.normalization = normalization_mode(self, Norm.VALID)
         self.prob = None
 
     def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
@@ -86,21 +82,8 @@ class SoftmaxWithLossLayer(Layer):
 
     def _normalizer(self, valid_count):
         """Caffe's normalizer; `valid_count` may be an array (kept on the device)."""
-        mode = self.normalization
-        if mode == _Norm.FULL:
-            n = self.outer * self.inner
-        elif mode == _Norm.VALID:
-            if self.ignore_label is None:
-                n = self.outer * self.inner
-            else:
-                return self.xp.maximum(valid_count, 1)
-        elif mode == _Norm.BATCH_SIZE:
-            n = self.outer
-        elif mode == _Norm.NONE:
-            n = 1
-        else:
-            raise self.error(f"unknown loss_param.normalization {mode}")
-        return max(n, 1)
+        counted = valid_count if self.ignore_label is not None else None
+        return normalizer(self, self.normalization, self.outer, self.inner, counted)
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         xp = self.xp
