@@ -70,3 +70,13 @@ def to_host(array) -> np.ndarray:
 
 def is_gpu_array(array) -> bool:
     return _cupy is not None and isinstance(array, _cupy.ndarray)
+
+
+def scatter_add(target, indices, values) -> None:
+    """target[indices] += values, adding repeated indices up (numpy.add.at), on either device."""
+    if is_gpu_array(target):
+        import cupyx
+
+        cupyx.scatter_add(target, indices, values)
+    else:
+        np.add.at(target, indices, values)
