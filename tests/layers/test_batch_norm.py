@@ -170,3 +170,33 @@ def test_gradient_with_global_statistics():
     layer.blobs[2].data[...] = 1.0
     # the statistics are not learned: Caffe gives them no gradient
     check_gradient(layer, [blob(x)], check_params=False)
+
+
+@pytest.mark.parametrize("solver_type", ["SGD", "Adam"])
+def test_solver_steps_leave_the_statistics_to_the_layer(solver_type):
+    """With weight decay and momentum, an update moves the learned weights but not the
+    statistics (lr_mult 0): only the forward's moving average changes them."""
+    from pipeline_lib.engine.solvers import make_update_rule
+
+    net_text = ('layer { name: "in" type: "Input" top: "x" top: "t" input_param { '
+                'shape { dim: 4 dim: 3 } shape { dim: 4 dim: 2 } } } '
+                'layer { name: "bn" type: "BatchNorm" bottom: "x" top: "x" } '
+                'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" inner_product_param '
+                '{ num_output: 2 weight_filler { type: "gaussian" } } } '
+                'layer { name: "loss" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "l" }')
+    net = Net(text_format.Parse(net_text, caffe_pb2.NetParameter()), dtype=np.float64)
+    rng = np.random.default_rng(5)
+    sp = caffe_pb2.SolverParameter(type=solver_type, momentum=0.9, weight_decay=0.1)
+    rule = make_update_rule(sp, net.learnable_params, net.params_lr, net.params_weight_decay)
+    for it in range(2):
+        net.blobs["x"].data[...] = rng.standard_normal((4, 3))
+        net.blobs["t"].data[...] = rng.standard_normal((4, 2))
+        net.clear_param_diffs()
+        net.forward_backward()
+        stats = [b.data.copy() for b in net.params["bn"]]
+        weights = net.params["ip"][0].data.copy()
+        rule.apply(0.1, it)
+        for before, stat in zip(stats, net.params["bn"]):
+            np.testing.assert_array_equal(stat.data, before)
+        assert np.abs(net.params["ip"][0].data - weights).max() > 1e-4
+    assert float(net.params["bn"][2].data[0]) == pytest.approx(1.999)
