@@ -99,3 +99,13 @@ def gpu_properties(device_id: int) -> dict[str, object]:
     props = _cupy.cuda.runtime.getDeviceProperties(device_id)
     return {k: (v.decode(errors="replace") if isinstance(v, bytes) else v)
             for k, v in props.items()}
+
+
+def scatter_add(target, indices, values) -> None:
+    """target[indices] += values, adding repeated indices up (numpy.add.at), on either device."""
+    if is_gpu_array(target):
+        import cupyx
+
+        cupyx.scatter_add(target, indices, values)
+    else:
+        np.add.at(target, indices, values)

@@ -95,12 +95,14 @@ class Layer:
             self.blobs.append(self.make_blob(want[1], bias_filler))
 
     def make_blob(self, shape, filler: caffe_pb2.FillerParameter | None = None) -> Blob:
-        """A learnable blob, filled by `filler` (see pipeline_lib.engine.fillers)."""
+        """A learnable blob, filled by `filler` (see pipeline_lib.engine.fillers); a 0-axis
+        blob (a scalar, count 1 as in Caffe) is filled as one value."""
         from pipeline_lib.engine.fillers import fill
 
         blob = Blob(shape, self.xp, self.dtype)
         if filler is not None:
-            blob.data[...] = self.xp.asarray(fill(filler, blob.shape, self.rng, self.dtype))
+            values = fill(filler, blob.shape or (1,), self.rng, self.dtype)
+            blob.data[...] = self.xp.asarray(values.reshape(blob.shape))
         return blob
 
 
