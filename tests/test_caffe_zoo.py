@@ -1,6 +1,6 @@
 """Caffe's own nets (examples/ and models/): blob shapes, from tools/caffe_zoo.py.
 
-Caffe's prototxt files cannot live here, so data/golden/caffe_zoo_shapes.json holds
+Caffe's prototxt files cannot live here, so data/caffe_zoo_shapes.json holds
 the shapes of every net of BVLC/caffe master that builds (and the layer types the
 others lack); the nets this project ships (models/) are checked against it, and
 against the shapes real Caffe printed in its notebooks. With CAFFE_ROOT set to a
@@ -22,7 +22,7 @@ from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.prototxt import read_net
 
 ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = json.loads((ROOT / "tests/data/golden/caffe_zoo_shapes.json").read_text())
+GOLDEN = json.loads((ROOT / "tests/data/caffe_zoo_shapes.json").read_text())
 _spec = importlib.util.spec_from_file_location("caffe_zoo", ROOT / "tools/caffe_zoo.py")
 zoo = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(zoo)

@@ -11,9 +11,10 @@ the dataset Caffe's scripts make for that source (`DATUM_SHAPES`). A net that
 uses a layer type we lack is listed with the missing types.
 
 `--write` saves the result as JSON; `--check` compares with a saved result and
-exits 1 naming each net and blob whose shape differs. tests/data/golden/
-caffe_zoo_shapes.json holds the result for BVLC/caffe master, with the shapes
-that Caffe itself printed in its notebooks alongside (see test_caffe_zoo.py).
+exits 1 naming each net and blob whose shape differs. tests/data/caffe_zoo_shapes.json
+holds our engine's result for BVLC/caffe master (not Caffe's own output: no Caffe
+binary runs here); tests/test_caffe_zoo.py checks our nets against it and against
+the shapes real Caffe printed in its notebooks.
 """
 
 from __future__ import annotations
