@@ -5,6 +5,7 @@
     pcaffe time  --model M --iterations N [--batch-size B] [--dummy-data C,H,W]
     pcaffe classify --model DEPLOY --weights W [--labels L] [--top-k K] [--json] INPUT...
                    (image files, folders of images, IDX files)
+    pcaffe export-onnx --model DEPLOY --weights W --output X.onnx
 
 Caffe's single-dash spellings (`-solver`, `-weights`, ...) are accepted too.
 Errors print one line and exit 1; `--debug` shows the traceback instead. A
@@ -123,6 +124,15 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("export-onnx")
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from pipeline_lib.export.onnx_export import export_onnx
+
+    export_onnx(args.model, args.weights.split(",") if args.weights else [], args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="pcaffe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -194,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-blob", help="output blob (default: the last)")
     p.add_argument("--batch-size", type=positive_int,
                    help="images per forward (default: the net's)")
+
+    p = add("export-onnx", "write a deploy net and its weights as ONNX (needs [onnx])")
+    p.add_argument("--model", "-model", required=True, help="deploy prototxt (Input layer)")
+    p.add_argument("--weights", "-weights", type=file_list, help=".caffemodel (comma list)")
+    p.add_argument("--output", "-output", required=True, help="the .onnx file to write")
     return parser
 
 
