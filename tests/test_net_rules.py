@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
+from pipeline_lib.core.backend import to_host
 from pipeline_lib.core.glog import GlogLogger
 from pipeline_lib.engine.net import AUTOMATIC_TOP, Net, NetError
 from pipeline_lib.engine.training.solver import Solver
@@ -27,35 +28,40 @@ def ip(name, bottom, top, extra=""):
             f' bias_filler {{ type: "gaussian" std: 0.5 }} }} }}\n')
 
 
-def build(text, **kwargs) -> Net:
+def build(text, xp=np, **kwargs) -> Net:
     net = Net(text_format.Parse(text, caffe_pb2.NetParameter()), caffe_pb2.TRAIN,
-              dtype=np.float64, **kwargs)
+              dtype=np.float64, xp=xp, **kwargs)
     rng = np.random.default_rng(5)
     for name in ("x", "t"):
         if name in net.blobs:
-            net.blobs[name].data[...] = rng.standard_normal(net.blobs[name].shape)
+            net.blobs[name].data[...] = xp.asarray(rng.standard_normal(net.blobs[name].shape))
     return net
 
 
+def host(net, blob):
+    return to_host(net.blobs[blob].data)
+
+
 def affine(net, layer, x):
-    w, b = (p.data for p in net.layer(layer).blobs)
+    w, b = (to_host(p.data) for p in net.layer(layer).blobs)
     return x @ w.T + b
 
 
-def test_a_loss_layer_without_top_gets_an_unnamed_top_that_counts_but_is_no_output():
+def test_a_loss_layer_without_top_gets_an_unnamed_top_that_counts_but_is_no_output(xp):
     net = build(INPUT + ip("ip", "x", "y")
                 + 'layer { name: "loss" type: "EuclideanLoss" bottom: "y" bottom: "t" }\n'
                 + 'layer { name: "loss2" type: "EuclideanLoss" bottom: "y2" bottom: "t2" }\n'
-                  .replace("y2", "y").replace("t2", "t"))
+                  .replace("y2", "y").replace("t2", "t"), xp=xp)
     assert [t.name for t in net.tops[-1]] == [AUTOMATIC_TOP]
     assert AUTOMATIC_TOP not in net.blobs and net.output_blob_names == []
-    x, t = net.blobs["x"].data.copy(), net.blobs["t"].data.copy()
+    x, t = host(net, "x"), host(net, "t")
     delta = affine(net, "ip", x) - t
     one = (delta ** 2).sum() / 4 / 2
     assert net.forward() == pytest.approx(2 * one, rel=1e-12)  # two unnamed tops, both count
     net.clear_param_diffs()
     net.backward()
-    np.testing.assert_allclose(net.layer("ip").blobs[0].diff, 2 * delta.T @ x / 4, rtol=1e-12)
+    np.testing.assert_allclose(to_host(net.layer("ip").blobs[0].diff), 2 * delta.T @ x / 4,
+                               rtol=1e-12)
 
 
 TRAIN_VAL = """
@@ -184,12 +190,12 @@ DEBUG_NET = "debug_info: true\n" + INPUT + ip("ip", "x", "y", 'param { name: "w"
 
 
 def mean_abs(a):
-    return format(float(np.abs(a).mean()), ".6g")
+    return format(float(np.abs(to_host(a)).mean()), ".6g")
 
 
-def test_debug_info_logs_caffe_lines_in_forward_and_backward():
+def test_debug_info_logs_caffe_lines_in_forward_and_backward(xp):
     stream = io.StringIO()
-    net = build(DEBUG_NET)
+    net = build(DEBUG_NET, xp=xp)
     net.log = GlogLogger(stream=stream, clock=lambda: 0.0, thread_id=1)
     net.forward()
     net.clear_param_diffs()
@@ -203,8 +209,9 @@ def test_debug_info_logs_caffe_lines_in_forward_and_backward():
     assert f"    [Backward] Layer loss, bottom blob y diff: {y_diff}" in lines
     assert f"    [Backward] Layer ip, param blob 0 diff: {mean_abs(w.diff)}" in lines
     assert not any("bottom blob x" in line for line in lines)  # x needs no gradient
-    l1 = np.abs(w.data).sum() + np.abs(b.data).sum()
-    l2 = np.sqrt((w.diff ** 2).sum() + (b.diff ** 2).sum())
+    w, b = (to_host(w.data), to_host(w.diff)), (to_host(b.data), to_host(b.diff))
+    l1 = np.abs(w[0]).sum() + np.abs(b[0]).sum()
+    l2 = np.sqrt((w[1] ** 2).sum() + (b[1] ** 2).sum())
     last = stream.getvalue().splitlines()[-1]
     assert last.startswith("E")
     assert (f"[Backward] All net params (data, diff): L1 norm = ({format(l1, '.6g')}, "
