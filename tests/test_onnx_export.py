@@ -90,6 +90,8 @@ layer { name: "prod" type: "Eltwise" bottom: "m" bottom: "a" top: "p"
 layer { name: "cat" type: "Concat" bottom: "s" bottom: "p" top: "cat" }
 layer { name: "lrn" type: "LRN" bottom: "cat" top: "n" lrn_param { local_size: 3 alpha: 0.5 } }
 layer { name: "sig" type: "Sigmoid" bottom: "n" top: "n" }
+layer { name: "lrn2" type: "LRN" bottom: "a" top: "n2"
+        lrn_param { local_size: 3 alpha: 0.5 beta: 0.6 norm_region: WITHIN_CHANNEL } }
 layer { name: "flat" type: "Flatten" bottom: "n" top: "f" }
 layer { name: "ip" type: "InnerProduct" bottom: "f" top: "ip"
         inner_product_param { num_output: 5 weight_filler { type: "xavier" } } }
@@ -109,7 +111,7 @@ def test_every_exported_layer_type_matches_onnxruntime():
     assert net.blobs["m"].shape == (2, 6, 3, 4) and net.blobs["a2"].shape == (2, 6, 7, 8)
     ours, theirs = run_both(net, ["m", "a", "a2", "c", "ip3"])
     diff = max_diff(ours, theirs)
-    assert set(ours) == {"prob", "r", "m", "a", "a2", "c", "ip3"}
+    assert set(ours) == {"prob", "r", "n2", "m", "a", "a2", "c", "ip3"}
     assert max(diff.values()) < 1e-5, diff
 
 

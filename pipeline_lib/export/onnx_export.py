@@ -165,11 +165,8 @@ def _convert(g: _Graph, i: int) -> None:
     elif t == "Dropout":
         done(g.node("Identity", [x], tops[0]))  # TEST mode: Caffe's dropout passes values on
     elif t == "LRN":
-        if not layer.across:
-            raise ExportError(f"layer {lp.name!r} (LRN): WITHIN_CHANNEL normalization has no "
-                              "ONNX export; only ACROSS_CHANNELS maps to ONNX's LRN")
         done(g.node("LRN", [x], tops[0], size=layer.size, alpha=layer.alpha, beta=layer.beta,
-                    bias=layer.k))
+                    bias=layer.k) if layer.across else _lrn_within_channel(g, layer, x, tops[0]))
     elif t == "Softmax":
         done(g.node("Softmax", [x], tops[0], axis=layer.axis))
     elif t == "Concat":
@@ -183,6 +180,23 @@ def _convert(g: _Graph, i: int) -> None:
         raise ExportError(f"layer {lp.name!r}: type {t} has no ONNX export; exported types: "
                           "Input, Convolution, Pooling, InnerProduct, ReLU, Sigmoid, TanH, "
                           "AbsVal, Dropout, LRN, Softmax, Concat, Eltwise, Flatten, Reshape")
+
+
+def _lrn_within_channel(g: _Graph, layer, x: str, top: str) -> str:
+    """Caffe's WITHIN_CHANNEL LRN: x * (1 + alpha * mean of x^2 over the n x n window)^-beta,
+    the mean over the zero-padded window (stride 1, so every window counts n^2 values)."""
+    n, pad, name = layer.size, layer.pre, layer.name
+
+    def c(tag: str, v: float) -> str:
+        return g.const(f"{name}_{tag}", np.array(v, np.float32))
+
+    sq = g.node("Mul", [x, x], f"{name}_sq")
+    mean = g.node("AveragePool", [sq], f"{name}_mean", kernel_shape=[n, n], strides=[1, 1],
+                  pads=[pad] * 4, count_include_pad=1)
+    scale = g.node("Add", [g.node("Mul", [mean, c("alpha", layer.alpha)], f"{name}_scaled"),
+                           c("one", 1.0)], f"{name}_scale")
+    factor = g.node("Pow", [scale, c("neg_beta", -layer.beta)], f"{name}_factor")
+    return g.node("Mul", [x, factor], top)
 
 
 def _eltwise(g: _Graph, layer, bottoms: list[str], top: str) -> str:
