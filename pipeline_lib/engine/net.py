@@ -164,7 +164,7 @@ class Net:
         self._channels_last = channels_last_blobs(self.param) if xp is np else set()
         #: log Caffe's per-blob means in forward and backward (the solver sets it per iteration)
         self.debug_info = bool(self.param.debug_info)
-        self.log = glog.default_logger()
+        self.log: glog.GlogLogger | None = None  # None: the process's default logger
         available: dict[str, None] = {}  # blobs no later layer reads, in order: the outputs
         for layer_param in self.param.layer:
             self._add_layer(layer_param, available)
@@ -380,26 +380,29 @@ class Net:
                 self._backward_debug_info(i)
 
     # -- debug_info: Caffe's lines, absolute means of each blob's data or diff ----------
+    def _logger(self) -> glog.GlogLogger:
+        return self.log if self.log is not None else glog.default_logger()
+
     def _forward_debug_info(self, i: int) -> None:
         name, layer = self.layer_names[i], self.layers[i]
         for top in self.tops[i]:
-            self.log.info(f"    [Forward] Layer {name}, top blob {top.name} data: "
+            self._logger().info(f"    [Forward] Layer {name}, top blob {top.name} data: "
                           f"{_abs_mean(top.data)}")
         for k, blob in enumerate(layer.blobs):
             spec = layer.param.param[k] if k < len(layer.param.param) else None
             shown = spec.name if spec is not None and spec.name else str(k)
-            self.log.info(f"    [Forward] Layer {name}, param blob {shown} data: "
+            self._logger().info(f"    [Forward] Layer {name}, param blob {shown} data: "
                           f"{_abs_mean(blob.data)}")
 
     def _backward_debug_info(self, i: int) -> None:
         name, layer = self.layer_names[i], self.layers[i]
         for bottom, down in zip(self.bottoms[i], self._propagate_down[i]):
             if down:
-                self.log.info(f"    [Backward] Layer {name}, bottom blob {bottom.name} diff: "
+                self._logger().info(f"    [Backward] Layer {name}, bottom blob {bottom.name} diff: "
                               f"{_abs_mean(bottom.diff)}")
         for k, (blob, down) in enumerate(zip(layer.blobs, self._param_propagate_down[i])):
             if down:
-                self.log.info(f"    [Backward] Layer {name}, param blob {k} diff: "
+                self._logger().info(f"    [Backward] Layer {name}, param blob {k} diff: "
                               f"{_abs_mean(blob.diff)}")
 
     def _params_norm_info(self) -> None:
@@ -410,8 +413,9 @@ class Net:
                 sums[k] += float(xp.abs(values).sum(dtype=np.float64))
                 sums[k + 2] += float((values.astype(np.float64) ** 2).sum())
         g = _g6
-        self.log.error(f"    [Backward] All net params (data, diff): L1 norm = ({g(sums[0])}, "
-                       f"{g(sums[1])}); L2 norm = ({g(sums[2] ** 0.5)}, {g(sums[3] ** 0.5)})")
+        self._logger().error(
+            f"    [Backward] All net params (data, diff): L1 norm = ({g(sums[0])}, "
+            f"{g(sums[1])}); L2 norm = ({g(sums[2] ** 0.5)}, {g(sums[3] ** 0.5)})")
 
     def forward_backward(self) -> float:
         loss = self.forward()
