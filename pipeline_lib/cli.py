@@ -8,6 +8,7 @@
     pcaffe draw NET OUT.png [--rankdir LR] [--phase TRAIN|TEST|ALL]
     pcaffe device_query [-gpu 0|0,1|all]
     pcaffe --version
+    pcaffe export-onnx --model DEPLOY --weights W --output X.onnx
 
 Caffe's single-dash spellings (`-solver`, `-weights`, `-gpu 0`, ...) are accepted too.
 `-gpu` takes a device, a list (0,1) or `all`: one device is used (the first) until
@@ -209,6 +210,15 @@ def _version() -> str:
         return "unknown"
 
 
+@command("export-onnx")
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from pipeline_lib.export.onnx_export import export_onnx
+
+    export_onnx(args.model, args.weights.split(",") if args.weights else [], args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="pcaffe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", "-version", action="version",
@@ -313,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("device_query", "show the properties of CUDA devices",
         gpu="the devices to show (default: all)")
+    p = add("export-onnx", "write a deploy net and its weights as ONNX (needs [onnx])")
+    p.add_argument("--model", "-model", required=True, help="deploy prototxt (Input layer)")
+    p.add_argument("--weights", "-weights", type=file_list, help=".caffemodel (comma list)")
+    p.add_argument("--output", "-output", required=True, help="the .onnx file to write")
     return parser
 
 

@@ -4,7 +4,10 @@ Follows Caffe's Net: layers are filtered by include/exclude rules on phase,
 stage and level; blobs consumed by several layers get Split layers (so
 their gradients are summed); in-place layers reuse their bottom blob;
 learnable blobs are shared by `param { name }`; loss layers weigh their
-first top by 1 unless `loss_weight` says otherwise.
+first top by 1 unless `loss_weight` says otherwise, and get an unnamed top
+when written without one; any layer's top counts in the loss when given a
+`loss_weight`. Which layers run backward, and to which bottoms, follows
+Caffe's rules (`_plan_backward`); `debug_info` logs Caffe's per-blob means.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from pipeline_lib.core import glog
 from pipeline_lib.core.backend import to_host
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.engine.layers.base import Layer, LayerSetupError, layer_class
@@ -27,6 +31,10 @@ from pipeline_lib.proto.blobproto import (
 
 class NetError(ValueError):
     """The net's structure or its weights do not fit together."""
+
+
+#: the name Caffe gives a top it adds to a loss layer written without one
+AUTOMATIC_TOP = "(automatic)"
 
 
 def state_meets_rule(state: caffe_pb2.NetState, rule: caffe_pb2.NetStateRule) -> bool:
@@ -147,24 +155,32 @@ class Net:
         self.bottoms: list[list[Blob]] = []
         self.tops: list[list[Blob]] = []
         self._loss_tops: list[tuple[Blob, float]] = []
+        self._top_loss_weights: list[list[float]] = []
         self.loss_weights: dict[str, float] = {}
         self.learnable_params: list[Blob] = []
         self.params_lr: list[float] = []
         self.params_weight_decay: list[float] = []
         self._param_owner_by_name: dict[str, tuple[Blob, caffe_pb2.ParamSpec]] = {}
         self._channels_last = channels_last_blobs(self.param) if xp is np else set()
-        consumed: set[str] = set()
+        #: log Caffe's per-blob means in forward and backward (the solver sets it per iteration)
+        self.debug_info = bool(self.param.debug_info)
+        self.log: glog.GlogLogger | None = None  # None: the process's default logger
+        available: dict[str, None] = {}  # blobs no later layer reads, in order: the outputs
         for layer_param in self.param.layer:
-            self._add_layer(layer_param, consumed)
-        self.output_blob_names = [n for n in self.blobs if n not in consumed]
+            self._add_layer(layer_param, available)
+        self.output_blob_names = list(available)
         for name in self.output_blob_names:
             self.loss_weights.setdefault(name, 0.0)
         self._plan_backward()
 
     # -- construction ------------------------------------------------------------
-    def _add_layer(self, lp: caffe_pb2.LayerParameter, consumed: set[str]) -> None:
+    def _add_layer(self, lp: caffe_pb2.LayerParameter, available: dict[str, None]) -> None:
         if lp.name in self.layer_names:
             raise NetError(f"two layers are named {lp.name!r}")
+        if len(lp.propagate_down) and len(lp.propagate_down) != len(lp.bottom):
+            raise NetError(f"layer {lp.name!r} ({lp.type}): propagate_down is given "
+                           f"{len(lp.propagate_down)} time(s) but the layer has {len(lp.bottom)} "
+                           "bottom(s); give it once per bottom, or not at all")
         try:
             cls = layer_class(lp.type)
         except ValueError as e:
@@ -177,9 +193,10 @@ class Net:
                 raise NetError(f"layer {lp.name!r} ({lp.type}): bottom blob {name!r} is produced "
                                f"by no layer before it (blobs so far: {have})")
             bottoms.append(self.blobs[name])
-            consumed.add(name)
+            available.pop(name, None)
         tops = []
         for name in lp.top:
+            available[name] = None
             if name in lp.bottom:  # in place
                 tops.append(self.blobs[name])
             elif name in self.blobs:
@@ -190,6 +207,16 @@ class Net:
                 blob.channels_last = name in self._channels_last
                 self.blobs[name] = blob
                 tops.append(blob)
+        wanted = cls.num_top[0] or 0
+        if cls.is_loss and len(tops) < wanted:
+            # Caffe's automatic tops: they hold the loss but no layer can read them and they
+            # are not net outputs, so they stay out of `blobs`.
+            tops.extend(Blob((), self.xp, self.dtype, name=AUTOMATIC_TOP)
+                        for _ in range(wanted - len(tops)))
+        if len(lp.loss_weight) and len(lp.loss_weight) != len(tops):
+            raise NetError(f"layer {lp.name!r} ({lp.type}): loss_weight is given "
+                           f"{len(lp.loss_weight)} time(s) but the layer has {len(tops)} top(s); "
+                           "give it once per top, or not at all")
         try:
             layer.check_counts(bottoms, tops)
             layer.setup(bottoms, tops)
@@ -205,11 +232,15 @@ class Net:
         weights = list(lp.loss_weight)
         if not weights and layer.is_loss:
             weights = [1.0]
+        top_weights = []
         for j, top in enumerate(tops):
-            w = weights[j] if j < len(weights) else 0.0
+            w = float(weights[j]) if j < len(weights) else 0.0
+            top_weights.append(w)
             if w:
-                self._loss_tops.append((top, float(w)))
-                self.loss_weights[top.name] = float(w)
+                self._loss_tops.append((top, w))
+                if top.name != AUTOMATIC_TOP:
+                    self.loss_weights[top.name] = w
+        self._top_loss_weights.append(top_weights)
 
         self._register_params(layer, lp)
         self.layers.append(layer)
@@ -241,34 +272,68 @@ class Net:
             self.params_weight_decay.append(spec.decay_mult)
 
     def _plan_backward(self) -> None:
-        """Decide which layers run backward and to which bottoms they propagate."""
-        lr_of = {id(b): lr for b, lr in zip(self.learnable_params, self.params_lr)}
-        needs: set[int] = set()  # ids of blobs whose diff is wanted
-        self._layer_needs_backward = []
+        """Caffe's rules for which layers run backward and to which bottoms.
+
+        Forward through the net: a layer needs backward when a bottom blob does, or when
+        one of its params has lr_mult > 0; its tops then need backward too. A bottom gets
+        a gradient when its blob needs one and the layer's `propagate_down` allows it.
+        Backward through the net (by blob name, as Caffe): a layer none of whose tops
+        carries a loss weight or feeds a loss skips backward, and so does one whose every
+        top is a blob no later layer sends a gradient to. `force_backward` then makes every
+        layer run backward, to every bottom its type allows (not a loss layer's labels).
+        """
+        blob_needs: set[int] = set()
+        need: list[bool] = []
+        down: list[list[bool]] = []
+        self._param_propagate_down: list[list[bool]] = []
         for layer, bottoms, tops in zip(self.layers, self.bottoms, self.tops):
-            need = any(id(b) in needs for b in bottoms) or any(
-                lr_of.get(id(p), 0.0) != 0 for p in layer.blobs) or self.param.force_backward
-            self._layer_needs_backward.append(need)
-            if need:
-                needs.update(id(t) for t in tops)
-        # Only layers that lead to a loss need backward.
-        under_loss = {id(b) for b, _ in self._loss_tops}
-        self._propagate_down: list[list[bool]] = [[] for _ in self.layers]
-        for idx in range(len(self.layers) - 1, -1, -1):
-            lp = self.layers[idx].param
-            tops, bottoms = self.tops[idx], self.bottoms[idx]
-            leads_to_loss = any(id(t) in under_loss for t in tops) or self.param.force_backward
-            if not leads_to_loss:
-                self._layer_needs_backward[idx] = False
-            else:
-                under_loss.update(id(b) for b in bottoms)
-            down = []
+            lp = layer.param
+            allowed = list(lp.propagate_down) or [True] * len(bottoms)
+            down.append([id(b) in blob_needs and bool(ok) for b, ok in zip(bottoms, allowed)])
+            specs = [lp.param[k] if k < len(lp.param) else caffe_pb2.ParamSpec()
+                     for k in range(len(layer.blobs))]
+            learns = [spec.lr_mult > 0 for spec in specs]
+            self._param_propagate_down.append(learns)
+            need.append(any(id(b) in blob_needs for b in bottoms) or any(learns))
+            if need[-1]:
+                blob_needs.update(id(t) for t in tops)
+
+        under_loss: set[str] = set()
+        no_gradient: set[str] = set()
+        for i in range(len(self.layers) - 1, -1, -1):
+            tops, bottoms = self.tops[i], self.bottoms[i]
+            feeds_loss = any(w != 0 or t.name in under_loss
+                             for t, w in zip(tops, self._top_loss_weights[i]))
+            if need[i] and all(t.name in no_gradient for t in tops):
+                need[i] = False
+                down[i] = [False] * len(bottoms)
+            if not feeds_loss:
+                need[i] = False
             for j, b in enumerate(bottoms):
-                wanted = id(b) in needs or self.param.force_backward
-                if j < len(lp.propagate_down):
-                    wanted = wanted and lp.propagate_down[j]
-                down.append(bool(wanted and self._layer_needs_backward[idx]))
-            self._propagate_down[idx] = down
+                if feeds_loss:
+                    under_loss.add(b.name)
+                else:
+                    down[i][j] = False
+                if not down[i][j]:
+                    no_gradient.add(b.name)
+
+        if self.param.force_backward:
+            for i, layer in enumerate(self.layers):
+                need[i] = True
+                down[i] = [d or layer.allow_force_backward(j) for j, d in enumerate(down[i])]
+                self._param_propagate_down[i] = [True] * len(layer.blobs)
+        self._layer_needs_backward = need
+        self._propagate_down = down
+
+    @property
+    def layer_needs_backward(self) -> list[bool]:
+        """Per layer, whether backward runs it (Caffe's layer_need_backward)."""
+        return list(self._layer_needs_backward)
+
+    @property
+    def bottom_needs_backward(self) -> list[list[bool]]:
+        """Per layer and bottom, whether backward computes its gradient."""
+        return [list(d) for d in self._propagate_down]
 
     # -- running ------------------------------------------------------------------
     def forward(self) -> float:
@@ -284,6 +349,8 @@ class Net:
             self.layers[i].forward(bottoms, tops)
         except MemoryError as e:
             raise _naming_layer(e, self.layers[i].param, "forward") from e
+        if self.debug_info:
+            self._forward_debug_info(i)
 
     def loss(self) -> float:
         total = 0.0
@@ -295,6 +362,8 @@ class Net:
         self.seed_loss_diffs()
         for i in range(len(self.layers) - 1, -1, -1):
             self.backward_layer(i)
+        if self.debug_info:
+            self._params_norm_info()
 
     def seed_loss_diffs(self) -> None:
         """Set each loss top's diff to its loss weight: where backward starts."""
@@ -307,6 +376,46 @@ class Net:
                 self.layers[i].backward(self.tops[i], self._propagate_down[i], self.bottoms[i])
             except MemoryError as e:
                 raise _naming_layer(e, self.layers[i].param, "backward") from e
+            if self.debug_info:
+                self._backward_debug_info(i)
+
+    # -- debug_info: Caffe's lines, absolute means of each blob's data or diff ----------
+    def _logger(self) -> glog.GlogLogger:
+        return self.log if self.log is not None else glog.default_logger()
+
+    def _forward_debug_info(self, i: int) -> None:
+        name, layer = self.layer_names[i], self.layers[i]
+        for top in self.tops[i]:
+            self._logger().info(f"    [Forward] Layer {name}, top blob {top.name} data: "
+                          f"{_abs_mean(top.data)}")
+        for k, blob in enumerate(layer.blobs):
+            spec = layer.param.param[k] if k < len(layer.param.param) else None
+            shown = spec.name if spec is not None and spec.name else str(k)
+            self._logger().info(f"    [Forward] Layer {name}, param blob {shown} data: "
+                          f"{_abs_mean(blob.data)}")
+
+    def _backward_debug_info(self, i: int) -> None:
+        name, layer = self.layer_names[i], self.layers[i]
+        for bottom, down in zip(self.bottoms[i], self._propagate_down[i]):
+            if down:
+                self._logger().info(f"    [Backward] Layer {name}, bottom blob {bottom.name} diff: "
+                              f"{_abs_mean(bottom.diff)}")
+        for k, (blob, down) in enumerate(zip(layer.blobs, self._param_propagate_down[i])):
+            if down:
+                self._logger().info(f"    [Backward] Layer {name}, param blob {k} diff: "
+                              f"{_abs_mean(blob.diff)}")
+
+    def _params_norm_info(self) -> None:
+        xp = self.xp
+        sums = [0.0, 0.0, 0.0, 0.0]  # L1 data, L1 diff, squared L2 data, squared L2 diff
+        for blob in self.learnable_params:
+            for k, values in enumerate((blob.data, blob.diff)):
+                sums[k] += float(xp.abs(values).sum(dtype=np.float64))
+                sums[k + 2] += float((values.astype(np.float64) ** 2).sum())
+        g = _g6
+        self._logger().error(
+            f"    [Backward] All net params (data, diff): L1 norm = ({g(sums[0])}, "
+            f"{g(sums[1])}); L2 norm = ({g(sums[2] ** 0.5)}, {g(sums[3] ** 0.5)})")
 
     def forward_backward(self) -> float:
         loss = self.forward()
@@ -400,6 +509,15 @@ class Net:
             close = getattr(layer, "close", None)
             if close is not None:
                 close()
+
+
+def _g6(value: float) -> str:
+    """A number as C++ streams print a float by default (6 significant digits)."""
+    return format(float(value), ".6g")
+
+
+def _abs_mean(values) -> str:
+    return _g6(float(abs(values).sum(dtype=np.float64)) / max(values.size, 1))
 
 
 def _naming_layer(error: MemoryError, lp: caffe_pb2.LayerParameter, when: str) -> MemoryError:

@@ -68,3 +68,12 @@ def test_label_count_is_checked():
     with pytest.raises(ValueError, match=r"one value per pair \(2\)"):
         run(make_layer(text()), [blob(np.zeros((2, 3))), blob(np.zeros((2, 3))),
                                  blob(np.zeros(3))])
+
+
+def test_force_backward_reaches_both_features_not_the_label():
+    from pipeline_lib.engine.layers.base import LAYER_TYPES
+    from pipeline_lib.proto import caffe_pb2
+
+    param = caffe_pb2.LayerParameter(name="c", type="ContrastiveLoss")
+    layer = LAYER_TYPES["ContrastiveLoss"](param)
+    assert [layer.allow_force_backward(i) for i in range(3)] == [True, True, False]

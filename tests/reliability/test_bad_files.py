@@ -58,6 +58,14 @@ def edit(run: Path, name: str, old: str, new: str, source: str = "small.prototxt
     ("label blob of the wrong size", 'bottom: "ip1" bottom: "label" top: "loss"',
      'bottom: "ip1" bottom: "data" top: "loss"',
      ["layer 'loss' \\(SoftmaxWithLoss\\)"]),
+    ("propagate_down not given once per bottom", 'bottom: "ip1" bottom: "label" top: "loss"',
+     'bottom: "ip1" bottom: "label" top: "loss" propagate_down: true',
+     [r"layer 'loss' \(SoftmaxWithLoss\): propagate_down is given 1 time\(s\) but the layer "
+      r"has 2 bottom\(s\); give it once per bottom, or not at all"]),
+    ("loss_weight not given once per top", 'bottom: "ip1" bottom: "label" top: "loss"',
+     'bottom: "ip1" bottom: "label" top: "loss" loss_weight: 1 loss_weight: 0.5',
+     [r"layer 'loss' \(SoftmaxWithLoss\): loss_weight is given 2 time\(s\) but the layer "
+      r"has 1 top\(s\)"]),
 ])
 def test_bad_net_prototxt(run_dir, case, old, new, patterns):
     edit(run_dir, "bad.prototxt", old, new)

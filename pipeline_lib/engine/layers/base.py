@@ -26,7 +26,8 @@ class Layer:
     """Base of all layers; subclasses register under Caffe's type string."""
 
     type: ClassVar[str] = ""
-    #: loss layers get loss_weight 1 on their first top unless the net says otherwise
+    #: loss layers get loss_weight 1 on their first top unless the net says otherwise, and
+    #: an unnamed top when the net gives them fewer than num_top[0] (Caffe's AutoTopBlobs)
     is_loss: ClassVar[bool] = False
     #: (min, max) bottoms and tops; None = no bound. The net checks them (check_counts).
     num_bottom: ClassVar[tuple[int | None, int | None]] = (None, None)
@@ -79,6 +80,11 @@ class Layer:
             if (lo is not None and n < lo) or (hi is not None and n > hi):
                 want = str(lo) if lo == hi else f"{lo or 0}..{'any' if hi is None else hi}"
                 raise self.error(f"takes {want} {what} blob(s), got {n}")
+
+    def allow_force_backward(self, bottom_index: int) -> bool:
+        """Whether the net's force_backward may ask this bottom for a gradient: not a loss
+        layer's labels (its second bottom) unless the layer says otherwise, as in Caffe."""
+        return not (self.is_loss and bottom_index == 1)
 
     def weight_and_bias(self, weight_shape: tuple[int, ...], bias_size: int | None,
                         weight_filler: caffe_pb2.FillerParameter,

@@ -31,6 +31,10 @@ class ContrastiveLossLayer(Layer):
         self.margin = float(p.margin)
         self.legacy = bool(p.legacy_version)
 
+    def allow_force_backward(self, bottom_index: int) -> bool:
+        """Both features may be forced to take a gradient; the similarity label (third) not."""
+        return bottom_index != 2
+
     def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
         a, b, y = (blob.shape for blob in bottom)
         if a != b or len(a) < 2 or any(d != 1 for d in a[2:]):

@@ -16,6 +16,9 @@ class EuclideanLossLayer(Layer):
     num_bottom = (2, 2)
     num_top = (1, 1)
 
+    def allow_force_backward(self, bottom_index: int) -> bool:
+        return True  # both bottoms are values, not labels
+
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
         self.delta = None
 

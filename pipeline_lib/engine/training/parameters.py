@@ -52,12 +52,10 @@ def run_seed(sp: caffe_pb2.SolverParameter) -> int:
 
 
 def check_solver(sp: caffe_pb2.SolverParameter, log: glog.GlogLogger) -> None:
-    """Refuse what cannot run, log the parameters as Caffe does, warn about what is ignored."""
+    """Refuse what cannot run and log the parameters as Caffe does."""
     check_solver_values(sp)
     log.info("Initializing solver from parameters: \n" + text_format.MessageToString(sp))
     check_snapshot_prefix(sp)
-    if sp.debug_info:
-        log.warning("debug_info is not supported; ignoring it")
 
 
 def check_solver_values(sp: caffe_pb2.SolverParameter) -> None:

@@ -101,6 +101,10 @@ class Solver:
             for net in built:
                 net.close()  # stop the data threads of the nets built so far
             raise
+        for net in built:
+            net.log = self.log
+        for test_net in self.test_nets:
+            test_net.debug_info = sp.debug_info  # the train net's is set per iteration
         self.history = self.rule.history
         self.iter = self.current_step = 0
         self.requested_early_exit = False
@@ -162,6 +166,7 @@ class Solver:
             if self.requested_early_exit:
                 return False
         display = bool(sp.display) and self.iter % sp.display == 0
+        self.net.debug_info = display and sp.debug_info  # as Caffe: on display iterations
         loss = self._forward_backward()
         self.loss.update(loss, self.iter)
         outputs = self._display() if display else None
