@@ -230,3 +230,17 @@ def test_the_solver_turns_debug_info_on_for_display_iterations_only(tmp_path):
     assert "debug_info is not supported" not in text
     assert text.count("[Forward] Layer ip, top blob y data:") == 2  # iterations 0 and 2
     assert text.count("All net params (data, diff)") == 2
+
+
+def test_two_layers_may_share_a_name_unless_one_holds_weights():
+    # Caffe's own mnist_autoencoder names two loss layers "loss"; both count.
+    loss = ('layer {{ name: "loss" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "{}" '
+            'loss_weight: {} }}\n')
+    net = build(INPUT + ip("fc", "x", "y") + loss.format("l1", 1) + loss.format("l2", 0.5))
+    net.forward()
+    d = host(net, "y") - host(net, "t")
+    half_sq = float((d * d).sum() / (2 * 4))
+    assert net.layer_names.count("loss") == 2
+    assert np.isclose(net.forward(), 1.5 * half_sq)
+    with pytest.raises(NetError, match="two layers are named 'fc' and one holds weights"):
+        build(INPUT + ip("fc", "x", "y") + ip("fc", "y", "z"))

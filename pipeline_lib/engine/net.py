@@ -175,8 +175,6 @@ class Net:
 
     # -- construction ------------------------------------------------------------
     def _add_layer(self, lp: caffe_pb2.LayerParameter, available: dict[str, None]) -> None:
-        if lp.name in self.layer_names:
-            raise NetError(f"two layers are named {lp.name!r}")
         if len(lp.propagate_down) and len(lp.propagate_down) != len(lp.bottom):
             raise NetError(f"layer {lp.name!r} ({lp.type}): propagate_down is given "
                            f"{len(lp.propagate_down)} time(s) but the layer has {len(lp.bottom)} "
@@ -243,6 +241,7 @@ class Net:
         self._top_loss_weights.append(top_weights)
 
         self._register_params(layer, lp)
+        self._check_name_unique_where_it_matters(lp.name, layer)
         self.layers.append(layer)
         self.layer_names.append(lp.name)
         self.bottoms.append(bottoms)
@@ -421,6 +420,16 @@ class Net:
         loss = self.forward()
         self.backward()
         return loss
+
+    def _check_name_unique_where_it_matters(self, name: str, layer: Layer) -> None:
+        """Caffe lets two layers share a name (its own mnist_autoencoder does), but weights and
+        resume state are matched by layer name, so a repeated name may not hold either."""
+        if name not in self.layer_names:
+            return
+        twin = self.layers[self.layer_names.index(name)]
+        if any(x.blobs or type(x).get_state is not Layer.get_state for x in (twin, layer)):
+            raise NetError(f"two layers are named {name!r} and one holds weights or state, "
+                           "which are matched by layer name; give them different names")
 
     def clear_param_diffs(self) -> None:
         for blob in self.learnable_params:
