@@ -38,8 +38,8 @@ STEM = f"results/small_iter_{ITERATIONS}"
 SNAPSHOTS = Path(f"{STEM}.snapshots")
 
 
-def _solver(run: Path) -> str:
-    return solver_with(run, "long.prototxt", snapshot=100, display=20, test_interval=250)
+def _solver(run: Path, snapshot: int = 100) -> str:
+    return solver_with(run, "long.prototxt", snapshot=snapshot, display=20, test_interval=250)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,8 @@ def reference(tmp_path_factory) -> dict[str, str]:
     return {s: sha256(run / f"{STEM}{s}") for s in (".caffemodel", ".solverstate")}
 
 
-def _start(run: Path, *extra: str) -> subprocess.Popen:
-    return start_pcaffe("train", "--solver", _solver(run), "--iterations", ITERATIONS,
+def _start(run: Path, *extra: str, snapshot: int = 100) -> subprocess.Popen:
+    return start_pcaffe("train", "--solver", _solver(run, snapshot), "--iterations", ITERATIONS,
                         "--output", STEM, *extra, cwd=run, stderr_path=run / "stderr.txt")
 
 
@@ -142,20 +142,23 @@ def test_snapshot_signal_writes_a_snapshot_and_goes_on(run_dir, reference, signu
            proc.returncode)
 
 
-@pytest.mark.parametrize("moment, text", [
-    ("before the first snapshot", "Iteration 40, lr"),
-    ("between two snapshots", "Iteration 460, lr"),
+# The snapshot interval does not change the final files, so "before the first snapshot" uses
+# a late one: the kill then lands before it however long the test takes to see the line (with
+# snapshots every 100 iterations a loaded machine let the run pass 100 before the kill).
+@pytest.mark.parametrize("moment, text, every", [
+    ("before the first snapshot", "Iteration 40, lr", 900),
+    ("between two snapshots", "Iteration 460, lr", 100),
     ("just as a snapshot is written", "Snapshotting to binary proto file "
-                                    f"{SNAPSHOTS}/small_iter_600.caffemodel"),
+                                    f"{SNAPSHOTS}/small_iter_600.caffemodel", 100),
 ])
-def test_kill_9_at_any_moment_then_resume_is_exact(run_dir, reference, moment, text):
-    proc = _start(run_dir)
+def test_kill_9_at_any_moment_then_resume_is_exact(run_dir, reference, moment, text, every):
+    proc = _start(run_dir, snapshot=every)
     wait_for_text(run_dir / "stderr.txt", text, proc)
     proc.kill()
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     taken = _check_snapshots_complete(run_dir)  # every solverstate has its caffemodel
-    assert taken == list(range(100, 100 * len(taken) + 1, 100))
+    assert taken == list(range(every, every * len(taken) + 1, every))
     assert (taken == []) == (moment == "before the first snapshot")
     assert not (run_dir / f"{STEM}.caffemodel").exists()
     restored = _resume_and_compare(run_dir, reference)
