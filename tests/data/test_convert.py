@@ -38,6 +38,7 @@ def test_convert_small_pair_records(tmp_path):
         convert_mnist(tmp_path / "img", tmp_path / "lab", tmp_path / "db", "lmdb")
 
 
+@pytest.mark.leveldb
 def test_cli_convert_and_inspect(tmp_path, capsys):
     out = tmp_path / "db"
     assert main(["convert-mnist", *map(str, TRAIN100), str(out), "--backend", "leveldb"]) == 0
