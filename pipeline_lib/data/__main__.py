@@ -1,7 +1,7 @@
 """Command line for the data tools, usable without Snakemake.
 
 python -m pipeline_lib.data download-mnist [--config config.yaml] [--dest data/mnist]
-python -m pipeline_lib.data convert-mnist IMAGES LABELS OUT [--backend lmdb|leveldb]
+python -m pipeline_lib.data convert-mnist IMAGES LABELS OUT [--backend lmdb|leveldb]  (plain or .gz)
 python -m pipeline_lib.data convert-imageset ROOT LISTING OUT [--synsets S] [--resize HxW] ...
 python -m pipeline_lib.data compute-mean DB OUT.binaryproto
 python -m pipeline_lib.data inspect DB
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", help="output folder (default: config mnist.dir)")
     p.set_defaults(func=_download_mnist)
 
-    p = add("convert-mnist", "IDX images + labels -> database of Datum records")
+    p = add("convert-mnist", "IDX images + labels (plain or .gz) -> database of Datum records")
     p.add_argument("images", type=Path)
     p.add_argument("labels", type=Path)
     p.add_argument("out", type=Path)
