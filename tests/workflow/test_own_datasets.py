@@ -247,3 +247,21 @@ def test_the_repository_config_declares_the_tutorials_datasets():
     for path in ("data/ilsvrc12/ilsvrc12_train_lmdb", "data/ilsvrc12/ilsvrc12_val_lmdb",
                  "data/ilsvrc12/ilsvrc12_train_lmdb_mean.binaryproto"):
         assert f'"{path}"' in net
+
+
+def test_dataset_names_may_not_be_rule_names():
+    """Each dataset is also a rule (its target); the schema reserves every other rule's name."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    schema_path = REPO / "workflow/schemas/config.schema.yaml"
+    schema = yaml.safe_load(schema_path.read_text())
+    reserved = set(schema["properties"]["datasets"]["propertyNames"]["not"]["enum"])
+    listed = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--list-rules", "--snakefile",
+         str(REPO / "Snakefile")], cwd=REPO, capture_output=True, text=True, timeout=120,
+        check=True).stdout.split()
+    datasets = set(yaml.safe_load((REPO / "config.yaml").read_text())["datasets"])
+    assert set(listed) - datasets == reserved
+    with pytest.raises(WorkflowError, match="should not be valid under"):
+        validate({"datasets": {"train": {"format": "cifar", "root": "x"}}}, str(schema_path))
