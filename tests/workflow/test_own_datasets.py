@@ -182,7 +182,7 @@ def _cifar_batch(path: Path, labels: list[int], seed: int) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_cifar_and_hdf5_datasets_build(tmp_path):
+def test_cifar_and_hdf5_datasets_build_and_a_net_reads_the_list(tmp_path):
     import h5py
 
     root = tmp_path / "cifar-10-batches-bin"
@@ -197,10 +197,22 @@ def test_cifar_and_hdf5_datasets_build(tmp_path):
         "cifar10": {"format": "cifar", "root": str(root)},
         "toy": {"format": "hdf5", "splits": {"train": [str(tmp_path / "a.h5"),
                                                        str(tmp_path / "b.h5")]}}}}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
-    done = _snakemake(run, tmp_path / "config.yaml", "cifar10", "toy")
+    (run / "nets").mkdir(parents=True)
+    (run / "nets/toy.prototxt").write_text(
+        'layer { name: "data" type: "HDF5Data" top: "data" top: "label" '
+        'hdf5_data_param { source: "data/toy/toy_train.txt" batch_size: 2 } }\n'
+        'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" '
+        'inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }\n'
+        'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" '
+        'top: "loss" }\n')
+    (run / "nets/toy_solver.prototxt").write_text(_solver("nets/toy.prototxt"))
+    config["models"] = {"toy": {"solver": "nets/toy_solver.prototxt"}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    # the HDF5 list is built because the net's HDF5Data layer names it
+    done = _snakemake(run, tmp_path / "config.yaml", "cifar10", "results/toy_iter_3.caffemodel")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "Iteration 3" in (run / "logs/train/toy_iter_3.log").read_text()
     with open_db(run / "data/cifar10/cifar10_train_lmdb", "r") as reader:
         assert reader.keys() == [b"%05d" % i for i in range(10)]
         datum = read_datum(reader, 3)  # batch 2, second record
