@@ -9,9 +9,9 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/mnist.smk"
+include: "workflow/rules/datasets.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/imagenet.smk"
+include: "workflow/rules/time.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/evaluate.smk"
 

@@ -15,6 +15,25 @@ from pipeline_lib.core import backend  # noqa: E402
 TESTS = Path(__file__).parent
 DATA = TESTS / "data"
 
+try:
+    import plyvel  # noqa: F401
+except ImportError:
+    HAVE_PLYVEL = False
+else:
+    HAVE_PLYVEL = True
+NO_LEVELDB = "LevelDB needs the [leveldb] extra (pip install 'pipeline-lib[leveldb]')"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without plyvel, skip the LevelDB tests: those marked `leveldb` and every test or
+    parameter whose name says leveldb."""
+    if HAVE_PLYVEL:
+        return
+    skip = pytest.mark.skip(reason=NO_LEVELDB)
+    for item in items:
+        if "leveldb" in item.nodeid.lower() or item.get_closest_marker("leveldb"):
+            item.add_marker(skip)
+
 
 def _xp_params():
     params = [pytest.param(np, id="numpy")]

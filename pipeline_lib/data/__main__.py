@@ -1,7 +1,7 @@
 """Command line for the data tools, usable without Snakemake.
 
-python -m pipeline_lib.data download-mnist [--config config.yaml] [--dest data/mnist]
-python -m pipeline_lib.data convert-mnist IMAGES LABELS OUT [--backend lmdb|leveldb]
+python -m pipeline_lib.data download-mnist [--config config.yaml] [--dataset mnist] [--dest D]
+python -m pipeline_lib.data convert-mnist IMAGES LABELS OUT [--backend lmdb|leveldb]  (plain or .gz)
 python -m pipeline_lib.data convert-imageset ROOT LISTING OUT [--synsets S] [--resize HxW] ...
 python -m pipeline_lib.data compute-mean DB OUT.binaryproto
 python -m pipeline_lib.data inspect DB
@@ -29,16 +29,20 @@ MAX_WORKERS = 256  # decoding threads: more only costs memory
 def _download_mnist(args: argparse.Namespace) -> int:
     import yaml
 
-    from pipeline_lib.data.mnist_sources import ConfigError, download_mnist
+    from pipeline_lib.data.lockfile import LOCK_NAME
+    from pipeline_lib.data.mnist_sources import ConfigError, fetch_idx_dataset
 
     with open(args.config, encoding="utf-8") as f:
         config = yaml.safe_load(f) or {}
-    if not isinstance(config, dict) or not isinstance(config.get("mnist"), dict):
-        raise ValueError(f"{args.config}: no 'mnist' section (a mapping with files and "
-                         "sources; see config.yaml)")
-    dest = args.dest or config["mnist"].get("dir", "data/mnist")
+    datasets = config.get("datasets") if isinstance(config, dict) else None
+    entry = datasets.get(args.dataset) if isinstance(datasets, dict) else None
+    if not isinstance(entry, dict) or entry.get("format") != "idx":
+        raise ValueError(f"{args.config}: no IDX dataset '{args.dataset}' under 'datasets:' "
+                         "(a mapping with format: idx, files and sources; see config.yaml)")
+    dest = args.dest or f"data/{args.dataset}"
     try:
-        got = download_mnist(config["mnist"], dest, config.get("download"))
+        got = fetch_idx_dataset(entry, dest, config.get("download"), name=args.dataset,
+                                lock_path=Path(args.config).parent / LOCK_NAME)
     except ConfigError as exc:
         raise ConfigError(f"{args.config}: {exc}") from None
     for name, path in got.items():
@@ -164,12 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="show tracebacks on errors")
         return p
 
-    p = add("download-mnist", "fetch and verify the four MNIST IDX files")
-    p.add_argument("--config", default="config.yaml", help="YAML with 'mnist' (and 'download')")
-    p.add_argument("--dest", help="output folder (default: config mnist.dir)")
+    p = add("download-mnist", "fetch and verify the four IDX files of a dataset (MNIST's)")
+    p.add_argument("--config", default="config.yaml",
+                   help="YAML with 'datasets' (and 'download')")
+    p.add_argument("--dataset", default="mnist", help="its name under datasets: (format idx)")
+    p.add_argument("--dest", help="output folder (default: data/<dataset>)")
     p.set_defaults(func=_download_mnist)
 
-    p = add("convert-mnist", "IDX images + labels -> database of Datum records")
+    p = add("convert-mnist", "IDX images + labels (plain or .gz) -> database of Datum records")
     p.add_argument("images", type=Path)
     p.add_argument("labels", type=Path)
     p.add_argument("out", type=Path)

@@ -45,17 +45,20 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class ExpectedFile:
-    """A file we want: its decompressed name, sha256 and size in bytes."""
+    """A file we want: its decompressed name, sha256 and size in bytes. sha256 and size
+    None: an unpinned file (from a local folder only), taken as found."""
 
     name: str
-    sha256: str
-    size: int
+    sha256: str | None
+    size: int | None
     gz_sha256: str | None = None
 
     @property
-    def gz_limit(self) -> int:
+    def gz_limit(self) -> int | None:
         """The most bytes a gzip file of it can take: deflate's stored blocks add 5 bytes
         per 16 KiB at worst, the gzip header and trailer a few more (a file name)."""
+        if self.size is None:
+            return None
         return self.size + self.size // 1024 + 4096
 
 
@@ -98,7 +101,9 @@ class Source(Protocol):
 
 
 def verify(path: Path, expected: ExpectedFile) -> str | None:
-    """None when `path` is the expected file, else why not."""
+    """None when `path` is the expected file (any file, for an unpinned one), else why not."""
+    if expected.sha256 is None:
+        return None
     size = path.stat().st_size
     if size != expected.size:
         return f"size {size} bytes, expected {expected.size}"
@@ -121,7 +126,7 @@ def fetch_verified(
     missing = []
     for f in files:
         target = dest_dir / f.name
-        if target.is_file() and verify(target, f) is None:
+        if f.sha256 is not None and target.is_file() and verify(target, f) is None:
             log.info("%s: already present, sha256 verified", target)
             result[f.name] = target
         else:
@@ -173,16 +178,17 @@ def _commit(src: Path, dst: Path) -> None:
     fsync_dir(dst.parent)
 
 
-def gunzip(src: Path, dst: Path, limit: int) -> None:
-    """Decompress a gzip file, stopping past `limit` bytes; a corrupt one (or one that
-    decompresses to more) raises ValueError."""
+def gunzip(src: Path, dst: Path, limit: int | None) -> None:
+    """Decompress a gzip file, stopping past `limit` bytes (None: no limit); a corrupt
+    one (or one that decompresses to more) raises ValueError."""
     try:
         with gzip.open(src, "rb") as fin, open(dst, "wb") as fout:
             written = 0
-            while chunk := fin.read(min(_CHUNK, limit + 1 - written)):
+            while chunk := fin.read(_CHUNK if limit is None
+                                    else min(_CHUNK, limit + 1 - written)):
                 fout.write(chunk)
                 written += len(chunk)
-                if written > limit:
+                if limit is not None and written > limit:
                     raise ValueError(f"decompresses to more than the {limit} bytes expected; "
                                      "stopped there")
     except (OSError, EOFError, zlib.error) as exc:
@@ -204,7 +210,7 @@ def _place(src: Path, f: ExpectedFile, workdir: Path) -> Path:
                     f"sha256 of the .gz mismatch: got {digest}, expected {f.gz_sha256}"
                 )
         gunzip(src, out, f.size)
-    elif src.stat().st_size != f.size:  # not copied: it cannot be the file
+    elif f.size is not None and src.stat().st_size != f.size:  # not copied: not the file
         raise ValueError(f"size {src.stat().st_size} bytes, expected {f.size}")
     elif src != out:
         shutil.copyfile(src, out)

@@ -1,5 +1,6 @@
 """IDX pair -> database (Caffe's convert_mnist_data), through the API and the command line."""
 
+import gzip
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from pipeline_lib.data.__main__ import main
 from pipeline_lib.data.convert import convert_mnist
 from pipeline_lib.data.db import open_db
-from pipeline_lib.data.idx import write_idx
+from pipeline_lib.data.idx import IdxError, write_idx
 from pipeline_lib.proto.datum import datum_to_array, read_datum
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -38,6 +39,7 @@ def test_convert_small_pair_records(tmp_path):
         convert_mnist(tmp_path / "img", tmp_path / "lab", tmp_path / "db", "lmdb")
 
 
+@pytest.mark.leveldb
 def test_cli_convert_and_inspect(tmp_path, capsys):
     out = tmp_path / "db"
     assert main(["convert-mnist", *map(str, TRAIN100), str(out), "--backend", "leveldb"]) == 0
@@ -54,3 +56,41 @@ def test_cli_reports_errors(tmp_path, capsys):
     assert main(["convert-mnist", str(tmp_path / "img"), str(tmp_path / "lab"), "x"]) == 1
     assert main(["inspect", str(tmp_path / "none")]) == 1
     assert not (tmp_path / "x").exists()
+
+
+def _gzip_to(src: Path, dst: Path, extra: bytes = b"", cut: int = 0) -> Path:
+    data = src.read_bytes() + extra
+    dst.write_bytes(gzip.compress(data[: len(data) - cut]))
+    return dst
+
+
+@pytest.mark.parametrize("which", ["both", "images", "labels"])
+def test_gzipped_idx_files_give_caffes_database(tmp_path, capsys, which):
+    images, labels = TRAIN100
+    if which in ("both", "images"):
+        images = _gzip_to(images, tmp_path / "images.gz")
+    if which in ("both", "labels"):
+        labels = _gzip_to(labels, tmp_path / "labels.gz")
+    out = tmp_path / "db"
+    assert main(["convert-mnist", str(images), str(labels), str(out)]) == 0
+    assert f"{out}: 100 records (lmdb)" in capsys.readouterr().out
+    with open_db(out, "r") as ours, open_db(GOLDEN / "caffe_train100_lmdb", "r") as caffe:
+        assert list(ours) == list(caffe)
+
+
+@pytest.mark.parametrize(("extra", "cut", "message"), [
+    (b"", 5, r"images\.gz: truncated: the decompressed data ends inside item 100 "),
+    (b"\0", 0, r"images\.gz: unexpected trailing bytes after the data announced by the header"),
+])
+def test_bad_gzipped_idx_is_named_and_nothing_written(tmp_path, extra, cut, message):
+    images = _gzip_to(TRAIN100[0], tmp_path / "images.gz", extra, cut)
+    with pytest.raises(IdxError, match=message):
+        convert_mnist(images, TRAIN100[1], tmp_path / "db")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images.gz"]
+
+
+def test_gzip_that_is_not_one_is_named(tmp_path):
+    bad = tmp_path / "images.gz"
+    bad.write_bytes(gzip.compress(TRAIN100[0].read_bytes())[:40] + b"\xff" * 100)
+    with pytest.raises(IdxError, match=r"images\.gz: not a valid gzip file"):
+        convert_mnist(bad, TRAIN100[1], tmp_path / "db")

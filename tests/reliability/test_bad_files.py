@@ -311,9 +311,11 @@ def test_bad_idx_files(tmp_path):
     done = data_cli("convert-mnist", "images", "few", "db", cwd=tmp_path)
     clean_failure(done, "IDX images and labels of different counts",
                   "count mismatch: images holds 100 images but few holds 42 labels")
-    (tmp_path / "images.gz").write_bytes(gzip.compress(images))
-    done = data_cli("convert-mnist", "images.gz", "few", "db", cwd=tmp_path)
-    clean_failure(done, "gzipped IDX file given as is", "looks like a gzip file")
+    (tmp_path / "images.gz").write_bytes(gzip.compress(images[:-10]))
+    (tmp_path / "labels100").write_bytes(labels)
+    done = data_cli("convert-mnist", "images.gz", "labels100", "db", cwd=tmp_path)
+    clean_failure(done, "gzipped IDX file cut short",
+                  r"images\.gz: truncated: the decompressed data ends inside item 100 ")
     assert not (tmp_path / "db").exists()
 
 

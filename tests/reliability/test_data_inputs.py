@@ -168,7 +168,8 @@ def _mnist_config(tmp_path: Path, sources: list[dict]) -> Path:
                          else "train100-images-idx3-ubyte")).read_bytes()
         files[name] = {"sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)}
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"mnist": {"files": files, "sources": sources},
+    mnist = {"format": "idx", "files": files, "sources": sources}
+    config.write_text(yaml.safe_dump({"datasets": {"mnist": mnist},
                                       "download": {"connect_timeout": 2, "read_timeout": 5}}))
     return config
 
@@ -204,14 +205,15 @@ def test_gzip_bomb_in_a_local_folder(tmp_path):
     ("download config: a timeout that is not a positive number",
      lambda c: c["download"].update(read_timeout=-1),
      r"config.yaml: config download.read_timeout: -1 is not a positive number of seconds"),
-    ("download config: a file without its size", lambda c: c["mnist"]["files"][
+    ("download config: a file without its size", lambda c: c["datasets"]["mnist"]["files"][
         "t10k-labels-idx1-ubyte"].pop("size"),
-     r"config.yaml: config mnist.files.t10k-labels-idx1-ubyte: needs a sha256 and a size"),
+     r"config.yaml: config datasets.mnist.files.t10k-labels-idx1-ubyte: needs a sha256 and a "
+     "size"),
     ("download config: sources that are not a list",
-     lambda c: c["mnist"].update(sources="http://x/"),
-     r"config.yaml: config mnist.sources: expected a list of sources"),
-    ("download config without an mnist section", lambda c: c.pop("mnist"),
-     r"config.yaml: no 'mnist' section"),
+     lambda c: c["datasets"]["mnist"].update(sources="http://x/"),
+     r"config.yaml: config datasets.mnist.sources: expected a list of sources"),
+    ("download config without an mnist dataset", lambda c: c.pop("datasets"),
+     r"config.yaml: no IDX dataset 'mnist' under 'datasets:'"),
 ])
 def test_bad_download_config(tmp_path, case, change, pattern):
     config = _mnist_config(tmp_path, [{"type": "local", "path": str(tmp_path / "none")}])

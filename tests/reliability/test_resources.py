@@ -266,6 +266,7 @@ def test_out_of_memory_names_the_layer_that_asked(run_dir):
                   r"\(1000000000, 400\)")
 
 
+@pytest.mark.leveldb
 def test_describe_error_words_library_errors():
     import lmdb
     import plyvel

@@ -59,7 +59,8 @@ def _files() -> dict:
 
 def _download(tmp_path: Path, sources: list[dict], env: dict | None = None):
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"mnist": {"files": _files(), "sources": sources},
+    mnist = {"format": "idx", "files": _files(), "sources": sources}
+    config.write_text(yaml.safe_dump({"datasets": {"mnist": mnist},
                                       "download": {"connect_timeout": 2}}))
     return data_cli("download-mnist", "--config", config, "--dest", "out", cwd=tmp_path,
                     env=env)

@@ -65,7 +65,8 @@ def _workdir(tmp_path: Path) -> tuple[Path, Path]:
     (run / "models/tiny/train_test.prototxt").write_text(net)
     (run / "models/tiny/solver.prototxt").write_text(SOLVER)
     config = {
-        "mnist": {"files": files, "sources": [{"type": "local", "path": str(src)}]},
+        "datasets": {"mnist": {"format": "idx", "files": files,
+                               "sources": [{"type": "local", "path": str(src)}]}},
         "models": {"tiny": {"solver": "models/tiny/solver.prototxt"}},
         "evaluate": {"top_k": [1, 3]},
     }
@@ -86,7 +87,7 @@ def test_eval_target_trains_then_scores_the_model(tmp_path):
     plan = _snakemake(run, config, "-n", TARGET)
     assert plan.returncode == 0, plan.stderr[-3000:]
     planned = plan.stdout + plan.stderr
-    for rule in ("download_mnist", "convert_mnist", "train", "evaluate"):
+    for rule in ("fetch_idx", "convert_idx", "train", "evaluate"):
         assert f"rule {rule}:" in planned, rule
 
     result = _snakemake(run, config, TARGET)

@@ -35,17 +35,17 @@ def _snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedP
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
 
 
-def _config(tmp_path: Path, tiny, **imagenet) -> Path:
-    """The repository's config with the imagenet section pointed at the tiny data."""
+def _config(tmp_path: Path, tiny, **dataset) -> Path:
+    """The repository's config with the ilsvrc12 dataset pointed at the tiny data."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    section = config["imagenet"]
+    section = config["datasets"]["ilsvrc12"]
     section.update(
         train_root=str(tiny.train_root), val_root=str(tiny.val_root),
         train_listing=str(tiny.base / "train.txt"), val_listing=str(tiny.base / "val.txt"),
         synset_words=str(tiny.base / "synset_words.txt"), on_error="skip",
     )  # fmt: skip
     section["resize"].update(height=SIZE, width=SIZE, shards=3)
-    for key, value in imagenet.items():
+    for key, value in dataset.items():
         if isinstance(value, dict):
             section[key].update(value)
         else:
@@ -87,20 +87,21 @@ def tiny(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.leveldb
 def test_chain_builds_databases_means_and_trains_caffenet(tmp_path, tiny):
     config_path = _config(tmp_path, tiny)
     config = yaml.safe_load(config_path.read_text())
     config["models"] = {"caffenet_tiny": {"solver": str(_tiny_caffenet(tmp_path))}}
     config_path.write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
-    targets = ["imagenet", "data/imagenet/ilsvrc12_train_leveldb_mean.binaryproto",
+    targets = ["ilsvrc12", "data/ilsvrc12/ilsvrc12_train_leveldb_mean.binaryproto",
                "results/caffenet_tiny_iter_2.caffemodel"]
     first = _snakemake(run, config_path, *targets)
     assert first.returncode == 0, first.stderr[-4000:]
-    data = run / "data/imagenet"
+    data = run / "data/ilsvrc12"
 
     # resize: 3 shards, gathered; the corrupt file skipped and reported, never silently
-    assert len(list((run / "logs/imagenet").glob("resize_train_*-of-3.log"))) == 3
+    assert len(list((run / "logs/ilsvrc12").glob("resize_train_*-of-3.log"))) == 3
     assert not (data / "resized/shards").exists() or not any((data / "resized/shards").rglob("*.*"))
     resized = read_listing(data / "resized/train.txt")
     assert [e.path for e in resized] == [p for p, _ in tiny.train if p != CORRUPT]
@@ -122,7 +123,7 @@ def test_chain_builds_databases_means_and_trains_caffenet(tmp_path, tiny):
         mean = read_mean_binaryproto(data / f"ilsvrc12_train_{backend}_mean.binaryproto")
         np.testing.assert_array_equal(mean, expected)
     means = stack.mean(axis=(0, 2, 3))
-    log = (run / "logs/imagenet/mean_train_lmdb.log").read_text()
+    log = (run / "logs/ilsvrc12/mean_train_lmdb.log").read_text()
     assert f"mean_value channel [0]: {means[0]:.6f}" in log
 
     # CaffeNet trained on them for 2 iterations, through the training rule
@@ -149,24 +150,24 @@ def test_listings_from_class_folders_without_resizing(tmp_path, tiny):
     text = config.read_text().replace(str(tiny.val_root), str(val))
     config.write_text(text)
     run = tmp_path / "run"
-    result = _snakemake(run, config, "data/imagenet/ilsvrc12_train_lmdb",
-                        "data/imagenet/ilsvrc12_val_lmdb")
+    result = _snakemake(run, config, "data/ilsvrc12/ilsvrc12_train_lmdb",
+                        "data/ilsvrc12/ilsvrc12_val_lmdb")
     assert result.returncode == 0, result.stderr[-4000:]
-    synsets = read_synsets(run / "data/imagenet/synset_words.txt")
+    synsets = read_synsets(run / "data/ilsvrc12/ilsvrc12_synset_words.txt")
     assert synsets.ids == tuple(sorted(SYNSETS))
-    listing = read_listing(run / "data/imagenet/train.txt", len(synsets))
+    listing = read_listing(run / "data/ilsvrc12/ilsvrc12_train.txt", len(synsets))
     assert sorted((e.path, e.label) for e in listing) == sorted(tiny.train)
-    assert not (run / "data/imagenet/resized").exists()
-    records = _records(run / "data/imagenet/ilsvrc12_train_lmdb")
+    assert not (run / "data/ilsvrc12/resized").exists()
+    records = _records(run / "data/ilsvrc12/ilsvrc12_train_lmdb")
     assert len(records) == len(tiny.train) - 1
     first = caffe_pb2.Datum.FromString(records[0][1])  # unshuffled: listing order, own size
     path = records[0][0].split(b"_", 1)[1].decode()
     assert path == listing[0].path
     assert (first.channels, first.height, first.width) == read_image(
         tiny.train_root / path).shape
-    skipped = (run / "data/imagenet/ilsvrc12_train_lmdb_skipped.tsv").read_text()
+    skipped = (run / "data/ilsvrc12/ilsvrc12_train_lmdb_skipped.tsv").read_text()
     assert CORRUPT in skipped
-    val_records = _records(run / "data/imagenet/ilsvrc12_val_lmdb")
+    val_records = _records(run / "data/ilsvrc12/ilsvrc12_val_lmdb")
     labels = sorted(caffe_pb2.Datum.FromString(v).label for _, v in val_records)
     assert labels == sorted(label for _, label in tiny.val)
 
@@ -174,12 +175,12 @@ def test_listings_from_class_folders_without_resizing(tmp_path, tiny):
 def test_unreadable_image_fails_the_run_naming_it(tmp_path, tiny):
     config = _config(tmp_path, tiny, on_error="fail")
     run = tmp_path / "run"
-    result = _snakemake(run, config, "data/imagenet/ilsvrc12_train_lmdb")
+    result = _snakemake(run, config, "data/ilsvrc12/ilsvrc12_train_lmdb")
     assert result.returncode != 0
     line = 1 + [p for p, _ in tiny.train].index(CORRUPT)
-    logs = "".join(p.read_text() for p in (run / "logs/imagenet").glob("resize_train_*.log"))
+    logs = "".join(p.read_text() for p in (run / "logs/ilsvrc12").glob("resize_train_*.log"))
     assert f"train.txt:{line}: {tiny.train_root / CORRUPT}: cannot read image" in logs
-    assert not (run / "data/imagenet/ilsvrc12_train_lmdb").exists()
+    assert not (run / "data/ilsvrc12/ilsvrc12_train_lmdb").exists()
 
 
 def test_listing_path_outside_the_root_is_refused(tmp_path, tiny):
@@ -187,18 +188,18 @@ def test_listing_path_outside_the_root_is_refused(tmp_path, tiny):
     bad.write_text("n01000000/n01000000_0.JPEG 0\n../../etc/passwd 1\n")
     config = _config(tmp_path, tiny, train_listing=str(bad))
     run = tmp_path / "run"
-    result = _snakemake(run, config, "data/imagenet/ilsvrc12_train_lmdb")
+    result = _snakemake(run, config, "data/ilsvrc12/ilsvrc12_train_lmdb")
     assert result.returncode != 0
     # Every shard reads the listing; Snakemake stops scheduling after the first failure,
     # so whichever shard ran first holds the message.
-    logs = "".join(p.read_text() for p in (run / "logs/imagenet").glob("resize_train_*.log"))
+    logs = "".join(p.read_text() for p in (run / "logs/ilsvrc12").glob("resize_train_*.log"))
     assert f"{bad}:2: image path '../../etc/passwd' leaves the image root" in logs
 
 
 def test_scatter_count_is_set_at_run_time(tmp_path, tiny):
     config = _config(tmp_path, tiny)
-    result = _snakemake(tmp_path / "run", config, "data/imagenet/ilsvrc12_val_lmdb", "-n",
-                        "--set-scatter", "imagenet_resize=5")
+    result = _snakemake(tmp_path / "run", config, "data/ilsvrc12/ilsvrc12_val_lmdb", "-n",
+                        "--set-scatter", "ilsvrc12_resize=5")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
     assert "5-of-5" in out and "6-of-" not in out and "3-of-3" not in out
@@ -209,7 +210,11 @@ def test_time_rule_writes_per_layer_table(tmp_path, tiny):
     run.mkdir()
     (run / "models").symlink_to(REPO / "models")
     target = "results/caffenet_train_val_time_batch1.txt"
-    result = _snakemake(run, _config(tmp_path, tiny, time_iterations=2), target)
+    config = _config(tmp_path, tiny)
+    settings = yaml.safe_load(config.read_text())
+    settings["time"] = {"iterations": 2}
+    config.write_text(yaml.safe_dump(settings))
+    result = _snakemake(run, config, target)
     assert result.returncode == 0, result.stderr[-3000:]
     table = (run / target).read_text()
     for layer in ("conv2 ", "norm1 ", "fc6 ", "drop7 ", "loss "):
@@ -222,15 +227,15 @@ def test_time_rule_writes_per_layer_table(tmp_path, tiny):
 @pytest.mark.parametrize("listings", ["given", "folders"])
 def test_the_schema_wants_a_synset_file_for_given_listings(tmp_path, listings):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["imagenet"].update(listings=listings, synset_words="")
+    config["datasets"]["ilsvrc12"].update(listings=listings, synset_words="")
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    out = _snakemake(tmp_path / "run", path, "-n", "imagenet")
+    out = _snakemake(tmp_path / "run", path, "-n", "ilsvrc12")
     text = out.stdout + out.stderr
     if listings == "folders":  # the synsets are written from the train folders
         assert "Error validating config file" not in text
         return
     assert out.returncode != 0
     assert "Error validating config file" in text and "'' should be non-empty" in text
-    assert "instance['imagenet']['synset_words']" in text
-    assert "imagenet.listings is 'given'" in text
+    assert "instance['datasets']['ilsvrc12']['synset_words']" in text
+    assert "listings is 'given': name the synset_words.txt" in text

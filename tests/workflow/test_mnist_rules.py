@@ -46,13 +46,14 @@ def tiny_mnist(tmp_path):
         files[name] = {"sha256": hashlib.sha256(raw).hexdigest(), "size": len(raw)}
     config = {
         "download": {"connect_timeout": 2},
-        "mnist": {
+        "datasets": {"mnist": {
+            "format": "idx",
             "files": files,
             "sources": [
                 {"type": "http", "url": f"http://127.0.0.1:{_closed_port()}/mnist/"},
                 {"type": "local", "path": str(src)},
             ],
-        },
+        }},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -80,9 +81,9 @@ def test_mnist_lmdb_targets_build_then_nothing_to_do(tmp_path, tiny_mnist):
             np.testing.assert_array_equal(
                 datum_to_array(datum), arrays[f"{prefix}-images-idx3-ubyte"][0][None]
             )
-    download_log = (run / "logs/mnist/download_mnist.log").read_text()
+    download_log = (run / "logs/mnist/fetch.log").read_text()
     assert "unreachable" in download_log and "sha256 verified, from local folder" in download_log
-    assert "wrote 12 records" in (run / "logs/mnist/convert_mnist_train_lmdb.log").read_text()
+    assert "wrote 12 records" in (run / "logs/mnist/convert_train_lmdb.log").read_text()
 
     second = _snakemake(run, config, *TARGETS)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -91,12 +92,12 @@ def test_mnist_lmdb_targets_build_then_nothing_to_do(tmp_path, tiny_mnist):
 
 def test_download_failure_lists_sources_and_leaves_no_outputs(tmp_path, tiny_mnist):
     path, config, _ = tiny_mnist
-    config["mnist"]["sources"][1]["path"] = str(tmp_path / "empty")
+    config["datasets"]["mnist"]["sources"][1]["path"] = str(tmp_path / "empty")
     path.write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
     result = _snakemake(run, path, TARGETS[0])
     assert result.returncode != 0
-    log = (run / "logs/mnist/download_mnist.log").read_text()
+    log = (run / "logs/mnist/fetch.log").read_text()
     assert "could not obtain train-images-idx3-ubyte" in log
     assert "/mnist/: unreachable" in log and f"local folder {tmp_path / 'empty'}" in log
     assert not (run / "data/mnist").exists() or not any((run / "data/mnist").iterdir())

@@ -55,8 +55,8 @@ def test_slurm_profile_dry_run_plans_the_lenet_run(workflow):
     done = snakemake(workflow, "-n", "--profile", str(PROFILES / "slurm"),
                      "results/lenet_iter_500.caffemodel", cores=None)
     assert done.returncode == 0, done.stdout[-4000:]
-    assert sorted(planned_rules(done.stdout)) == ["convert_mnist", "convert_mnist",
-                                                  "download_mnist", "train"]
+    assert sorted(planned_rules(done.stdout)) == ["convert_idx", "convert_idx",
+                                                  "fetch_idx", "train"]
     train = job_resources(done.stdout, "train")
     assert train["mem_mb"] == "8000" and train["runtime"] == "720" and train["gpu"] == "0"
 

@@ -87,7 +87,7 @@ def test_editing_other_rules_does_not_rerun_training(run):
     script = run / "workflow/scripts/plot_curves.py"
     script.write_text(script.read_text().replace(
         'print(f"{smk.output.curves}: written', 'print(f"{smk.output.curves}: drawn'))
-    for rules in ("mnist.smk", "imagenet.smk"):  # rules outside this DAG
+    for rules in ("datasets.smk", "time.smk"):  # rules outside this DAG
         path = run / "workflow/rules" / rules
         conda = 'conda:\n        "../envs/pipeline.yaml"\n'
         text = path.read_text()

@@ -6,114 +6,198 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-MNIST_DIR = config["mnist"]["dir"]
-# Dataset split (Caffe's mnist_train_lmdb / mnist_test_lmdb) -> (images, labels) IDX files.
-MNIST_SPLIT_FILES = {
+# -- datasets --------------------------------------------------------------------------
+
+DATASETS = config["datasets"]
+# The splits each format's databases (or lists) are named by.
+FORMAT_SPLITS = {
+    "idx": ("train", "test"),
+    "images": ("train", "val"),
+    "cifar": ("train", "test"),
+}
+# IDX split -> (images, labels) files (Caffe's <name>_train_lmdb / <name>_test_lmdb).
+IDX_SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 
 
-def mnist_idx_files():
-    """The four decompressed IDX files the download rule writes."""
+def datasets_of(fmt, **settings):
+    """Names of the datasets of format `fmt` whose settings equal `settings`."""
     return [
-        f"{MNIST_DIR}/{name}" for pair in MNIST_SPLIT_FILES.values() for name in pair
+        name
+        for name, entry in DATASETS.items()
+        if entry["format"] == fmt
+        and all(entry.get(k) == v for k, v in settings.items())
     ]
 
 
-def mnist_split_inputs(wildcards):
-    """Named inputs (images, labels) of one split's conversion."""
-    images, labels = MNIST_SPLIT_FILES[wildcards.split]
-    return {"images": f"{MNIST_DIR}/{images}", "labels": f"{MNIST_DIR}/{labels}"}
+def names_constraint(names):
+    """A wildcard regex matching exactly `names` (and nothing when there are none)."""
+    import re
+
+    if not names:
+        return "(?!)"
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+
+
+def dataset_targets(name, backend=None):
+    """Everything dataset `name` yields: its databases (and mean) or its HDF5 lists."""
+    entry, backend = DATASETS[name], backend or config["backend"]
+    base = f"data/{name}/{name}"
+    if entry["format"] == "hdf5":
+        return [f"{base}_{split}.txt" for split in entry["splits"]]
+    targets = [f"{base}_{split}_{backend}" for split in FORMAT_SPLITS[entry["format"]]]
+    if entry["format"] == "images":
+        targets.append(f"{base}_train_{backend}_mean.binaryproto")
+    return targets
 
 
 def mnist_databases(backend=None):
-    """The train and test databases of Datum records, in the configured backend."""
-    return expand(
-        "{dir}/mnist_{split}_{backend}",
-        dir=MNIST_DIR,
-        split=list(MNIST_SPLIT_FILES),
-        backend=backend or config["backend"],
-    )
+    """The MNIST train and test databases (the tutorial's), in the configured backend."""
+    return dataset_targets("mnist", backend) if "mnist" in DATASETS else []
 
 
-# -- ImageNet --------------------------------------------------------------------------
+def lock_file():
+    """datasets.lock.yaml beside the config file (the last one given, else config.yaml)."""
+    import os
 
-IMAGENET = config["imagenet"]
-IMAGENET_DIR = IMAGENET["dir"]
-IMAGENET_SPLITS = ("train", "val")
+    files = list(workflow.overwrite_configfiles) or list(workflow.configfiles)
+    folder = os.path.dirname(os.path.abspath(files[-1])) if files else os.getcwd()
+    return os.path.join(folder, "datasets.lock.yaml")
+
+
+# -- IDX --
+
+
+def idx_files(wildcards):
+    """The four decompressed IDX files the fetch rule writes."""
+    return [
+        f"data/{wildcards.dataset}/{name}"
+        for pair in IDX_SPLIT_FILES.values()
+        for name in pair
+    ]
+
+
+def idx_local_inputs(wildcards):
+    """The files found now in the dataset's local sources: a changed one refetches
+    (and, for files pinned by the lock file only, is checked against it)."""
+    import os
+    import urllib.parse
+    import urllib.request
+
+    found = []
+    for source in DATASETS[wildcards.dataset]["sources"]:
+        if source["type"] != "local":
+            continue
+        folder = source["path"]
+        if folder.startswith("file:"):
+            folder = urllib.request.url2pathname(urllib.parse.urlsplit(folder).path)
+        for pair in IDX_SPLIT_FILES.values():
+            for name in pair:
+                for candidate in (name, f"{name}.gz"):
+                    path = os.path.join(folder, candidate)
+                    if os.path.isfile(path):
+                        found.append(path)
+    return found
+
+
+def idx_split_inputs(wildcards):
+    """Named inputs (images, labels) of one split's conversion."""
+    images, labels = IDX_SPLIT_FILES[wildcards.split]
+    base = f"data/{wildcards.dataset}"
+    return {"images": f"{base}/{images}", "labels": f"{base}/{labels}"}
+
+
+# -- CIFAR-10, HDF5 --
+
+
+def cifar_split_inputs(wildcards):
+    """The batch files of one split, in record order."""
+    from pipeline_lib.data.cifar import SPLIT_BATCHES
+
+    root = DATASETS[wildcards.dataset]["root"]
+    return [f"{root}/{name}" for name in SPLIT_BATCHES[wildcards.split]]
+
+
+def hdf5_split_files(wildcards):
+    """The .h5 files one split lists (checked by the rule before it writes the list)."""
+    return DATASETS[wildcards.dataset]["splits"][wildcards.split]
+
+
+# -- image folders --
+
+
+def images_synsets(name):
+    """The synset file: the configured one, or the one written from the train folders."""
+    entry = DATASETS[name]
+    if entry["listings"] == "folders" and not entry["synset_words"]:
+        return f"data/{name}/{name}_synset_words.txt"
+    return entry["synset_words"]
+
+
+def images_listing(name, split):
+    """A split's listing: the configured file, or the one written from its folders."""
+    if DATASETS[name]["listings"] == "folders":
+        return f"data/{name}/{name}_{split}.txt"
+    return DATASETS[name][f"{split}_listing"]
+
+
+def images_root(wildcards):
+    return DATASETS[wildcards.dataset][f"{wildcards.split}_root"]
+
+
+def images_listing_inputs(wildcards):
+    """Named inputs of a split's listing (folders mode)."""
+    return {
+        "root": images_root(wildcards),
+        "synsets": images_synsets(wildcards.dataset),
+    }
+
+
+def images_shard_inputs(wildcards):
+    """Named inputs of one resize shard: the split's listing, synsets and image root."""
+    return {
+        "listing": images_listing(wildcards.dataset, wildcards.split),
+        "synsets": images_synsets(wildcards.dataset),
+        "root": images_root(wildcards),
+    }
+
+
+def images_gathered_shards(wildcards):
+    """Named inputs of a split's gather: every shard's image folder, listing and report."""
+    gather_shards = getattr(gather, f"{wildcards.dataset}_resize")
+    shard = f"data/{wildcards.dataset}/resized/shards/{wildcards.split}/{{scatteritem}}"
+    return {
+        "images": gather_shards(shard),
+        "listings": gather_shards(f"{shard}.txt"),
+        "skipped": gather_shards(f"{shard}_skipped.tsv"),
+    }
+
+
+def images_convert_inputs(wildcards):
+    """Named inputs of a split's conversion: resized images when resizing, else the originals."""
+    name = wildcards.dataset
+    if DATASETS[name]["resize"]["enabled"]:
+        base = f"data/{name}/resized/{wildcards.split}"
+        return {"listing": f"{base}.txt", "root": base, "synsets": images_synsets(name)}
+    return {
+        "listing": images_listing(name, wildcards.split),
+        "root": images_root(wildcards),
+        "synsets": images_synsets(name),
+    }
+
+
+def dataset_setting(key):
+    """A params function: the setting `key` of the wildcard's dataset."""
+    return lambda wildcards: DATASETS[wildcards.dataset][key]
 
 
 scattergather:
-    imagenet_resize=IMAGENET["resize"]["shards"],
-
-
-def imagenet_synsets():
-    """The synset file: the configured one, or the one written from the train folders."""
-    if IMAGENET["listings"] == "folders" and not IMAGENET["synset_words"]:
-        return f"{IMAGENET_DIR}/synset_words.txt"
-    return IMAGENET["synset_words"]
-
-
-def imagenet_listing(split):
-    """A split's listing: the configured file, or the one written from its folders."""
-    if IMAGENET["listings"] == "folders":
-        return f"{IMAGENET_DIR}/{split}.txt"
-    return IMAGENET[f"{split}_listing"]
-
-
-def imagenet_root(wildcards):
-    return IMAGENET[f"{wildcards.split}_root"]
-
-
-def imagenet_listing_inputs(wildcards):
-    """Named inputs of a split's listing (folders mode)."""
-    return {"root": imagenet_root(wildcards), "synsets": imagenet_synsets()}
-
-
-def imagenet_shard_inputs(wildcards):
-    """Named inputs of one resize shard: the split's listing, synsets and image root."""
-    return {
-        "listing": imagenet_listing(wildcards.split),
-        "synsets": imagenet_synsets(),
-        "root": imagenet_root(wildcards),
-    }
-
-
-def imagenet_gathered_shards(wildcards):
-    """Named inputs of a split's gather: every shard's image folder, listing and report."""
-    shard = f"{IMAGENET_DIR}/resized/shards/{wildcards.split}/{{scatteritem}}"
-    return {
-        "images": gather.imagenet_resize(shard),
-        "listings": gather.imagenet_resize(f"{shard}.txt"),
-        "skipped": gather.imagenet_resize(f"{shard}_skipped.tsv"),
-    }
-
-
-def imagenet_convert_inputs(wildcards):
-    """Named inputs of a split's conversion: resized images when resizing, else the originals."""
-    if IMAGENET["resize"]["enabled"]:
-        base = f"{IMAGENET_DIR}/resized/{wildcards.split}"
-        return {"listing": f"{base}.txt", "root": base, "synsets": imagenet_synsets()}
-    return {
-        "listing": imagenet_listing(wildcards.split),
-        "root": imagenet_root(wildcards),
-        "synsets": imagenet_synsets(),
-    }
-
-
-def imagenet_targets(backend=None):
-    """Both databases and the training mean, in the configured backend."""
-    backend = backend or config["backend"]
-    return [
-        *expand(
-            "{dir}/ilsvrc12_{split}_{backend}",
-            dir=IMAGENET_DIR,
-            split=IMAGENET_SPLITS,
-            backend=backend,
-        ),
-        f"{IMAGENET_DIR}/ilsvrc12_train_{backend}_mean.binaryproto",
-    ]
+    **{
+        f"{name}_resize": DATASETS[name]["resize"]["shards"]
+        for name in datasets_of("images")
+    },
 
 
 # -- counts in target names ------------------------------------------------------------

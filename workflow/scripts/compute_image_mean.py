@@ -1,4 +1,4 @@
-"""Snakemake script (rule imagenet_mean): the mean image of a database, as a binaryproto."""
+"""Snakemake script (rule images_mean): the mean image of a database, as a binaryproto."""
 
 import logging
 

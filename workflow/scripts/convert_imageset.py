@@ -1,4 +1,4 @@
-"""Snakemake script (rule imagenet_convert): a listing of images to a database of Datums."""
+"""Snakemake script (rule images_convert): a listing of images to a database of Datums."""
 
 import logging
 

@@ -1,4 +1,4 @@
-"""Snakemake script (rule imagenet_gather_resized): join the resized shards of a split."""
+"""Snakemake script (rule images_gather_resized): join the resized shards of a split."""
 
 import logging
 

@@ -1,4 +1,4 @@
-"""Snakemake script (rule imagenet_listing): a split's listing from its class-per-folder tree."""
+"""Snakemake script (rule images_listing): a split's listing from its class-per-folder tree."""
 
 import logging
 

@@ -1,4 +1,4 @@
-"""Snakemake script (rule imagenet_synsets): synset_words.txt from the train class folders."""
+"""Snakemake script (rule images_synsets): synset_words.txt from the train class folders."""
 
 import logging
 

@@ -1,4 +1,4 @@
-"""Snakemake script (rule imagenet_resize_shard): resize one shard of a split's listing."""
+"""Snakemake script (rule images_resize_shard): resize one shard of a split's listing."""
 
 import logging
 

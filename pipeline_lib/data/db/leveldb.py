@@ -1,6 +1,8 @@
 """LevelDB databases (Caffe's db_leveldb), through plyvel.
 
-plyvel is imported only when a LevelDB is opened. LevelDB has no read-only
+plyvel is the optional `[leveldb]` extra (it has no wheels for some platforms): it is
+imported only when a LevelDB is opened, and its absence is one line naming the extra.
+LevelDB has no read-only
 mode: it takes a LOCK file and may fold its log into a table on open, so open
 a copy of any database you must not change. Reads verify checksums.
 """
@@ -15,6 +17,20 @@ from pipeline_lib.data.db.base import (
     describe,
 )
 
+INSTALL_HINT = "pip install 'pipeline-lib[leveldb]'"
+
+
+def _plyvel(path):
+    """The plyvel module, or a DatabaseError naming the extra that installs it."""
+    try:
+        import plyvel
+    except ImportError:
+        raise DatabaseError(
+            f"{path}: LevelDB databases need the plyvel package, which is not installed; "
+            f"install the [leveldb] extra: {INSTALL_HINT} (or use backend lmdb)"
+        ) from None
+    return plyvel
+
 
 class LevelDbWriter(DatabaseWriter):
     """Write a new LevelDB, one write batch per commit."""
@@ -22,8 +38,7 @@ class LevelDbWriter(DatabaseWriter):
     backend, title = "leveldb", "LevelDB"
 
     def _open(self) -> None:
-        import plyvel
-
+        plyvel = _plyvel(self.path)
         self._write_errors = (plyvel.Error,)
         self._db = plyvel.DB(
             str(self._tmp),
@@ -74,8 +89,7 @@ class LevelDbReader(DatabaseReader):
     cursor_class = LevelDbCursor
 
     def _open(self) -> None:
-        import plyvel
-
+        plyvel = _plyvel(self.path)
         self._errors = (plyvel.Error,)
         try:
             self._db = plyvel.DB(str(self.path), create_if_missing=False, paranoid_checks=True)

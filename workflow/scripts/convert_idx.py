@@ -1,4 +1,4 @@
-"""Snakemake script (rule convert_mnist): IDX images + labels -> LMDB/LevelDB of Datums."""
+"""Snakemake script (rule convert_idx): IDX images + labels -> LMDB/LevelDB of Datums."""
 
 import logging
 
