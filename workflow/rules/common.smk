@@ -250,6 +250,15 @@ for _name, _model in MODELS.items():
 # -- sweeps ----------------------------------------------------------------------------
 
 SWEEPS = config.get("sweeps", {})
+
+
+def sweep_constraint():
+    """Regex matching exactly the configured sweep names (none: matching nothing)."""
+    import re
+
+    return "|".join(re.escape(name) for name in SWEEPS) or "^$"
+
+
 # A point's folder: Paramspace's pattern, e.g. base_lr~0.01/momentum~0.9.
 POINT_WILDCARD = r"[^/]+~[^/]+(?:/[^/]+~[^/]+)*"
 

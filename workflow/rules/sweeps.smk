@@ -17,7 +17,7 @@ rule sweep_summary:
     log:
         "logs/sweeps/{sweep}.log",
     wildcard_constraints:
-        sweep="|".join(SWEEPS) or "^$",
+        sweep=sweep_constraint(),
     conda:
         "../envs/pipeline.yaml"
     params:

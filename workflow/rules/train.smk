@@ -49,5 +49,5 @@ use rule train as sweep_train with:
     wildcard_constraints:
         model=model_constraint(),
         iter=COUNT_WILDCARD,
-        sweep="|".join(SWEEPS) or "^$",
+        sweep=sweep_constraint(),
         point=POINT_WILDCARD,
