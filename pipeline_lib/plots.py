@@ -242,6 +242,9 @@ def plot_comparison(runs: Mapping[str, str | os.PathLike], out: str | os.PathLik
     ax_final.set_yticks(positions, [f[0] for f in finals], fontsize="small")
     ax_final.invert_yaxis()
     ax_final.set_xlabel("final test accuracy")
+    known = [f[1] for f in finals if not math.isnan(f[1])]
+    if known:  # zoom on the differences: from a little below the worst to 1
+        ax_final.set_xlim(max(0.0, min(known) - 0.05), 1.0)
     for y, (_, acc, _) in zip(positions, finals):
         if not math.isnan(acc):
             ax_final.text(acc, y, f" {acc:.4f}", va="center", fontsize="small")
