@@ -137,7 +137,7 @@ def check_count(wildcards, name, what):
         )
 
 
-# -- training ----------------------------------------------------------------------------
+# -- training --------------------------------------------------------------------------
 
 MODELS = config.get("models", {})
 
@@ -241,9 +241,9 @@ def train_gpus(wildcards):
 
 
 # Overrides are checked when the workflow is read: a bad one is one message, before any job.
-for _name, _model in MODELS.items():
-    from pipeline_lib.engine.overrides import check_overrides
+from pipeline_lib.engine.overrides import check_overrides
 
+for _name, _model in MODELS.items():
     check_overrides(_model.get("overrides"), f"config models.{_name}.overrides")
 
 
@@ -267,8 +267,6 @@ POINT_WILDCARD = r"[^/]+~[^/]+(?:/[^/]+~[^/]+)*"
 def sweep_space(sweep):
     """The sweep's grid (every combination of its values) as a Paramspace whose single
     wildcard `point` names one combination."""
-    import itertools
-
     import pandas as pd
     from snakemake.utils import Paramspace
 
@@ -299,8 +297,6 @@ def sweep_points(wildcards):
 
 
 for _name, _sweep in SWEEPS.items():
-    from pipeline_lib.engine.overrides import check_overrides
-
     if _sweep["model"] not in MODELS:
         raise ValueError(
             f"config sweeps.{_name}.model: {_sweep['model']!r} is not a model in "
