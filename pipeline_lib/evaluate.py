@@ -368,40 +368,47 @@ def evaluate_deploy(deploy: caffe_pb2.NetParameter | str | os.PathLike,
 
 
 # -- solvers and reports ------------------------------------------------------------------------
-def solver_test_net(solver_path: str | os.PathLike
+def solver_test_net(solver_path: str | os.PathLike, workflow_dir: str | os.PathLike | None = None
                     ) -> tuple[caffe_pb2.NetParameter, str, tuple[str, ...], int]:
-    """The net a solver tests with: (param, where it came from, test stages, test level)."""
-    from pipeline_lib.proto.prototxt import read_net, read_solver
+    """The net a solver tests with: (param, where it came from, test stages, test level).
+    Files are found as for training (engine.model_files.locate)."""
+    from pipeline_lib.engine.model_files import SolverFiles
 
-    solver = read_solver(solver_path)
+    files = SolverFiles.read(solver_path, workflow_dir=workflow_dir)
+    solver, solver_path = files.param, files.path
     stages, level = (), 0
     if len(solver.test_state):
         stages, level = tuple(solver.test_state[0].stage), solver.test_state[0].level
     if len(solver.test_net_param):
         return solver.test_net_param[0], f"{solver_path} (test_net_param)", stages, level
     if len(solver.test_net):
-        return read_net(solver.test_net[0]), solver.test_net[0], stages, level
+        name = solver.test_net[0]
+        return files.nets[name], files.locations[name], stages, level
     if solver.HasField("net_param"):
         return solver.net_param, f"{solver_path} (net_param)", stages, level
     if solver.net:
-        return read_net(solver.net), solver.net, stages, level
+        return files.nets[solver.net], files.locations[solver.net], stages, level
     raise EvaluationError(f"{solver_path}: the solver names no net to test with")
 
 
-def evaluation_inputs(solver_path: str | os.PathLike) -> dict[str, list[str]]:
+def evaluation_inputs(solver_path: str | os.PathLike,
+                      workflow_dir: str | os.PathLike | None = None) -> dict[str, list[str]]:
     """Files evaluating a solver's model reads: its test net, database and mean file."""
-    param, where, stages, level = solver_test_net(solver_path)
+    from pipeline_lib.engine.model_files import locate
+
+    param, where, stages, level = solver_test_net(solver_path, workflow_dir)
     setup = scoring_setup(param, stages=stages, level=level)
     nets = [where] if os.path.exists(where) else []
     tp = setup.transform
-    return {"solver": [str(solver_path)], "nets": nets, "data": [setup.source],
+    return {"solver": [locate(solver_path, workflow_dir)], "nets": nets, "data": [setup.source],
             "means": [tp.mean_file] if tp.mean_file else []}
 
 
-def evaluate_solver(solver_path: str | os.PathLike, weights: str | os.PathLike, **kwargs
+def evaluate_solver(solver_path: str | os.PathLike, weights: str | os.PathLike, *,
+                    workflow_dir: str | os.PathLike | None = None, **kwargs
                     ) -> tuple[Evaluation, dict]:
     """Evaluate trained weights with the solver's TEST net on its test database."""
-    param, where, stages, level = solver_test_net(solver_path)
+    param, where, stages, level = solver_test_net(solver_path, workflow_dir)
     evaluation, info = evaluate_net(param, weights, stages=stages, level=level, **kwargs)
     return evaluation, {"solver": str(solver_path), "net_file": where, **info}
 

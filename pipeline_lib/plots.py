@@ -21,7 +21,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +202,56 @@ def write_final_metrics(metrics: pd.DataFrame | str | os.PathLike, json_path: st
     if html_path is not None:
         atomic_write_bytes(html_path, final_metrics_html(scores, title).encode("utf-8"))
     return scores
+
+
+def plot_comparison(runs: Mapping[str, str | os.PathLike], out: str | os.PathLike,
+                    title: str = "") -> Path:
+    """Compare training runs (label -> metrics CSV) in one PNG at `out`: every run's
+    training loss and test accuracy against iteration, and each run's final test
+    accuracy as a bar. Same metrics, same bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc, ax_final) = plt.subplots(3, 1, figsize=(9, 11),
+                                                    constrained_layout=True)
+    finals = []
+    for label, path in runs.items():
+        df = read_metrics(path)
+        train = df[df["kind"] == "train"].sort_values("iter", kind="stable")
+        tests = df[(df["kind"] == "test") & (df["net"] == 0)].sort_values("iter", kind="stable")
+        line, = ax_loss.plot(train["iter"], train["loss"], lw=1, label=label)
+        accuracy = next((c for c in accuracy_columns(df) if tests[c].notna().any()), None)
+        if accuracy is not None:
+            ax_acc.plot(tests["iter"], tests[accuracy], "o-", ms=3, lw=1.5,
+                        color=line.get_color(), label=label)
+        final = tests[accuracy].dropna() if accuracy is not None else pd.Series(dtype=float)
+        finals.append((label, float(final.iloc[-1]) if len(final) else math.nan,
+                       line.get_color()))
+    ax_loss.set_title(title or "Training runs compared")
+    ax_loss.set_ylabel("training loss")
+    ax_acc.set_ylabel("test accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("iteration")
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize="small")
+    positions = np.arange(len(finals))
+    ax_final.barh(positions, [f[1] for f in finals], color=[f[2] for f in finals])
+    ax_final.set_yticks(positions, [f[0] for f in finals], fontsize="small")
+    ax_final.invert_yaxis()
+    ax_final.set_xlabel("final test accuracy")
+    known = [f[1] for f in finals if not math.isnan(f[1])]
+    if known:  # zoom on the differences: from a little below the worst to 1
+        ax_final.set_xlim(max(0.0, min(known) - 0.05), 1.0)
+    for y, (_, acc, _) in zip(positions, finals):
+        if not math.isnan(acc):
+            ax_final.text(acc, y, f" {acc:.4f}", va="center", fontsize="small")
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(out, buf.getvalue())
+    return Path(out)

@@ -57,15 +57,18 @@ def filter_net(param: caffe_pb2.NetParameter, state: caffe_pb2.NetState) -> caff
     out.CopyFrom(param)
     del out.layer[:]
     for layer in param.layer:
-        if layer.include and layer.exclude:
-            raise NetError(f"layer {layer.name!r} specifies both include and exclude rules")
-        if layer.include:
-            keep = any(state_meets_rule(state, r) for r in layer.include)
-        else:
-            keep = not any(state_meets_rule(state, r) for r in layer.exclude)
-        if keep:
+        if layer_included(layer, state):
             out.layer.add().CopyFrom(layer)
     return out
+
+
+def layer_included(layer: caffe_pb2.LayerParameter, state: caffe_pb2.NetState) -> bool:
+    """Whether a net in `state` has `layer` (its include or exclude rules)."""
+    if layer.include and layer.exclude:
+        raise NetError(f"layer {layer.name!r} specifies both include and exclude rules")
+    if layer.include:
+        return any(state_meets_rule(state, r) for r in layer.include)
+    return not any(state_meets_rule(state, r) for r in layer.exclude)
 
 
 def split_blob_name(blob: str, layer: str, top_index: int, k: int) -> str:

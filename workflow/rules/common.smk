@@ -1,7 +1,9 @@
 """Config validation and the helpers that the rules use (paths, inputs, targets)."""
 
 import functools
+import itertools
 
+import yaml
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -231,23 +233,67 @@ def model_constraint():
     return "|".join(re.escape(name) for name in sorted(MODELS, key=len, reverse=True))
 
 
+def workflow_file(path):
+    """A file named by the config or by a rule, found in the working directory, else in
+    the workflow's folder (pipeline_lib.engine.model_files.locate decides)."""
+    from pipeline_lib.engine.model_files import locate
+
+    return locate(path, WORKFLOW_DIR)
+
+
+def run_settings(wildcards):
+    """What one training run uses: the model's config entry, with a sweep point's
+    parameters added to its overrides (rule sweep_train)."""
+    settings = dict(MODELS[wildcards.model])
+    overrides = dict(settings.get("overrides") or {})
+    if "sweep" in wildcards.keys():
+        overrides.update(SWEEPS[wildcards.sweep].get("overrides") or {})
+        overrides.update(sweep_point(wildcards))
+    if overrides:
+        settings["overrides"] = overrides
+    return settings
+
+
+def overrides_origin(wildcards):
+    """Where a run's overrides come from, for messages."""
+    if "sweep" in wildcards.keys():
+        return (
+            f"config models.{wildcards.model}.overrides + sweeps.{wildcards.sweep}"
+            ".overrides + .grid"
+        )
+    return f"config models.{wildcards.model}.overrides"
+
+
 @functools.cache
-def solver_files(model):
-    """The model's solver and nets, read once while Snakemake builds its graph."""
+def read_solver_files(solver, overrides_yaml, where):
     from pipeline_lib.engine.model_files import SolverFiles
 
-    return SolverFiles.read(MODELS[model]["solver"])
+    overrides = yaml.safe_load(overrides_yaml)
+    return SolverFiles.read(
+        solver, workflow_dir=WORKFLOW_DIR, overrides=overrides, where=where
+    )
+
+
+def solver_files(wildcards):
+    """The run's solver (overrides applied) and nets, read once per run while Snakemake
+    builds its graph."""
+    settings = run_settings(wildcards)
+    overrides = yaml.safe_dump(settings.get("overrides") or {}, sort_keys=True)
+    return read_solver_files(settings["solver"], overrides, overrides_origin(wildcards))
 
 
 def train_inputs(wildcards):
-    """The solver, its nets and the databases / mean files those nets read."""
+    """The solver, its nets, the databases / mean files those nets read, and the weights
+    a fine-tuning run starts from (another model's target is built by its rule)."""
     check_count(wildcards, "iter", "the iteration count")
-    files = solver_files(wildcards.model).files
+    files = solver_files(wildcards).files
+    weights = run_settings(wildcards).get("weights")
     return {
         "solver": files.solver,
         "nets": list(files.nets),
         "data": list(files.data_sources),
         "means": list(files.mean_files),
+        "weights": [weights] if weights else [],
     }
 
 
@@ -257,12 +303,16 @@ def train_output_stem(wildcards, output):
 
 
 def train_config_section(wildcards):
-    """The config this run uses (kept in its provenance record; a change reruns it)."""
-    return {
+    """The config this run uses (kept in its provenance record; a change, e.g. of its
+    overrides or weights, reruns this training and no other)."""
+    section = {
         "model": wildcards.model,
-        "models": {wildcards.model: MODELS[wildcards.model]},
+        "models": {wildcards.model: run_settings(wildcards)},
         "train": config["train"],
     }
+    if "sweep" in wildcards.keys():
+        section["sweep"] = {"name": wildcards.sweep, "point": sweep_point(wildcards)}
+    return section
 
 
 def train_gpus(wildcards):
@@ -270,8 +320,77 @@ def train_gpus(wildcards):
     from pipeline_lib.core.backend import Device
     from pipeline_lib.engine.training.device import run_device
 
-    solver = solver_files(wildcards.model).param
+    solver = solver_files(wildcards).param
     return int(run_device(config["train"]["solver_mode"], solver) is Device.GPU)
+
+
+# Overrides are checked when the workflow is read: a bad one is one message, before any job.
+from pipeline_lib.engine.overrides import check_overrides
+
+for _name, _model in MODELS.items():
+    check_overrides(_model.get("overrides"), f"config models.{_name}.overrides")
+
+
+# -- sweeps ----------------------------------------------------------------------------
+
+SWEEPS = config.get("sweeps", {})
+
+
+def sweep_constraint():
+    """Regex matching exactly the configured sweep names (none: matching nothing)."""
+    import re
+
+    return "|".join(re.escape(name) for name in SWEEPS) or "^$"
+
+
+# A point's folder: Paramspace's pattern, e.g. base_lr~0.01/momentum~0.9.
+POINT_WILDCARD = r"[^/]+~[^/]+(?:/[^/]+~[^/]+)*"
+
+
+@functools.cache
+def sweep_space(sweep):
+    """The sweep's grid (every combination of its values) as a Paramspace whose single
+    wildcard `point` names one combination."""
+    import pandas as pd
+    from snakemake.utils import Paramspace
+
+    grid = SWEEPS[sweep]["grid"]
+    frame = pd.DataFrame(list(itertools.product(*grid.values())), columns=list(grid))
+    return Paramspace(frame, single_wildcard="point")
+
+
+def sweep_point(wildcards):
+    """The point's parameters as plain Python values, e.g. {"base_lr": 0.01}."""
+    values = sweep_space(wildcards.sweep).instance(wildcards)
+    return {k: v.item() if hasattr(v, "item") else v for k, v in values.items()}
+
+
+def sweep_runs(wildcards, suffix):
+    """One file per point of the sweep: results/sweeps/<sweep>/<point>/<model>_iter_<N><suffix>."""
+    sweep = SWEEPS[wildcards.sweep]
+    stem = f"{sweep['model']}_iter_{sweep['iterations']}"
+    return [
+        f"results/sweeps/{wildcards.sweep}/{point}/{stem}{suffix}"
+        for point in sweep_space(wildcards.sweep).instance_patterns
+    ]
+
+
+def sweep_points(wildcards):
+    """The points' parameters, in the order of sweep_runs."""
+    return sweep_space(wildcards.sweep).dataframe.to_dict("records")
+
+
+for _name, _sweep in SWEEPS.items():
+    if _sweep["model"] not in MODELS:
+        raise ValueError(
+            f"config sweeps.{_name}.model: {_sweep['model']!r} is not a model in "
+            f"`models:` ({', '.join(MODELS) or 'none'})"
+        )
+    check_overrides(_sweep.get("overrides"), f"config sweeps.{_name}.overrides")
+    for _values in itertools.product(*_sweep["grid"].values()):
+        check_overrides(
+            dict(zip(_sweep["grid"], _values)), f"config sweeps.{_name}.grid"
+        )
 
 
 # -- evaluation ------------------------------------------------------------------------
@@ -281,7 +400,7 @@ def evaluate_inputs(wildcards):
     """The solver, its TEST net and the database and mean file that net reads."""
     from pipeline_lib.evaluate import evaluation_inputs
 
-    files = evaluation_inputs(MODELS[wildcards.model]["solver"])
+    files = evaluation_inputs(MODELS[wildcards.model]["solver"], WORKFLOW_DIR)
     return {**files, "solver": files["solver"][0]}
 
 
@@ -291,4 +410,4 @@ def evaluate_inputs(wildcards):
 def caffenet_time_inputs(wildcards):
     """The net to time (its batch size from the target's name, checked)."""
     check_count(wildcards, "batch", "the batch size")
-    return f"models/caffenet/{wildcards.net}.prototxt"
+    return workflow_file(f"models/caffenet/{wildcards.net}.prototxt")

@@ -1,4 +1,5 @@
-# Training: results/<model>_iter_<N>.caffemodel for every model in config["models"].
+# Training: results/<model>_iter_<N>.caffemodel for every model in config["models"], and
+# results/sweeps/<sweep>/<point>/<model>_iter_<N>.caffemodel for each point of a sweep.
 
 
 rule train:
@@ -33,3 +34,20 @@ rule train:
         config=train_config_section,
     script:
         "../scripts/train.py"
+
+
+# One point of a sweep: the model with the point's parameters added to its overrides.
+use rule train as sweep_train with:
+    output:
+        model="results/sweeps/{sweep}/{point}/{model}_iter_{iter}.caffemodel",
+        state="results/sweeps/{sweep}/{point}/{model}_iter_{iter}.solverstate",
+        solver="results/sweeps/{sweep}/{point}/{model}_iter_{iter}.solver.prototxt",
+        metrics="results/sweeps/{sweep}/{point}/{model}_iter_{iter}_metrics.csv",
+        provenance="results/sweeps/{sweep}/{point}/{model}_iter_{iter}.provenance.json",
+    log:
+        "logs/train/sweeps/{sweep}/{point}/{model}_iter_{iter}.log",
+    wildcard_constraints:
+        model=model_constraint(),
+        iter=COUNT_WILDCARD,
+        sweep=sweep_constraint(),
+        point=POINT_WILDCARD,

@@ -1,10 +1,14 @@
 """Snakemake script (rule evaluate): trained weights -> eval JSON, confusion CSV and heatmap."""
 
 import logging
+from pathlib import Path
 
 from pipeline_lib.core.glog import configure_logging
 from pipeline_lib.engine.training.device import run_device
 from pipeline_lib.evaluate import evaluate_solver, write_reports
+
+# The workflow's folder (Snakemake sets __file__ to this script's own path).
+WORKFLOW_DIR = Path(__file__).resolve().parents[2]
 
 
 def main(smk) -> None:
@@ -17,6 +21,7 @@ def main(smk) -> None:
             top_k=smk.params.top_k,
             batch_size=smk.params.batch_size or None,
             device=run_device(smk.params.solver_mode, smk.input.solver),
+            workflow_dir=WORKFLOW_DIR,
         )
         model, iters = smk.wildcards.model, int(smk.wildcards.iter)
         write_reports(

@@ -1,8 +1,13 @@
 """Snakemake script (rule train): solver prototxt -> results/<model>_iter_<N> snapshot."""
 
 import sys
+from pathlib import Path
 
 from pipeline_lib.engine.training.job import TrainingJob
+
+# The workflow's folder (Snakemake sets __file__ to this script's own path): where the
+# solver's nets are found when the working directory has no copy (model_files.locate).
+WORKFLOW_DIR = Path(__file__).resolve().parents[2]
 
 
 def main(smk) -> None:
@@ -10,6 +15,9 @@ def main(smk) -> None:
         smk.input.solver,
         output_stem=smk.params.stem,
         max_iter=int(smk.wildcards.iter),
+        overrides=smk.params.config["models"][smk.wildcards.model].get("overrides"),
+        weights=",".join(smk.input.weights),
+        workflow_dir=WORKFLOW_DIR,
         solver_mode=smk.params.solver_mode or None,
         resume=None if smk.params.resume == "none" else smk.params.resume,
         log_path=smk.log[0],

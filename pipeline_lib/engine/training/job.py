@@ -91,16 +91,18 @@ def effective_solver(solver: SolverFiles, max_iter: int | None = None,
                      ) -> caffe_pb2.SolverParameter:
     """The solver with `max_iter`, `device` (as solver_mode), `weights` (comma list) and
     the train net's `stages`/`level` (`caffe train -stage/-level`) applied, when given,
-    and its `net` file inlined as `net_param`."""
+    and its `net` / `train_net` file inlined as `net_param` / `train_net_param` (as read:
+    with a batch-size override applied)."""
     sp = caffe_pb2.SolverParameter()
     sp.CopyFrom(solver.param)
     if max_iter is not None:
         sp.max_iter = int(max_iter)
     if device is not None:
         sp.solver_mode = caffe_pb2.SolverParameter.SolverMode.Value(device.value)
-    if sp.net:
-        sp.net_param.CopyFrom(solver.nets[sp.net])
-        sp.ClearField("net")
+    for field in ("net", "train_net"):
+        if getattr(sp, field):
+            getattr(sp, f"{field}_param").CopyFrom(solver.nets[getattr(sp, field)])
+            sp.ClearField(field)
     if weights:
         del sp.weights[:]
         sp.weights.extend(w for w in weights.split(",") if w)
@@ -198,7 +200,9 @@ class TrainingJob:
     def create(cls, solver_path: str | os.PathLike, *,
                output_stem: str | os.PathLike | None = None, max_iter: int | None = None,
                solver_mode: str | None = None, resume: str | os.PathLike | None = None,
-               weights: str | None = None, log_path: str | os.PathLike | None = None,
+               weights: str | None = None, overrides: Mapping[str, Any] | None = None,
+               workflow_dir: str | os.PathLike | None = None,
+               log_path: str | os.PathLike | None = None,
                metrics_path: str | os.PathLike | None = None,
                provenance_path: str | os.PathLike | None = None,
                config: Mapping[str, Any] | None = None, sigint_effect: str = "stop",
@@ -218,9 +222,12 @@ class TrainingJob:
         solver_mode: "CPU"/"GPU" overrides the solver's (see device.run_device).
         weights: comma-separated .caffemodel files to start from (fine-tuning).
         stages, level: added to the train net's state (`caffe train -stage/-level`).
+        overrides: SolverParameter fields and `batch_size` (engine/overrides.py).
+        workflow_dir: where the solver and the nets it names are looked for when the
+            working directory has no such file (model_files.locate).
         config: the workflow's config section for this run, kept in the record.
         """
-        solver = SolverFiles.read(solver_path)
+        solver = SolverFiles.read(solver_path, workflow_dir=workflow_dir, overrides=overrides)
         device = run_device(solver_mode, solver.param)
         effective = effective_solver(solver, max_iter, device if solver_mode else None,
                                      weights, stages, level)
