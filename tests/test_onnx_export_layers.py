@@ -158,7 +158,7 @@ CASES = {
     "Im2col dilated": ((1, 2, 8, 8), one("Im2col", "convolution_param { kernel_h: 2 "
                                                    "kernel_w: 3 dilation: 2 }")),
     "SPP": ((2, 3, 7, 9), one("SPP", "spp_param { pyramid_height: 3 }")),
-    "SPP AVE": ((2, 3, 8, 8), one("SPP", "spp_param { pyramid_height: 3 pool: AVE }")),
+    "SPP AVE": ((2, 3, 7, 9), one("SPP", "spp_param { pyramid_height: 3 pool: AVE }")),
     "SPP one level": ((2, 3, 5, 6), one("SPP", "spp_param { pyramid_height: 1 }")),
     "Slice": ((2, 6, 3), one("Slice", "slice_param { axis: 1 slice_point: 1 slice_point: 4 }",
                              top='y" top: "y2" top: "y3')),
@@ -166,6 +166,10 @@ CASES = {
     "Parameter": ((2, 3), one("Parameter", "parameter_param { shape { dim: 2 dim: 3 } }",
                               bottom="") + one("Eltwise", name="e", bottom='bottom: "x" '
                                                'bottom: "y"', top="sum")),
+    "LSTMUnit": ((1, 3, 4), one("LSTMUnit", bottom='bottom: "x" bottom: "gates" bottom: "cont"',
+                                top='c" top: "h'),
+                 ' layer { name: "gates" type: "Input" top: "gates" top: "cont" input_param { '
+                 'shape { dim: 1 dim: 3 dim: 16 } shape { dim: 1 dim: 3 } } }'),
     "Silence": ((2, 3), one("AbsVal", top="a") + ' layer { name: "s" type: "Silence" '
                 'bottom: "x" }'),
 }

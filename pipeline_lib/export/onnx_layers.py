@@ -282,6 +282,21 @@ def _parameter(s: Site) -> list[str]:
     return [s.node("Identity", [s.const("blob", param_array(s.layer, 0))])]
 
 
+def _lstm_unit(s: Site) -> list[str]:
+    """One LSTM step: gates i, f, o, g from X's four blocks, f gated by cont."""
+    c_prev, x, cont = s.xs
+    n, d = s.layer.n, s.layer.d
+    i, f, o, g = s.g.multi("Split", [x, s.ints("gate_sizes", [d] * 4)],
+                           [s.name(k) for k in ("i_pre", "f_pre", "o_pre", "g_pre")], axis=2)
+    i, o = (s.node("Sigmoid", [v], tag) for v, tag in ((i, "i"), (o, "o")))
+    cont = s.reshape(cont, (1, n, 1), "cont")
+    f = s.node("Mul", [s.node("Sigmoid", [f], "f_sig"), cont], "f")
+    g = s.node("Tanh", [g], "g")
+    c = s.g.node("Add", [s.node("Mul", [f, c_prev], "kept"), s.node("Mul", [i, g], "new")],
+                 s.tops[0])
+    return [c, s.g.node("Mul", [o, s.node("Tanh", [c], "tanh_c")], s.tops[1])]
+
+
 def _slice(s: Site) -> list[str]:
     axis = s.layer.axis
     sizes = [index[axis].stop - index[axis].start for index in s.layer.index]
@@ -295,5 +310,5 @@ CONVERTERS = {
     "BNLL": _unary("Softplus"), "Threshold": _threshold, "Tile": _tile, "ArgMax": _argmax,
     "Reduction": _reduction, "MVN": _mvn, "Embed": _embed, "Im2col": _im2col,
     "Slice": _slice, "BatchReindex": _batch_reindex, "Parameter": _parameter,
-    "Silence": lambda s: [],
+    "Silence": lambda s: [], "LSTMUnit": _lstm_unit,
 }
