@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
+from pipeline_lib.cli import main
 from pipeline_lib.engine.net import Net
 from pipeline_lib.export.onnx_export import ExportError, to_onnx
 from pipeline_lib.export.onnx_layers import CONVERTERS
 from pipeline_lib.proto import caffe_pb2
 
 ort = pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 
 G = 'weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.5 }'
 
@@ -23,7 +24,7 @@ def build(text: str) -> Net:
               rng=np.random.default_rng(0))
     rng = np.random.default_rng(1)
     for layer in net.layers:
-        if layer.type == "BatchNorm":  # stored sums and a factor, as a trained net has them
+        if layer.type == "BatchNorm" and layer.name != "fresh":  # sums and a factor, trained
             c = layer.channels
             factor = 2.5
             layer.blobs[0].data[...] = rng.normal(0, 1, c) * factor
@@ -80,6 +81,8 @@ CASES = {
     "BatchNorm": ((2, 3, 4, 5), one("BatchNorm")),
     "BatchNorm in place": ((2, 3, 4, 5), one("BatchNorm", top="x")),
     "BatchNorm 2-D": ((4, 6), one("BatchNorm")),
+    # factor 0 (never trained): Caffe reads the estimates as 0 whatever the sums hold
+    "BatchNorm factor 0": ((2, 3, 4), one("BatchNorm", name="fresh")),
     "BatchNorm batch stats": ((3, 3, 4, 5), one(
         "BatchNorm", "batch_norm_param { use_global_stats: false eps: 0.001 }")),
     "Scale axis 1": ((2, 3, 4, 5), one("Scale", "scale_param { bias_term: true }")),
@@ -243,7 +246,7 @@ layer { name: "prob" type: "Softmax" bottom: "fc10" top: "prob" }
 """
 
 
-def test_a_resnet_block_matches_onnxruntime():
+def test_a_resnet_block_matches_onnxruntime(tmp_path):
     net = build(RESNET)
     ours, theirs = run_both(net)
     diff = {n: float(np.abs(ours[n] - theirs[n]).max()) for n in ("res2a", "fc10", "prob")}
@@ -252,9 +255,22 @@ def test_a_resnet_block_matches_onnxruntime():
     assert diff["res2a"] < 1e-5 * np.abs(ours["res2a"]).max() and diff["prob"] < 1e-6
     # the Caffe names of the in-place blobs are the graph outputs; the intermediate
     # writes (conv, BatchNorm, Scale before the ReLU) got fresh names
-    model = to_onnx(net)
+    # through files: the .caffemodel's BatchNorm blobs (sums and factor) and the command
+    (tmp_path / "net.prototxt").write_text(RESNET)
+    net.params["bn_conv1"][0].data[...] = 7  # not trained: the factor 0 rule, in the file too
+    net.params["bn_conv1"][2].data[...] = 0
+    net.forward()
+    (tmp_path / "net.caffemodel").write_bytes(net.to_proto().SerializeToString())
+    assert main(["export-onnx", "-model", str(tmp_path / "net.prototxt"), "-weights",
+                 str(tmp_path / "net.caffemodel"), "-output", str(tmp_path / "net.onnx")]) == 0
+    model = onnx.load(str(tmp_path / "net.onnx"))
     assert [o.name for o in model.graph.output] == ["prob"]
     assert {n.op_type for n in model.graph.node} >= {"BatchNormalization", "Mul", "Add", "Sum"}
+    session = ort.InferenceSession(str(tmp_path / "net.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    (prob,) = session.run(["prob"], {"data": net.blobs["data"].data.astype(np.float32)})
+    assert np.abs(prob - net.blobs["prob"].data).max() < 1e-6
+    assert np.abs(prob - ours["prob"]).max() > 1e-3  # the stored statistics did change it
 
 
 FCN = """
