@@ -115,18 +115,16 @@ def test_every_exported_layer_type_matches_onnxruntime():
     assert max(diff.values()) < 1e-5, diff
 
 
-#: MIXED and an LSTM, whose cont-gated recurrence has no ONNX export
+#: MIXED and a Filter, whose top's size depends on the data: no ONNX export
 UNSUPPORTED = MIXED + """
-layer { name: "seq" type: "Input" top: "seq" top: "cont"
-        input_param { shape { dim: 3 dim: 2 dim: 4 } shape { dim: 3 dim: 2 } } }
-layer { name: "lstm" type: "LSTM" bottom: "seq" bottom: "cont" top: "h"
-        recurrent_param { num_output: 5 weight_filler { type: "xavier" } } }
+layer { name: "sel" type: "Input" top: "keep" input_param { shape { dim: 2 } } }
+layer { name: "filter" type: "Filter" bottom: "prob" bottom: "keep" top: "kept" }
 """
 
 
 def test_an_unsupported_layer_is_named_in_one_line():
     net = Net(text_format.Parse(UNSUPPORTED, caffe_pb2.NetParameter()), caffe_pb2.TEST)
-    with pytest.raises(ExportError, match=r"^layer 'lstm': type LSTM has no ONNX export; "
+    with pytest.raises(ExportError, match=r"^layer 'filter': type Filter has no ONNX export; "
                                           r"exported types: Input, Convolution.*Scale"):
         to_onnx(net)
 
@@ -167,6 +165,6 @@ def test_the_command_writes_a_model_that_runs(tmp_path, capsys):
     bad = tmp_path / "bad.prototxt"
     bad.write_text(UNSUPPORTED)
     assert main(["export-onnx", "-model", str(bad), "-output", str(tmp_path / "bad.onnx")]) == 1
-    assert "type LSTM has no ONNX export" in capsys.readouterr().err
+    assert "type Filter has no ONNX export" in capsys.readouterr().err
     assert not (tmp_path / "bad.onnx").exists()
     assert export_onnx(ROOT / "models/lenet/lenet.prototxt", [weights], out).name == "LeNet"

@@ -173,6 +173,29 @@ CASES = {
                                 top='c" top: "h'),
                  ' layer { name: "gates" type: "Input" top: "gates" top: "cont" input_param { '
                  'shape { dim: 1 dim: 3 dim: 16 } shape { dim: 1 dim: 3 } } }'),
+    "LSTM": ((5, 3, 2, 2), one("LSTM", f"recurrent_param {{ num_output: 4 {G} }}",
+                               bottom='bottom: "x" bottom: "cont"'), ' layer { name: "c" '
+             'type: "Input" top: "cont" input_param { shape { dim: 5 dim: 3 } } }'),
+    "LSTM static, exposed": ((4, 2, 3), one(
+        "LSTM", f"recurrent_param {{ num_output: 3 expose_hidden: true {G} }}",
+        bottom='bottom: "x" bottom: "cont" bottom: "xs" bottom: "h0" bottom: "c0"',
+        top='y" top: "hT" top: "cT'),
+        ' layer { name: "c" type: "Input" top: "cont" top: "xs" top: "h0" top: "c0" '
+        'input_param { shape { dim: 4 dim: 2 } shape { dim: 2 dim: 5 } '
+        'shape { dim: 1 dim: 2 dim: 3 } shape { dim: 1 dim: 2 dim: 3 } } }'),
+    "LSTM one step": ((1, 2, 3), one("LSTM", f"recurrent_param {{ num_output: 2 {G} }}",
+                                     bottom='bottom: "x" bottom: "cont"'),
+                      ' layer { name: "c" type: "Input" top: "cont" input_param { shape { '
+                      'dim: 1 dim: 2 } } }'),
+    "RNN": ((5, 3, 2), one("RNN", f"recurrent_param {{ num_output: 4 {G} }}",
+                           bottom='bottom: "x" bottom: "cont"'), ' layer { name: "c" '
+            'type: "Input" top: "cont" input_param { shape { dim: 5 dim: 3 } } }'),
+    "RNN static, exposed": ((3, 2, 4), one(
+        "RNN", f"recurrent_param {{ num_output: 3 expose_hidden: true {G} }}",
+        bottom='bottom: "x" bottom: "cont" bottom: "xs" bottom: "h0"', top='y" top: "hT'),
+        ' layer { name: "c" type: "Input" top: "cont" top: "xs" top: "h0" '
+        'input_param { shape { dim: 3 dim: 2 } shape { dim: 2 dim: 5 } '
+        'shape { dim: 1 dim: 2 dim: 3 } } }'),
     "Silence": ((2, 3), one("AbsVal", top="a") + ' layer { name: "s" type: "Silence" '
                 'bottom: "x" }'),
 }

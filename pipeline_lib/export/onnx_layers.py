@@ -4,7 +4,8 @@ Each converter gets the graph, the Caffe layer (after the net's reshape, so its
 shapes and derived settings are known), its bottom tensors, the top tensor names
 and the bottom/top shapes, and returns the tensors it wrote, one per top. Values
 follow the layer's TEST-mode forward: BatchNorm with its stored estimates (or the
-batch's when `use_global_stats: false`), ArgMax's ties to the larger index.
+batch's when `use_global_stats: false`), ArgMax's ties to the larger index, RNN and
+LSTM unrolled over their fixed number of time steps.
 """
 
 from __future__ import annotations
@@ -282,19 +283,76 @@ def _parameter(s: Site) -> list[str]:
     return [s.node("Identity", [s.const("blob", param_array(s.layer, 0))])]
 
 
+def _lstm_step(s: Site, d: int, c_prev: str, gates: str, cont: str, tag: str,
+               c_out: str | None = None, h_out: str | None = None) -> tuple[str, str]:
+    """One LSTM step from gate pre-activations (1, N, 4D), i f o g blocks; cont (1, N, 1)
+    gates the forget gate. Returns (c, h), written to `c_out`/`h_out` when given."""
+    i, f, o, g = s.g.multi("Split", [gates, s.ints(f"{tag}gate_sizes", [d] * 4)],
+                           [s.name(f"{tag}{k}_pre") for k in "ifog"], axis=2)
+    i, o = (s.node("Sigmoid", [v], f"{tag}{k}") for v, k in ((i, "i"), (o, "o")))
+    f = s.node("Mul", [s.node("Sigmoid", [f], f"{tag}f_sig"), cont], f"{tag}f")
+    g = s.node("Tanh", [g], f"{tag}g")
+    c = s.g.node("Add", [s.node("Mul", [f, c_prev], f"{tag}kept"),
+                         s.node("Mul", [i, g], f"{tag}new")], c_out or s.name(f"{tag}c"))
+    h = s.g.node("Mul", [o, s.node("Tanh", [c], f"{tag}tanh_c")], h_out or s.name(f"{tag}h"))
+    return c, h
+
+
 def _lstm_unit(s: Site) -> list[str]:
-    """One LSTM step: gates i, f, o, g from X's four blocks, f gated by cont."""
-    c_prev, x, cont = s.xs
-    n, d = s.layer.n, s.layer.d
-    i, f, o, g = s.g.multi("Split", [x, s.ints("gate_sizes", [d] * 4)],
-                           [s.name(k) for k in ("i_pre", "f_pre", "o_pre", "g_pre")], axis=2)
-    i, o = (s.node("Sigmoid", [v], tag) for v, tag in ((i, "i"), (o, "o")))
-    cont = s.reshape(cont, (1, n, 1), "cont")
-    f = s.node("Mul", [s.node("Sigmoid", [f], "f_sig"), cont], "f")
-    g = s.node("Tanh", [g], "g")
-    c = s.g.node("Add", [s.node("Mul", [f, c_prev], "kept"), s.node("Mul", [i, g], "new")],
-                 s.tops[0])
-    return [c, s.g.node("Mul", [o, s.node("Tanh", [c], "tanh_c")], s.tops[1])]
+    c_prev, gates, cont = s.xs
+    cont = s.reshape(cont, (1, s.layer.n, 1), "cont")
+    return list(_lstm_step(s, s.layer.d, c_prev, gates, cont, "", s.tops[0], s.tops[1]))
+
+
+def _recurrent(s: Site) -> list[str]:
+    """RNN and LSTM unrolled over the net's T steps (T is fixed, as every blob shape).
+    Without expose_hidden the initial state is zero: a fresh net's (the state Caffe
+    carries from one forward to the next is not part of the model)."""
+    layer = s.layer
+    t_steps, n, d = layer.steps, layer.streams, layer.hidden
+    width = layer.gates * d
+    x2d = s.reshape(s.x, (t_steps * n, layer.input_dim), "x2d")
+    xw = s.node("Gemm", [x2d, s.const("W_x", param_array(layer, 0)),
+                         s.const("b", param_array(layer, 1))], "xw2d", transB=1)
+    xw = s.reshape(xw, (t_steps, n, width), "xw")
+    if layer.static:
+        xs = s.reshape(s.xs[2], (n, layer.static_dim), "static2d")
+        xw = s.node("Add", [xw, s.node("Gemm", [xs, s.const("W_static", param_array(layer, 2))],
+                                       "static_w", transB=1)], "xw_static")
+    steps = s.g.multi("Split", [xw, s.ints("steps", [1] * t_steps)],
+                      [s.name(f"xw{t}") for t in range(t_steps)], axis=0) \
+        if t_steps > 1 else [xw]
+    cont = s.reshape(s.xs[1], (t_steps, n, 1), "cont")
+    conts = s.g.multi("Split", [cont, s.ints("cont_steps", [1] * t_steps)],
+                      [s.name(f"cont{t}") for t in range(t_steps)], axis=0) \
+        if t_steps > 1 else [cont]
+    w_rec = s.const("W_rec_T", param_array(layer, 3 if layer.static else 2).T.copy())
+    if layer.expose:
+        state = [s.reshape(b, (1, n, d), f"{name}0")
+                 for b, name in zip(s.xs[2 + layer.static:], layer.state_names)]
+    else:
+        state = [s.const(f"{name}0", np.zeros((1, n, d), np.float32))
+                 for name in layer.state_names]
+    hs = []
+    for t in range(t_steps):
+        last = t == t_steps - 1 and layer.expose
+        conted = s.node("Mul", [conts[t], state[0]], f"t{t}_conted")
+        pre = s.node("Add", [s.node("MatMul", [conted, w_rec], f"t{t}_rec"), steps[t]],
+                     f"t{t}_pre")
+        if layer.type == "LSTM":
+            c, h = _lstm_step(s, d, state[1], pre, conts[t], f"t{t}_",
+                              s.tops[2] if last else None, s.tops[1] if last else None)
+            state = [h, c]
+        else:
+            state = [s.g.node("Tanh", [pre], s.tops[1] if last else s.name(f"t{t}_h"))]
+        hs.append(state[0])
+    h_all = s.node("Concat", hs, "h_all", axis=0) if t_steps > 1 else hs[0]
+    if layer.type == "LSTM":
+        return [s.node("Identity", [h_all]), *state][:len(s.tops)]
+    out = s.node("Add", [s.node("MatMul", [h_all, s.const("W_o_T", param_array(layer, -2).T
+                                                          .copy())], "o_w"),
+                         s.const("b_o", param_array(layer, -1))], "o_pre")
+    return [s.node("Tanh", [out]), *state][:len(s.tops)]
 
 
 def _slice(s: Site) -> list[str]:
@@ -311,4 +369,5 @@ CONVERTERS = {
     "Reduction": _reduction, "MVN": _mvn, "Embed": _embed, "Im2col": _im2col,
     "Slice": _slice, "BatchReindex": _batch_reindex, "Parameter": _parameter,
     "Silence": lambda s: [], "LSTMUnit": _lstm_unit,
+    "LSTM": _recurrent, "RNN": _recurrent,
 }
