@@ -90,7 +90,7 @@ CASES = {
     "Scale to the end": ((2, 3, 4, 5), one("Scale", "scale_param { axis: 2 num_axes: -1 }")),
     "Scale scalar": ((2, 3, 4), one("Scale", "scale_param { num_axes: 0 bias_term: true }")),
     "Scale by a bottom": ((2, 3, 4, 5), one(
-        "Scale", "scale_param { axis: 1 }", bottom='bottom: "x" bottom: "s"'),
+        "Scale", "scale_param { axis: 1 bias_term: true }", bottom='bottom: "x" bottom: "s"'),
         ' layer { name: "s" type: "Input" top: "s" input_param { shape { dim: 3 dim: 4 } } }'),
     "Bias axis 1": ((2, 3, 4, 5), one("Bias")),
     "Bias by a bottom": ((2, 3, 4, 5), one(

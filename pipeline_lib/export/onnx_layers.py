@@ -1,8 +1,8 @@
 """ONNX operators for Caffe's newer layer types (`CONVERTERS`: type -> converter).
 
-Each converter gets the graph, the Caffe layer (after the net's reshape, so its
-shapes and derived settings are known), its bottom tensors, the top tensor names
-and the bottom/top shapes, and returns the tensors it wrote, one per top. Values
+Each converter gets a `Site`: the graph, the Caffe layer (after the net's reshape,
+so its shapes and derived settings are known), its bottom tensors, the top tensor
+names and the bottom/top shapes; it returns the tensors it wrote, one per top. Values
 follow the layer's TEST-mode forward: BatchNorm with its stored estimates (or the
 batch's when `use_global_stats: false`), ArgMax's ties to the larger index, RNN and
 LSTM unrolled over their fixed number of time steps.
