@@ -118,3 +118,92 @@ def test_a_transposed_inner_product_is_stored_as_torch_lays_out_linear():
     with torch.no_grad():
         np.testing.assert_allclose(linear(torch.from_numpy(x)).numpy(), net.blobs["y"].data,
                                    rtol=1e-5, atol=1e-6)
+
+
+BN_NET = """
+name: "bn"
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 4 dim: 3 dim: 5 dim: 5 } } }
+layer { name: "conv1" type: "Convolution" bottom: "x" top: "c"
+        convolution_param { num_output: 6 kernel_size: 3 weight_filler { type: "xavier" } } }
+layer { name: "bn1" type: "BatchNorm" bottom: "c" top: "c" batch_norm_param { eps: 0.001 } }
+layer { name: "scale1" type: "Scale" bottom: "c" top: "c" scale_param { bias_term: true } }
+layer { name: "relu1" type: "ReLU" bottom: "c" top: "c" }
+layer { name: "scale2" type: "Scale" bottom: "c" top: "s" scale_param { bias_term: true } }
+"""
+
+
+def torch_bn_net():
+    """BN_NET in torch: BatchNorm + Scale are one BatchNorm2d under the BatchNorm's name;
+    scale2 follows a ReLU, so it stays a per-channel affine of its own."""
+    class Affine(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(c))
+            self.bias = nn.Parameter(torch.zeros(c))
+
+        def forward(self, x):
+            return x * self.weight[:, None, None] + self.bias[:, None, None]
+
+    return nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(3, 6, 3)), ("bn1", nn.BatchNorm2d(6, eps=0.001)),
+        ("relu1", nn.ReLU()), ("scale2", Affine(6))])).eval()
+
+
+def test_batchnorm_and_scale_are_a_torch_batchnorm2d_both_ways(tmp_path):
+    net = Net(text_format.Parse(BN_NET, caffe_pb2.NetParameter()), caffe_pb2.TEST,
+              rng=np.random.default_rng(7))
+    rng = np.random.default_rng(8)
+    bn = net.params["bn1"]
+    bn[0].data[...] = rng.normal(0, 1, 6) * 3.5  # Caffe's sums, over a factor of 3.5
+    bn[1].data[...] = rng.uniform(0.5, 2, 6) * 3.5
+    bn[2].data[...] = 3.5
+    for name in ("scale1", "scale2"):
+        for blob in net.params[name]:
+            blob.data[...] = rng.normal(0, 1, blob.shape)
+    state = to_state_dict(net)
+    assert list(state) == ["conv1.weight", "conv1.bias", "bn1.running_mean", "bn1.running_var",
+                           "bn1.weight", "bn1.bias", "scale2.weight", "scale2.bias"]
+    np.testing.assert_allclose(state["bn1.running_mean"].numpy(), bn[0].data / 3.5, rtol=1e-6)
+    model = torch_bn_net()
+    model.load_state_dict(state)  # torch fills num_batches_tracked in
+    x = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    net.blobs["x"].data[...] = x
+    net.forward()
+    with torch.no_grad():
+        theirs = model(torch.from_numpy(x)).numpy()
+    diff = np.abs(theirs - net.blobs["s"].data).max()
+    print("BatchNorm + Scale vs torch BatchNorm2d: max abs difference", diff)
+    assert np.abs(theirs).max() > 0.5 and diff < 1e-5
+    # back: torch's state (with num_batches_tracked) into a fresh net, factor 1
+    torch.manual_seed(1)
+    model = torch_bn_net()
+    with torch.no_grad():
+        model.bn1.running_mean.normal_()
+        model.bn1.running_var.uniform_(0.5, 2)
+        model.bn1.weight.normal_()
+    other = Net(text_format.Parse(BN_NET, caffe_pb2.NetParameter()), caffe_pb2.TEST)
+    copied = load_state_dict(other, model.state_dict())
+    assert "bn1.num_batches_tracked" not in copied and len(copied) == 8
+    assert float(other.params["bn1"][2].data[0]) == 1
+    np.testing.assert_array_equal(other.params["bn1"][1].data, model.bn1.running_var.numpy())
+    np.testing.assert_array_equal(other.params["scale1"][0].data, model.bn1.weight.detach().numpy())
+    other.blobs["x"].data[...] = x
+    other.forward()
+    with torch.no_grad():
+        theirs = model(torch.from_numpy(x)).numpy()
+    assert np.abs(theirs - other.blobs["s"].data).max() < 1e-5
+    for key, value in to_state_dict(other).items():
+        assert torch.equal(value, model.state_dict()[key]), key
+
+
+def test_a_batchnorm_whose_factor_is_zero_gives_zero_estimates():
+    net = Net(text_format.Parse(BN_NET, caffe_pb2.NetParameter()), caffe_pb2.TEST)
+    net.params["bn1"][0].data[...] = 5  # sums without a factor: Caffe reads the estimates as 0
+    state = to_state_dict(net, tensors=False)
+    assert not state["bn1.running_mean"].any() and not state["bn1.running_var"].any()
+    # one estimate given (not strict): the other keeps its value, the factor becomes 1
+    net.params["bn1"][2].data[...] = 2
+    load_state_dict(net, {"bn1.running_var": np.full(6, 3.0, np.float32)}, strict=False)
+    np.testing.assert_array_equal(net.params["bn1"][0].data, np.full(6, 2.5, np.float32))
+    np.testing.assert_array_equal(net.params["bn1"][1].data, np.full(6, 3.0, np.float32))
+    assert float(net.params["bn1"][2].data[0]) == 1

@@ -2,11 +2,11 @@
 
 Each Caffe layer becomes the ONNX operators that compute the same values in
 TEST mode, on the net's blob shapes (the batch size is fixed, as in the
-prototxt). Caffe's in-place blobs become fresh tensor names, since ONNX
-tensors have one producer; the graph's outputs keep the Caffe names. Pooling
-keeps Caffe's ceil rounding by padding the end of each axis so that ONNX's
-floor rounding gives Caffe's size. A layer with no mapping is refused with
-one line naming it.
+prototxt); the graph (onnx_graph) gives in-place blobs fresh tensor names and
+the graph's outputs keep the Caffe names. The older layer types are mapped
+here, the newer ones in onnx_layers. Pooling (and SPP's levels) keeps Caffe's
+ceil rounding by padding the end of each axis so that ONNX's floor rounding
+gives Caffe's size. A layer with no mapping is refused with one line naming it.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline_lib.core.backend import to_host
 from pipeline_lib.core.fsutil import atomic_write_bytes
 from pipeline_lib.engine.layers.conv_utils import pool_out_size
 from pipeline_lib.engine.layers.data_layer import DataLayer
 from pipeline_lib.engine.net import Net, NetError
+from pipeline_lib.export.onnx_graph import ExportError, Graph, onnx_module, param_array
+from pipeline_lib.export.onnx_layers import CONVERTERS, Site
 from pipeline_lib.proto import caffe_pb2
 
 OPSET = 17
@@ -28,64 +29,9 @@ P = caffe_pb2.PoolingParameter
 E = caffe_pb2.EltwiseParameter
 #: layers that run only in training or only measure: a deploy net has none
 NOT_DEPLOY = ("Loss", "Accuracy", "Data")
-
-
-class ExportError(ValueError):
-    """The net cannot be written as ONNX; the message names the layer and why."""
-
-
-def _onnx():
-    try:
-        import onnx
-    except ImportError:
-        raise ExportError("ONNX export needs the onnx package: pip install "
-                          "'pipeline-lib[onnx]'") from None
-    return onnx
-
-
-class _Graph:
-    """The ONNX nodes and initializers being written, and each Caffe blob's current tensor."""
-
-    def __init__(self, onnx, net: Net):
-        self.onnx, self.h, self.net = onnx, onnx.helper, net
-        self.nodes: list = []
-        self.inits: list = []
-        self.tensor: dict[str, str] = {}  # Caffe blob name -> ONNX tensor holding it now
-        # the last write of each blob takes its Caffe name; earlier (in-place) ones get
-        # name__k, and helper tensors never take a blob's name
-        self.writes_left: dict[str, int] = {}
-        for tops in net.tops:
-            for blob in tops:
-                self.writes_left[blob.name] = self.writes_left.get(blob.name, 0) + 1
-        self.used: set[str] = set(self.writes_left)
-
-    def target(self, blob: str) -> str:
-        """The tensor name for the next write of Caffe blob `blob`."""
-        self.writes_left[blob] -= 1
-        return blob if self.writes_left[blob] == 0 else self.fresh(f"{blob}__")
-
-    def fresh(self, name: str) -> str:
-        out, k = name, 0
-        while out in self.used:
-            k += 1
-            out = f"{name}__{k}"
-        self.used.add(out)
-        return out
-
-    def const(self, name: str, array) -> str:
-        name = self.fresh(name)
-        self.inits.append(self.onnx.numpy_helper.from_array(np.asarray(array), name))
-        return name
-
-    def node(self, op: str, inputs: list[str], output: str, **attrs) -> str:
-        """Add a node; `output` is a name from `target`, or a helper's name made unique."""
-        out = output if output in self.writes_left else self.fresh(output)
-        self.nodes.append(self.h.make_node(op, inputs, [out], name=out, **attrs))
-        return out
-
-
-def _param(layer, k: int) -> np.ndarray:
-    return np.ascontiguousarray(to_host(layer.blobs[k].data), dtype=np.float32)
+EXPORTED = ("Input", "Convolution", "Pooling", "InnerProduct", "ReLU", "Sigmoid", "TanH",
+            "AbsVal", "Dropout", "LRN", "Softmax", "Concat", "Eltwise", "Flatten", "Reshape",
+            "Split", "SPP", *CONVERTERS)
 
 
 def _pool_pads(layer, size_hw) -> tuple[list[int], dict]:
@@ -110,7 +56,7 @@ def _pool_pads(layer, size_hw) -> tuple[list[int], dict]:
     return begin + end, attrs
 
 
-def _convert(g: _Graph, i: int) -> None:
+def _convert(g: Graph, i: int) -> None:
     net, layer = g.net, g.net.layers[i]
     lp, t = layer.param, layer.type
     bottoms = [g.tensor[b.name] for b in net.bottoms[i]]
@@ -126,9 +72,9 @@ def _convert(g: _Graph, i: int) -> None:
         done(*[g.node("Identity", [x], top) for top in tops])
     elif t == "Convolution":
         w = layer.win
-        inputs = [x, g.const(f"{lp.name}_W", _param(layer, 0))]
+        inputs = [x, g.const(f"{lp.name}_W", param_array(layer, 0))]
         if layer.bias_term:
-            inputs.append(g.const(f"{lp.name}_B", _param(layer, 1)))
+            inputs.append(g.const(f"{lp.name}_B", param_array(layer, 1)))
         done(g.node("Conv", inputs, tops[0], kernel_shape=[w.kernel_h, w.kernel_w],
                     strides=[w.stride_h, w.stride_w], pads=[w.pad_h, w.pad_w, w.pad_h, w.pad_w],
                     dilations=[w.dilation_h, w.dilation_w], group=layer.group))
@@ -139,16 +85,13 @@ def _convert(g: _Graph, i: int) -> None:
             op = "GlobalMaxPool" if layer.method == P.MAX else "GlobalAveragePool"
             done(g.node(op, [x], tops[0]))
             return
-        pads, attrs = _pool_pads(layer, net.bottoms[i][0].shape[2:])
-        op = "MaxPool" if layer.method == P.MAX else "AveragePool"
-        done(g.node(op, [x], tops[0], kernel_shape=list(layer.kernel),
-                    strides=list(layer.stride), pads=pads, **attrs))
+        done(_pool(g, layer, x, net.bottoms[i][0].shape[2:], tops[0]))
     elif t == "InnerProduct":
         shape = net.bottoms[i][0].shape
         flat = g.node("Flatten", [x], f"{lp.name}_flat", axis=layer.axis)
-        inputs = [flat, g.const(f"{lp.name}_W", _param(layer, 0))]
+        inputs = [flat, g.const(f"{lp.name}_W", param_array(layer, 0))]
         if layer.bias_term:
-            inputs.append(g.const(f"{lp.name}_B", _param(layer, 1)))
+            inputs.append(g.const(f"{lp.name}_B", param_array(layer, 1)))
         y = g.node("Gemm", inputs, tops[0] if layer.axis == 1 else f"{lp.name}_gemm",
                    transB=0 if layer.transpose else 1)
         if layer.axis != 1:
@@ -176,13 +119,34 @@ def _convert(g: _Graph, i: int) -> None:
     elif t in ("Flatten", "Reshape"):
         target = g.const(f"{lp.name}_shape", np.array(net.tops[i][0].shape, np.int64))
         done(g.node("Reshape", [x, target], tops[0]))
+    elif t == "SPP":
+        done(_spp(g, layer, x, net.bottoms[i][0].shape, tops[0]))
+    elif t in CONVERTERS:
+        done(*CONVERTERS[t](Site(g, layer, bottoms, tops, [b.shape for b in net.bottoms[i]],
+                                 [b.shape for b in net.tops[i]])))
     else:
         raise ExportError(f"layer {lp.name!r}: type {t} has no ONNX export; exported types: "
-                          "Input, Convolution, Pooling, InnerProduct, ReLU, Sigmoid, TanH, "
-                          "AbsVal, Dropout, LRN, Softmax, Concat, Eltwise, Flatten, Reshape")
+                          f"{', '.join(EXPORTED)}")
 
 
-def _lrn_within_channel(g: _Graph, layer, x: str, top: str) -> str:
+def _pool(g: Graph, layer, x: str, size_hw, top: str) -> str:
+    pads, attrs = _pool_pads(layer, size_hw)
+    op = "MaxPool" if layer.method == P.MAX else "AveragePool"
+    return g.node(op, [x], top, kernel_shape=list(layer.kernel), strides=list(layer.stride),
+                  pads=pads, **attrs)
+
+
+def _spp(g: Graph, layer, x: str, shape, top: str) -> str:
+    """Each pyramid level is the Pooling layer the SPP layer runs, flattened and joined."""
+    if len(layer.levels) == 1:
+        return _pool(g, layer.levels[0][0], x, shape[2:], top)
+    flat = [g.node("Flatten", [_pool(g, pool, x, shape[2:], f"{layer.name}_level{k}")],
+                   f"{layer.name}_flat{k}", axis=1)
+            for k, (pool, _) in enumerate(layer.levels)]
+    return g.node("Concat", flat, top, axis=1)
+
+
+def _lrn_within_channel(g: Graph, layer, x: str, top: str) -> str:
     """Caffe's WITHIN_CHANNEL LRN: x * (1 + alpha * mean of x^2 over the n x n window)^-beta,
     the mean over the zero-padded window (stride 1, so every window counts n^2 values)."""
     n, pad, name = layer.size, layer.pre, layer.name
@@ -199,7 +163,7 @@ def _lrn_within_channel(g: _Graph, layer, x: str, top: str) -> str:
     return g.node("Mul", [x, factor], top)
 
 
-def _eltwise(g: _Graph, layer, bottoms: list[str], top: str) -> str:
+def _eltwise(g: Graph, layer, bottoms: list[str], top: str) -> str:
     if layer.op == E.PROD:
         acc = bottoms[0]
         for j, b in enumerate(bottoms[1:]):
@@ -216,16 +180,16 @@ def _eltwise(g: _Graph, layer, bottoms: list[str], top: str) -> str:
 
 def to_onnx(net: Net, outputs: Sequence[str] = (), opset: int = OPSET):
     """The ONNX ModelProto of a deploy net: Input layers are the graph's inputs; its
-    outputs are the net's outputs and the blobs named in `outputs`, by their Caffe names."""
-    onnx = _onnx()
-    g = _Graph(onnx, net)
+    outputs are the net's outputs and the blobs named in `outputs`, in that order, by
+    their Caffe names (an input blob that a layer rewrote in place: `name__k`)."""
+    onnx = onnx_module()
+    g = Graph(onnx, net)
     h, f32 = onnx.helper, onnx.TensorProto.FLOAT
     inputs = []
     for i, layer in enumerate(net.layers):
         if isinstance(layer, DataLayer) and layer.is_input:
             for blob in net.tops[i]:
-                g.tensor[blob.name] = g.target(blob.name)
-                inputs.append(h.make_tensor_value_info(g.tensor[blob.name], f32,
+                inputs.append(h.make_tensor_value_info(g.input(blob.name), f32,
                                                        list(blob.shape)))
             continue
         if isinstance(layer, DataLayer) or any(w in layer.type for w in NOT_DEPLOY):
@@ -236,7 +200,7 @@ def to_onnx(net: Net, outputs: Sequence[str] = (), opset: int = OPSET):
     for name in wanted:
         if name not in net.blobs:
             raise ExportError(f"no blob {name!r} to output; blobs: {', '.join(net.blobs)}")
-    graph_outputs = [h.make_tensor_value_info(name, f32, list(net.blobs[name].shape))
+    graph_outputs = [h.make_tensor_value_info(g.tensor[name], f32, list(net.blobs[name].shape))
                      for name in wanted]
     graph = h.make_graph(g.nodes, net.name or "net", inputs, graph_outputs, g.inits)
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)],
