@@ -271,7 +271,9 @@ def test_dataset_names_may_not_be_rule_names():
     reserved = set(schema["properties"]["datasets"]["propertyNames"]["not"]["enum"])
     declared = set()  # every `rule <name>:` of the workflow (the dataset rules are unnamed)
     for path in [REPO / "Snakefile", *(REPO / "workflow/rules").glob("*.smk")]:
-        declared |= set(re.findall(r"^rule (\w+):", path.read_text(), re.M))
+        text = path.read_text()
+        declared |= set(re.findall(r"^rule (\w+):", text, re.M))
+        declared |= set(re.findall(r"^use rule \w+ as (\w+)", text, re.M))
     assert declared == reserved
     with pytest.raises(WorkflowError, match="should not be valid under"):
         validate({"datasets": {"train": {"format": "cifar", "root": "x"}}}, str(schema_path))
