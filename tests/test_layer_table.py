@@ -3,7 +3,7 @@ we support it, check its gradient against finite differences, and have a GPU tes
 
 Made from the registry (LAYER_TYPES) and the layer's test file, tests/layers/test_<module>.py
 for a type implemented in engine/layers/<module>.py: "gradient-checked" when that file calls
-`check_gradient`, "GPU-checked" when one of its tests takes the `xp` fixture (whose CuPy case
+`check_gradient`, "GPU test" when one of its tests takes the `xp` fixture (whose CuPy case
 is marked `gpu`) or is marked `gpu` itself. A type whose class has no backward (the base
 class's, or `has_backward = False`) shows n/a. `UPDATE_LAYER_TABLE=1 python -m pytest
 tests/test_layer_table.py` rewrites the table; otherwise the test fails when it is stale.
@@ -91,13 +91,15 @@ def render() -> str:
     lines = [
         START,
         "",
-        "| type | supported | gradient-checked | GPU-checked |",
+        "| type | supported | gradient-checked | GPU test |",
         "| --- | --- | --- | --- |",
         *("| " + " | ".join(r) + " |" for r in table),
         "",
         f"{len(supported)} of Caffe's {len(table)} types supported; "
         f"{sum(r[2] == 'yes' for r in with_backward)} of the {len(with_backward)} with a backward"
-        f" gradient-checked; {sum(r[3] == 'yes' for r in supported)} with a GPU test.",
+        f" gradient-checked; {sum(r[3] == 'yes' for r in supported)} with a GPU test, which runs"
+        " (forward and finite differences on CuPy) only where CuPy sees a device: CI has none,"
+        " so a 'yes' there says the test exists, not that it has passed.",
         "",
         END,
     ]
