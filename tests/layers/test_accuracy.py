@@ -81,3 +81,14 @@ def test_caffe_lenet_scores_are_all_right():
     assert float(acc.data) == 1.0
     present = np.isin(np.arange(10), golden["label"])
     np.testing.assert_array_equal(per_class.data, present.astype(np.float32))
+
+
+def test_gradient_is_zero_as_finite_differences_say():
+    """Accuracy is piecewise constant in the scores: away from ties its gradient is 0."""
+    from gradient_check import check_gradient
+
+    rng = np.random.default_rng(3)
+    layer = make_layer('name: "acc" type: "Accuracy" bottom: "s" bottom: "l" top: "a"')
+    scores = blob(rng.standard_normal((5, 4)))
+    labels = blob(rng.integers(0, 4, 5).astype(float))
+    check_gradient(layer, [scores, labels], check_bottom=[0])

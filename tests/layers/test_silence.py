@@ -17,3 +17,11 @@ def test_backward_writes_zeros(xp):
     assert (host(bottom[1].diff) == 5).all()  # not asked for: left alone
     assert (host(bottom[0].data) == 1).all()
 
+
+
+def test_gradient_matches_finite_differences():
+    """No tops, so nothing depends on the bottoms: the gradient Silence writes is 0."""
+    from gradient_check import check_gradient
+
+    rng = np.random.default_rng(0)
+    check_gradient(make_layer(TEXT), [blob(rng.standard_normal((2, 3))), blob(rng.random(4))])
