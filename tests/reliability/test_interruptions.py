@@ -256,7 +256,8 @@ def _workflow_dir(root: Path) -> tuple[Path, Path]:
         net.replace("batch_size: 64", "batch_size: 8").replace("batch_size: 100",
                                                                "batch_size: 10"))
     (run / "models/tiny/solver.prototxt").write_text(SNAKE_SOLVER)
-    config = {"mnist": {"files": files, "sources": [{"type": "local", "path": str(src)}]},
+    config = {"datasets": {"mnist": {"format": "idx", "files": files,
+                                     "sources": [{"type": "local", "path": str(src)}]}},
               "models": {"tiny": {"solver": "models/tiny/solver.prototxt"}}}
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     return run, root / "config.yaml"

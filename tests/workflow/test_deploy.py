@@ -10,7 +10,7 @@ import shutil
 import pytest
 from tiny_workflow import REPO, make_tiny_workflow, planned_rules, snakemake
 
-LENET_RULES = ["download_mnist", "convert_mnist", "convert_mnist", "train", "evaluate",
+LENET_RULES = ["fetch_idx", "convert_idx", "convert_idx", "train", "evaluate",
                "plot_curves", "all"]
 
 
