@@ -435,6 +435,22 @@ CASES: dict[str, Case] = {
         losses=["p"],
         preset=lambda rng: {("param", 0): rng.normal(size=(2, 3)).astype(np.float32)},
     ),
+    # a net rule, not a layer: a top given a loss_weight that other layers also read gets
+    # the weight plus their gradients (Caffe gives its Split the weight); Caffe also counts
+    # a loss layer's value once more in the reported loss, which we do not copy
+    "loss_weight_read_elsewhere": Case(
+        lambda rng: {
+            "x": rng.normal(size=(3, 4)).astype(np.float32),
+            "p": rng.uniform(size=(3, 4)).astype(np.float32),
+        },
+        ip("pre", "x", "xp", 4)
+        + layer("loss", "SigmoidCrossEntropyLoss", ["xp", "p"], ["loss"], "loss_weight: 0.5")
+        + ip("pre2", "x", "xp2", 4)
+        + layer("relu", "ReLU", ["xp2"], ["r"], "loss_weight: 0.25")
+        + layer("double", "Power", ["r"], ["r2"], "power_param { scale: 2 }"),
+        dumps=["loss", "r"],
+        losses=["r2"],
+    ),
     "neurons": Case(
         normal(2, 3, 4, 5),
         _NEURON_BODY,
