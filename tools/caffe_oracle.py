@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from caffe_oracle_cases import CASES, Case, layer  # noqa: E402
 
-from pipeline_lib.api import TRAIN, Net  # noqa: E402
+from pipeline_lib.api import TEST, TRAIN, Net  # noqa: E402
 from pipeline_lib.proto.blobproto import blob_proto_to_array  # noqa: E402
 from pipeline_lib.proto.prototxt import parse_net_text  # noqa: E402
 from pipeline_lib.proto.snapshot import load_caffemodel  # noqa: E402
@@ -107,7 +107,8 @@ def prepare(name: str, case: Case, folder: Path) -> None:
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        net = Net(parse_net_text(probe_text + case.body, name), TRAIN, seed=seed_of(name))
+        probe = parse_net_text(probe_text + case.body, name)
+        net = Net(probe, TRAIN if case.phase == "TRAIN" else TEST, seed=seed_of(name))
         for (layer, index), values in (case.preset(rng) if case.preset else {}).items():
             net.params[layer][index].data[...] = values
         net.save(folder / "init.caffemodel")
@@ -155,14 +156,29 @@ def train_once(name: str, folder: Path, caffe: Path, net: str) -> str:
     return proc.stderr
 
 
+def test_once(name: str, folder: Path, caffe: Path) -> str:
+    """`caffe test` for one batch: a TEST-phase forward from init.caffemodel; its log."""
+    env = dict(os.environ, GLOG_logtostderr="1")
+    command = ["test", "-model", "net.prototxt", "-weights", "init.caffemodel", "-iterations", "1"]
+    proc = subprocess.run(
+        [str(caffe), *command], cwd=folder, env=env, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name}: caffe test failed:\n" + proc.stderr[-3000:])
+    return proc.stderr
+
+
 def run_caffe(name: str, folder: Path, caffe: Path, out: Path) -> None:
     case = CASES[name]
     text = (folder / "net.prototxt").read_text()
     if case.loss_dumps:  # the loss values, from a run whose gradients are not kept
         (folder / "net_losses.prototxt").write_text(text + dump_layers(case.loss_dumps))
         train_once(name, folder, caffe, "net_losses.prototxt")
-    log = train_once(name, folder, caffe, "net.prototxt")
-    golden: dict[str, np.ndarray] = {}
+    if case.phase == "TEST":
+        log = test_once(name, folder, caffe)
+    else:
+        log = train_once(name, folder, caffe, "net.prototxt")
+    golden: dict[str, np.ndarray] = {"phase": np.array(case.phase)}
     param = parse_net_text(text, "net.prototxt")
     by_layer = top_shapes(log)
     producer = {top: lp.name for lp in param.layer for top in lp.top}
@@ -172,7 +188,10 @@ def run_caffe(name: str, folder: Path, caffe: Path, out: Path) -> None:
         layer = producer[top]
         index = list(next(lp for lp in param.layer if lp.name == layer).top).index(top)
         golden[f"shape:{top}"] = np.array(by_layer[layer][index], np.int64)
-    for lp in load_caffemodel(folder / "caffe_iter_1.caffemodel").layer:
+    trained = (
+        [] if case.phase == "TEST" else load_caffemodel(folder / "caffe_iter_1.caffemodel").layer
+    )
+    for lp in trained:
         for i, bp in enumerate(lp.blobs):
             golden[f"param:{lp.name}:{i}"] = blob_proto_to_array(bp).astype(np.float32)
     dest = out / name

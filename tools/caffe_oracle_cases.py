@@ -27,6 +27,8 @@ class Case:
     loss_dumps: list[str] = field(default_factory=list)
     #: (layer, blob index) -> values set before init.caffemodel is written
     preset: Callable[[np.random.Generator], dict[tuple[str, int], np.ndarray]] | None = None
+    #: "TEST": a forward only, by `caffe test` (phase-dependent defaults)
+    phase: str = "TRAIN"
 
 
 def ip(name: str, bottom: str, top: str, num_output: int, axis: int = -1) -> str:
@@ -138,6 +140,13 @@ CASES: dict[str, Case] = {
         + layer("scale2", "Scale", ["xp2", "zp"], ["y2"], "scale_param { axis: 0 }"),
         dumps=["y", "y2"],
         losses=["y", "y2"],
+    ),
+    "batchnorm_test_phase": Case(
+        normal(2, 3, 4, 5),
+        ip("pre", "x", "xp", 5) + layer("bn", "BatchNorm", ["xp"], ["y"]),
+        dumps=["y"],
+        preset=_bn_stats,
+        phase="TEST",
     ),
     "bias": Case(
         lambda rng: {
