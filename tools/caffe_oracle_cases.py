@@ -460,6 +460,117 @@ CASES: dict[str, Case] = {
         dumps=["loss", "r"],
         losses=["r2"],
     ),
+    # the older layers, whose backward had not been compared with Caffe's either
+    "convolution": Case(
+        normal(2, 4, 6, 7),
+        ip("pre", "x", "xp", 7)
+        + layer(
+            "conv",
+            "Convolution",
+            ["xp"],
+            ["y"],
+            f"convolution_param {{ num_output: 3 kernel_size: 3 stride: 2 pad: 1 {FILLERS} }}",
+        )
+        + ip("pre2", "x", "xp2", 7)
+        + layer(
+            "conv2",
+            "Convolution",
+            ["xp2"],
+            ["y2"],
+            "convolution_param { num_output: 4 group: 2 kernel_h: 2 kernel_w: 3 dilation: 2"
+            f" {FILLERS} }}",
+        ),
+        dumps=["y", "y2"],
+        losses=["y", "y2"],
+    ),
+    "pooling": Case(
+        normal(2, 3, 7, 6),
+        ip("pre", "x", "xp", 6)
+        + layer(
+            "max", "Pooling", ["xp"], ["y"], "pooling_param { pool: MAX kernel_size: 3 stride: 2 }"
+        )
+        + ip("pre2", "x", "xp2", 6)
+        + layer(
+            "ave",
+            "Pooling",
+            ["xp2"],
+            ["y2"],
+            "pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 }",
+        )
+        + ip("pre3", "x", "xp3", 6)
+        + layer(
+            "global", "Pooling", ["xp3"], ["y3"], "pooling_param { pool: AVE global_pooling: true }"
+        ),
+        dumps=["y", "y2", "y3"],
+        losses=["y", "y2", "y3"],
+    ),
+    "lrn": Case(
+        normal(2, 5, 4, 4),
+        ip("pre", "x", "xp", 4)
+        + layer(
+            "lrn", "LRN", ["xp"], ["y"], "lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 k: 2 }"
+        )
+        + ip("pre2", "x", "xp2", 4)
+        + layer(
+            "lrn2",
+            "LRN",
+            ["xp2"],
+            ["y2"],
+            "lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 norm_region: WITHIN_CHANNEL }",
+        ),
+        dumps=["y", "y2"],
+        losses=["y", "y2"],
+    ),
+    "eltwise_concat_slice": Case(
+        normal(2, 3, 4),
+        ip("pa", "x", "a", 4)
+        + ip("pb", "x", "b", 4)
+        + layer(
+            "sum",
+            "Eltwise",
+            ["a", "b"],
+            ["s"],
+            "eltwise_param { operation: SUM coeff: 0.5 coeff: -2 }",
+        )
+        + layer("prod", "Eltwise", ["a", "b"], ["p"], "eltwise_param { operation: PROD }")
+        + layer("max", "Eltwise", ["a", "b"], ["m"], "eltwise_param { operation: MAX }")
+        + layer("concat", "Concat", ["a", "b"], ["c"], "concat_param { axis: 2 }")
+        + layer("slice", "Slice", ["c"], ["c1", "c2"], "slice_param { axis: 2 slice_point: 3 }"),
+        dumps=["s", "p", "m", "c1", "c2"],
+        losses=["s", "p", "m", "c1", "c2"],
+    ),
+    "softmax_with_loss": Case(
+        lambda rng: {
+            "x": rng.normal(size=(4, 3, 2)).astype(np.float32),
+            "label": np.array([[0, 2], [1, -1], [2, 2], [-1, 0]], np.float32),
+        },
+        ip("pre", "x", "xp", 2)
+        + layer("prob", "Softmax", ["xp"], ["prob"])
+        + layer(
+            "loss", "SoftmaxWithLoss", ["xp", "label"], ["loss"], "loss_param { ignore_label: -1 }"
+        )
+        + ip("pre2", "x", "xp2", 2)
+        + layer(
+            "loss2",
+            "SoftmaxWithLoss",
+            ["xp2", "label"],
+            ["loss2"],
+            "loss_param { ignore_label: -1 normalization: BATCH_SIZE }",
+        ),
+        dumps=["prob"],
+        loss_dumps=["loss", "loss2"],
+    ),
+    "classic_neurons": Case(
+        normal(2, 3, 4),
+        ip("pre", "x", "xp", 4)
+        + layer("relu", "ReLU", ["xp"], ["y"], "relu_param { negative_slope: 0.1 }")
+        + ip("pre2", "x", "xp2", 4)
+        + layer("sigmoid", "Sigmoid", ["xp2"], ["y2"])
+        + ip("pre3", "x", "xp3", 4)
+        + layer("tanh", "TanH", ["xp3"], ["y3"]),
+        dumps=["y", "y2", "y3"],
+        losses=["y", "y2", "y3"],
+    ),
     "neurons": Case(
         normal(2, 3, 4, 5),
         _NEURON_BODY,
