@@ -571,6 +571,22 @@ CASES: dict[str, Case] = {
         dumps=["y", "y2", "y3"],
         losses=["y", "y2", "y3"],
     ),
+    "accuracy": Case(
+        lambda rng: {
+            "x": rng.normal(size=(6, 4)).astype(np.float32),
+            "label": np.array([0, 3, 1, -1, 2, 3], np.float32),
+        },
+        layer(
+            "acc",
+            "Accuracy",
+            ["x", "label"],
+            ["a", "per_class"],
+            "accuracy_param { top_k: 2 ignore_label: -1 }",
+        )
+        + layer("acc1", "Accuracy", ["x", "label"], ["a1"], "accuracy_param { ignore_label: -1 }"),
+        dumps=["per_class"],
+        loss_dumps=["a", "a1"],
+    ),
     "neurons": Case(
         normal(2, 3, 4, 5),
         _NEURON_BODY,
