@@ -244,3 +244,26 @@ def test_two_layers_may_share_a_name_unless_one_holds_weights():
     assert np.isclose(net.forward(), 1.5 * half_sq)
     with pytest.raises(NetError, match="two layers are named 'fc' and one holds weights"):
         build(INPUT + ip("fc", "x", "y") + ip("fc", "y", "z"))
+
+
+@pytest.mark.parametrize("readers", [1, 2])
+def test_a_top_with_a_written_loss_weight_that_others_read_gets_both_gradients(readers):
+    # As Caffe, which gives the weight to the top's Split: d/dx = the weight + the readers'
+    double = ''.join(f'layer {{ name: "d{k}" type: "Power" bottom: "y" top: "z{k}" loss_weight: 1'
+                     f' power_param {{ scale: 2 }} }}\n' for k in range(readers))
+    net = build(INPUT + 'force_backward: true\n'
+                + 'layer { name: "y" type: "Power" bottom: "x" top: "y" loss_weight: 0.5 }\n'
+                + double)
+    assert net.forward() == pytest.approx((0.5 + 2 * readers) * host(net, "x").sum())
+    net.backward()
+    np.testing.assert_allclose(to_host(net.blobs["x"].diff), 0.5 + 2 * readers)
+
+
+def test_a_loss_layers_implicit_weight_is_lost_when_a_layer_reads_its_top():
+    # Caffe's rule, kept: only a written loss_weight counts as one more reader of the top
+    text = (INPUT + ip("ip", "x", "y")
+            + 'layer { name: "loss" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "l" }\n'
+            + 'layer { name: "read" type: "Power" bottom: "l" top: "l2" }\n')
+    assert build(text).layer_needs_backward == [False, False, False, False]
+    written = build(text.replace('top: "l" }', 'top: "l" loss_weight: 1 }'))
+    assert written.layer_needs_backward == [False, True, True, False]

@@ -159,6 +159,7 @@ class Net:
         self.tops: list[list[Blob]] = []
         self._loss_tops: list[tuple[Blob, float]] = []
         self._top_loss_weights: list[list[float]] = []
+        self._written_loss_weights: list[list[float]] = []  # as _top_loss_weights, if written
         self.loss_weights: dict[str, float] = {}
         self.learnable_params: list[Blob] = []
         self.params_lr: list[float] = []
@@ -242,6 +243,7 @@ class Net:
                 if top.name != AUTOMATIC_TOP:
                     self.loss_weights[top.name] = w
         self._top_loss_weights.append(top_weights)
+        self._written_loss_weights.append(top_weights if len(lp.loss_weight) else [0.0] * len(tops))
 
         self._register_params(layer, lp)
         self._check_name_unique_where_it_matters(lp.name, layer)
@@ -283,6 +285,12 @@ class Net:
         carries a loss weight or feeds a loss skips backward, and so does one whose every
         top is a blob no later layer sends a gradient to. `force_backward` then makes every
         layer run backward, to every bottom its type allows (not a loss layer's labels).
+
+        A top with a written `loss_weight` that later layers also read is a loss and a bottom
+        at once: Caffe counts the loss as one more reader (its Split carries the weight), so
+        the top's gradient is the weight plus what the readers send back. A loss layer's
+        implicit weight of 1 gets no such reader: if others read its top, it gets only
+        their gradient (none at all when they send none), as in Caffe.
         """
         blob_needs: set[int] = set()
         need: list[bool] = []
@@ -306,7 +314,8 @@ class Net:
             tops, bottoms = self.tops[i], self.bottoms[i]
             feeds_loss = any(w != 0 or t.name in under_loss
                              for t, w in zip(tops, self._top_loss_weights[i]))
-            if need[i] and all(t.name in no_gradient for t in tops):
+            own = self._written_loss_weights[i]
+            if need[i] and all(t.name in no_gradient and not w for t, w in zip(tops, own)):
                 need[i] = False
                 down[i] = [False] * len(bottoms)
             if not feeds_loss:
@@ -326,6 +335,14 @@ class Net:
                 self._param_propagate_down[i] = [True] * len(layer.blobs)
         self._layer_needs_backward = need
         self._propagate_down = down
+        # written loss weights to add to a top's gradient after its readers wrote it
+        self._weights_after_readers: list[list[tuple[Blob, float]]] = [[] for _ in self.layers]
+        for i, (tops, own) in enumerate(zip(self.tops, self._written_loss_weights)):
+            for top, w in zip(tops, own):
+                if w and any(need[k] and down[k][m] and b is top
+                             for k in range(i + 1, len(self.layers))
+                             for m, b in enumerate(self.bottoms[k])):
+                    self._weights_after_readers[i].append((top, w))
 
     @property
     def layer_needs_backward(self) -> list[bool]:
@@ -374,6 +391,8 @@ class Net:
 
     def backward_layer(self, i: int) -> None:
         if self._layer_needs_backward[i]:
+            for top, w in self._weights_after_readers[i]:
+                top.diff[...] += w
             try:
                 self.layers[i].backward(self.tops[i], self._propagate_down[i], self.bottoms[i])
             except MemoryError as e:

@@ -28,6 +28,15 @@ def test_writes_data_and_label_with_caffes_4d_shapes(tmp_path, xp):
         np.testing.assert_array_equal(f["label"][...].reshape(3), label)
 
 
+def test_a_scalar_such_as_a_loss_is_one_by_one_by_one_by_one(tmp_path):
+    # Caffe's legacy shape reads missing axes as 1, so a loss top can be dumped
+    path = tmp_path / "loss.h5"
+    run(make_layer(text(path)), [blob(np.array(2.5)), blob(np.array(-1.0))])
+    with h5py.File(path, "r") as f:
+        assert f["data"].shape == (1, 1, 1, 1) and f["data"][0, 0, 0, 0] == 2.5
+        assert f["label"][0, 0, 0, 0] == -1.0
+
+
 def test_each_forward_replaces_the_file_and_hdf5data_reads_it(tmp_path):
     path = tmp_path / "out.h5"
     layer = make_layer(text(path))

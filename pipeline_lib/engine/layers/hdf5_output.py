@@ -2,7 +2,7 @@
 
 `hdf5_output_param.file_name` is the file (a relative path is to the working
 directory). As in Caffe, each blob is stored with its legacy 4-D shape (num,
-channels, height, width; a label of N values becomes N x 1 x 1 x 1) in the
+channels, height, width; a label of N values becomes N x 1 x 1 x 1, a scalar 1 x 1 x 1 x 1) in the
 net's precision, and both bottoms must have the same first dimension. Caffe
 truncates the file when the net is built and can write one batch only (a second
 forward fails on the existing datasets); here nothing is written until a
@@ -47,9 +47,10 @@ class HDF5OutputLayer(Layer):
 
     def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
         shapes = [b.shape for b in bottom]
-        if any(len(s) > 4 or len(s) == 0 for s in shapes):
-            raise self.error(f"bottoms must have 1 to 4 axes, got {shapes}")
-        if shapes[0][0] != shapes[1][0]:
+        if any(len(s) > 4 for s in shapes):
+            raise self.error(f"bottoms must have at most 4 axes, got {shapes}")
+        # a scalar (a loss) is 1 x 1 x 1 x 1, as Caffe's legacy shape reads it
+        if legacy_4d(shapes[0])[0] != legacy_4d(shapes[1])[0]:
             raise self.error(f"data and label must have the same first dimension: "
                              f"{shapes[0]} vs {shapes[1]}")
 
