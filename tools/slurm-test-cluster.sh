@@ -7,8 +7,8 @@
 #   tools/slurm-test-cluster.sh status [DIR]
 #   tools/slurm-test-cluster.sh stop [DIR]       # cancels jobs, stops the daemons; DIR is kept
 #
-# Everything (config, keys, database, spool, logs) lives under DIR (default /tmp/pcaffe-slurm);
-# nothing under /etc is read or written. The node declares this machine's CPUs (nproc) and
+# Everything (config, keys, database, spool, logs) lives under DIR (default /tmp/pcaffe-slurm)
+# but the link /run/slurm/conf -> DIR/etc (see link_config); nothing under /etc is used. The node declares this machine's CPUs (nproc) and
 # memory (MemTotal, or the cgroup's limit when lower). There is no systemd or cgroup here, so
 # processes are tracked by parent pid (proctrack/linuxproc) and memory is enforced by polling
 # (jobacct_gather/linux with OverMemoryKill): a step above its --mem is killed within about
