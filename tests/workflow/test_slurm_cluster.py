@@ -48,8 +48,8 @@ def cluster(tmp_path_factory):
     installed = subprocess.run([str(SCRIPT), "install"], capture_output=True, text=True,
                                check=False)
     if installed.returncode != 0:
-        pytest.skip(f"slurm-wlm is not installed and could not be installed: "
-                    f"{installed.stderr.strip().splitlines()[-1:]}")
+        reason = (installed.stderr.strip().splitlines() or ["no message"])[-1]
+        pytest.skip(f"slurm-wlm is not installed and could not be installed: {reason}")
     folder = tmp_path_factory.mktemp("slurm")
     env = {**os.environ, "SLURM_TEST_PORT": PORT}
     started = subprocess.run([str(SCRIPT), "start", str(folder)], env=env,
