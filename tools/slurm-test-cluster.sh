@@ -246,7 +246,10 @@ stop() {
     kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
     echo "stopped $name ($pid)"
   done
-  [[ $(readlink /run/slurm/conf 2>/dev/null) == "$dir/etc" ]] && rm /run/slurm/conf
+  if [[ $(readlink /run/slurm/conf 2>/dev/null) == "$dir/etc" ]]; then
+    rm /run/slurm/conf
+    rmdir /run/slurm 2>/dev/null || true
+  fi
   return 0
 }
 
