@@ -39,3 +39,12 @@ include: "workflow/rules/sweeps.smk"
 rule all:
     input:
         config["targets"],
+
+
+onerror:
+    # SLURM jobs killed for memory or refused for their partition/account: say so plainly.
+    import sys
+    from pipeline_lib.slurm_failures import explain_failures
+
+    for line in explain_failures([log] if isinstance(log, str) else log):
+        print(line, file=sys.stderr)
