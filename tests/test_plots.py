@@ -135,10 +135,16 @@ def test_curves_agree_with_what_parse_log_reads(tmp_path, monkeypatch):
     log_train, log_test = parse_caffe_log((run / "train.log").read_text())
     df = pd.read_csv(run / "results/small_iter_30_metrics.csv")
     csv_train = df[df["kind"] == "train"]
-    assert [r["NumIters"] for r in log_train] == csv_train["iter"].tolist() == [0, 5, 10, 15,
-                                                                                 20, 25]
+    # the CSV also has the loss logged after the last update, which has no output lines
+    assert csv_train["iter"].tolist() == [0, 5, 10, 15, 20, 25, 30]
+    assert [r["NumIters"] for r in log_train] == [0, 5, 10, 15, 20, 25]
     for row, loss in zip(log_train, csv_train["loss"]):
         assert row["loss"] == float(format(loss, ".6g"))
+    # parse_log gives a row the rate of the lr line before it: the previous display's
+    assert [r["LearningRate"] for r in log_train[1:]] == csv_train["lr"].tolist()[:5]
+    last = csv_train.iloc[-1]
+    assert f"Iteration 30, loss = {format(last['smoothed_loss'], '.6g')}" in (
+        run / "train.log").read_text()
     csv_test = df[df["kind"] == "test"]
     assert [r["NumIters"] for r in log_test] == csv_test["iter"].tolist() == [0, 15, 30]
     for row, acc in zip(log_test, csv_test["out_accuracy"]):

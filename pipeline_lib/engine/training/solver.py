@@ -44,7 +44,7 @@ from pipeline_lib.engine.solvers.lr_policy import current_step, learning_rate
 from pipeline_lib.engine.training import nets, resume
 from pipeline_lib.engine.training.divergence import divergence_error
 from pipeline_lib.engine.training.metrics import MetricsTable
-from pipeline_lib.engine.training.outputs import fmt, log_outputs
+from pipeline_lib.engine.training.outputs import as_printed, fmt, log_outputs, net_outputs
 from pipeline_lib.engine.training.parameters import (
     check_solver,
     metrics_table,
@@ -132,8 +132,13 @@ class Solver:
             return
         self._boundary = resume.capture(self)  # the last display and test read on past it
         if sp.display and self.iter % sp.display == 0:
-            self.loss.update(self.net.forward(), self.iter)
+            loss = self.net.forward()
+            self.loss.update(loss, self.iter)
             self.log.info(f"Iteration {self.iter}, loss = {fmt(self.loss.value)}")
+            self.metrics.add_train(self.iter, lr=as_printed(self._rate()), loss=loss,
+                                   smoothed_loss=self.loss.value,
+                                   seconds=time.perf_counter() - self._t0,
+                                   outputs=net_outputs(self.net))
         if sp.test_interval and self.iter % sp.test_interval == 0:
             self.test_all()
         self.log.info("Optimization Done.")
@@ -168,7 +173,7 @@ class Solver:
         rate = self._apply_update(display)
         self._boundary = None  # the iteration is complete: the current state is the boundary
         if outputs is not None:
-            self.metrics.add_train(self.iter - 1, lr=rate, loss=loss,
+            self.metrics.add_train(self.iter - 1, lr=as_printed(rate), loss=loss,
                                    smoothed_loss=self.loss.value,
                                    seconds=time.perf_counter() - self._t0, outputs=outputs)
         request = self._requested_action()
@@ -215,6 +220,11 @@ class Solver:
         self.iter += 1
         return rate
 
+    def _rate(self) -> float:
+        """The learning rate the update of the current iteration uses (or would use)."""
+        step = current_step(self.param, self.iter, self.current_step)
+        return learning_rate(self.param, self.iter, step, self.dtype)
+
     def _requested_action(self) -> SolverAction:
         if self.action_request is None:
             return SolverAction.NONE
@@ -246,7 +256,7 @@ class Solver:
         weighted = sum(float(net.loss_weights.get(name, 0.0) * m.sum())
                        for name, m in zip(net.output_blob_names, means))
         self.metrics.add_test(self.iter, test_net_id, loss=weighted, outputs=outputs,
-                              seconds=time.perf_counter() - self._t0)
+                              lr=as_printed(self._rate()), seconds=time.perf_counter() - self._t0)
         self.metrics.write()
         return outputs
 
