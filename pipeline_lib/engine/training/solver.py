@@ -86,6 +86,9 @@ class Solver:
         self.action_request = action_request
         #: called as fn(solver) after every completed iteration (after any snapshot)
         self.on_iteration: list[Callable[[Solver], None]] = []
+        #: called as fn(solver, test_net_id, batches_done, batches) after each test batch
+        self.on_test_batch: list[Callable[[Solver, int, int, int], None]] = []
+        self.iteration_loss = math.nan  # the last iteration's loss (averaged over iter_size)
         check_solver(sp, self.log)
         self.seed = run_seed(sp)
         self.rng = np.random.default_rng(self.seed)
@@ -167,7 +170,7 @@ class Solver:
             if self.requested_early_exit:
                 return False
         display = bool(sp.display) and self.iter % sp.display == 0
-        loss = self._forward_backward()
+        loss = self.iteration_loss = self._forward_backward()
         self.loss.update(loss, self.iter)
         outputs = self._display() if display else None
         rate = self._apply_update(display)
@@ -245,7 +248,7 @@ class Solver:
         net = self.test_nets[test_net_id]
         net.share_trained_layers_with(self.net)
         n = self.param.test_iter[test_net_id]
-        sums, loss = self._test_batches(net, n)
+        sums, loss = self._test_batches(net, n, test_net_id)
         if self.requested_early_exit:
             self.log.info("Test interrupted.")
             return None
@@ -260,12 +263,13 @@ class Solver:
         self.metrics.write()
         return outputs
 
-    def _test_batches(self, net: Net, n: int) -> tuple[list[np.ndarray] | None, float]:
+    def _test_batches(self, net: Net, n: int, test_net_id: int = 0
+                      ) -> tuple[list[np.ndarray] | None, float]:
         """Sums (float64) of each output over `n` forward passes, and of the loss;
         answers action requests before each batch."""
         sums: list[np.ndarray] | None = None
         loss = 0.0
-        for _ in range(n):
+        for done in range(n):
             request = self._requested_action()
             while request != SolverAction.NONE:
                 if request == SolverAction.SNAPSHOT:
@@ -285,6 +289,8 @@ class Solver:
             else:
                 for total, b in zip(sums, batch):
                     total += b
+            for callback in self.on_test_batch:
+                callback(self, test_net_id, done + 1, n)
         return sums, loss
 
     # -- snapshots and resume ------------------------------------------------------------
