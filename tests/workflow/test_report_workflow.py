@@ -145,9 +145,10 @@ def test_report_renders_the_curves_in_chromium(report, tmp_path):
 
     with Image.open(png) as img:
         assert img.size == (1280, 900)
-        # the plot's orange smoothed-loss line is on screen
+        # the plot's green test curves are on screen (this short run has too few display
+        # points for a smoothed loss)
         rgb = img.convert("RGB")
-        assert any(abs(r - 255) < 20 and abs(g - 127) < 25 and b < 40
+        assert any(abs(r - 44) < 20 and abs(g - 160) < 25 and abs(b - 44) < 20
                    for _, (r, g, b) in rgb.getcolors(maxcolors=1 << 20))
 
 
