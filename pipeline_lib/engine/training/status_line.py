@@ -36,6 +36,7 @@ class TrainingStatus:
         self.rate = Rate(solver.iter, clock)
         self._sum = self._weight = 0.0
         self._last_draw = -float("inf")
+        self._kind = ""
         solver.on_iteration.append(self._iteration)
         solver.on_test_batch.append(self._test_batch)
 
@@ -57,15 +58,17 @@ class TrainingStatus:
         self._sum = (1 - LOSS_WEIGHT) * self._sum + LOSS_WEIGHT * solver.iteration_loss
         self._weight = (1 - LOSS_WEIGHT) * self._weight + LOSS_WEIGHT
         self.rate.update(solver.iter)
-        self._draw(self.status())
+        self._draw("train", self.status())
 
     def _test_batch(self, solver: Solver, net_id: int, done: int, total: int) -> None:
-        self._draw(self.status(test=(net_id, done, total)))
+        self._draw("test", self.status(test=(net_id, done, total)))
 
-    def _draw(self, text: str) -> None:
+    def _draw(self, kind: str, text: str) -> None:
+        """Redraw at most every `min_interval` s, and at once when training turns to testing
+        or back."""
         now = self.clock()
-        if now - self._last_draw >= self.min_interval:
-            self._last_draw = now
+        if now - self._last_draw >= self.min_interval or kind != self._kind:
+            self._last_draw, self._kind = now, kind
             self.line.show(text)
 
     def status(self, test: tuple[int, int, int] | None = None) -> str:
