@@ -413,36 +413,78 @@ def evaluate_solver(solver_path: str | os.PathLike, weights: str | os.PathLike, 
     return evaluation, {"solver": str(solver_path), "net_file": where, **info}
 
 
-def confusion_png(confusion: pd.DataFrame, title: str = "") -> bytes:
-    """A heatmap of the confusion matrix (colour: fraction of each true class) as PNG bytes."""
+def confusion_figure(confusion: pd.DataFrame, title: str = ""):
+    """The confusion matrix with its mistakes visible, and the per-class accuracy beside it.
+
+    Left: each off-diagonal cell coloured by the fraction of its true class on a log scale
+    (so one mistake in a thousand still shows; cells without mistakes stay white), the
+    diagonal masked in grey, counts written in the cells (up to 30 classes). Right: each true
+    class's accuracy, one dot per row, its value written beside it. The caller closes it.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
 
     counts = confusion.to_numpy()
     k = counts.shape[0]
+    totals = counts.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rows = np.nan_to_num(counts / counts.sum(axis=1, keepdims=True))
-    size = min(4 + 0.5 * k, 16)
-    fig, ax = plt.subplots(figsize=(size, size * 0.85))
-    try:
-        image = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-        fig.colorbar(image, ax=ax, label="fraction of the true class")
+        rows = counts / totals
+    off = np.where(~np.eye(k, dtype=bool) & (counts > 0), rows, np.nan)
+    size = min(5 + 0.55 * k, 18)
+    fig, (ax, ax_acc) = plt.subplots(1, 2, figsize=(size * 1.3, size * 0.85),
+                                     gridspec_kw={"width_ratios": (4, 1.3)},
+                                     constrained_layout=True)
+    ax.imshow(np.where(np.eye(k, dtype=bool), 1.0, np.nan), cmap="Greys", vmin=0, vmax=4)
+    positive = off[np.isfinite(off)]
+    if positive.size:
+        lo, hi = float(positive.min()), float(positive.max())
+        # the scale starts below the smallest mistake, so that one is tinted, not white
+        image = ax.imshow(off, cmap="Reds", norm=LogNorm(vmin=lo / 4, vmax=max(hi, lo * 1.01)))
+        fig.colorbar(image, ax=ax, shrink=0.8,
+                     label="mistakes: fraction of the true class (log scale)")
+    ticks = np.arange(k)
+    if k <= 30:
+        ax.set_xticks(ticks, labels=list(confusion.columns), rotation=90 if k > 10 else 0)
+        ax.set_yticks(ticks, labels=list(confusion.index))
+        for i in range(k):
+            for j in range(k):
+                if counts[i, j]:
+                    dark = i != j and np.isfinite(off[i, j]) and off[i, j] > np.sqrt(lo * hi)
+                    ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
+                            fontweight="bold" if i == j else "normal",
+                            color="white" if dark else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title or "Confusion matrix", fontsize="medium")
+
+    accuracy = np.diag(rows)
+    present = np.isfinite(accuracy)
+    ax_acc.plot(accuracy[present], ticks[present], "o", color="tab:blue")
+    ax_acc.set_ylim(k - 0.5, -0.5)  # the same rows as the matrix
+    ax_acc.set_yticks(ticks, labels=[] if k > 30 else list(confusion.index))
+    if present.any():
+        worst = float(accuracy[present].min())
+        ax_acc.set_xlim(max(worst - max((1 - worst) * 0.6, 0.005), 0.0), 1.0)
         if k <= 30:
-            ticks = np.arange(k)
-            ax.set_xticks(ticks, labels=list(confusion.columns), rotation=90 if k > 10 else 0)
-            ax.set_yticks(ticks, labels=list(confusion.index))
-            for i in range(k):
-                for j in range(k):
-                    if counts[i, j]:
-                        ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
-                                color="white" if rows[i, j] > 0.5 else "black")
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("true class")
-        if title:
-            ax.set_title(title)
-        fig.tight_layout()
+            for i in np.flatnonzero(present):
+                ax_acc.annotate(f"{accuracy[i]:.3f}", (accuracy[i], i), xytext=(-6, 0),
+                                textcoords="offset points", ha="right", va="center",
+                                fontsize=8)
+    ax_acc.set_xlabel("accuracy")
+    ax_acc.set_title("per-class accuracy", fontsize="medium")
+    ax_acc.grid(True, axis="x", alpha=0.3)
+    return fig
+
+
+def confusion_png(confusion: pd.DataFrame, title: str = "") -> bytes:
+    """`confusion_figure` as PNG bytes (no date or version in them)."""
+    import matplotlib.pyplot as plt
+
+    fig = confusion_figure(confusion, title)
+    try:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     finally:

@@ -192,3 +192,34 @@ def test_stages_and_deprecated_transform_fields():
     assert [lp.name for lp in scoring.layer] == ["d", "a", "acc"]
     assert not any(len(lp.include) or len(lp.exclude) for lp in scoring.layer)
     assert [list(s.dim) for s in scoring.layer[0].input_param.shape] == [[2, 1, 3, 3], [2]]
+
+
+def test_confusion_figure_shows_mistakes_on_a_log_scale_and_per_class_accuracy():
+    import matplotlib.pyplot as plt
+
+    from pipeline_lib.evaluate import confusion_figure, confusion_frame
+
+    counts = np.array([[980, 0, 0], [1, 1130, 4], [30, 2, 1000]])
+    fig = confusion_figure(confusion_frame(counts, ["a", "b", "c"]), title="t")
+    try:
+        ax, ax_acc, bar = fig.axes
+        mask, mistakes = ax.get_images()
+        off = mistakes.get_array()
+        # the diagonal is masked, cells without mistakes are blank, the rest are fractions
+        assert off.mask[0, 0] and off.mask[1, 1] and off.mask[0, 1]
+        assert off[1, 0] == pytest.approx(1 / 1135) and off[2, 0] == pytest.approx(30 / 1032)
+        norm = mistakes.norm
+        assert type(norm).__name__ == "LogNorm"
+        assert norm.vmax == pytest.approx(30 / 1032)
+        # one mistake in 1135 is tinted, not white; the scale is logarithmic
+        assert norm(1 / 1135) > 0.2 and norm(2 / 1032) == pytest.approx(
+            np.log(2 / 1032 / norm.vmin) / np.log(norm.vmax / norm.vmin))
+        assert "log scale" in bar.get_ylabel()
+        (dots,) = ax_acc.get_lines()
+        np.testing.assert_allclose(dots.get_xdata(), [1.0, 1130 / 1135, 1000 / 1032])
+        np.testing.assert_array_equal(dots.get_ydata(), [0, 1, 2])
+        assert ax_acc.get_ylim() == ax.get_ylim()  # the rows line up
+        assert [t.get_text() for t in ax_acc.texts] == ["1.000", "0.996", "0.969"]
+        assert {t.get_text() for t in ax.texts} == {"980", "1", "4", "30", "2", "1130", "1000"}
+    finally:
+        plt.close(fig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import signal
 
@@ -100,8 +101,22 @@ def test_solve_logs_like_caffe_and_snapshots(tmp_path):
         np.array(model.layer[1].blobs[0].data).reshape(6, 1, 2, 3),
         to_host(solver.net.learnable_params[0].data))
     df = pd.read_csv(tmp_path / "tiny_metrics.csv")
-    assert list(df[df.kind == "train"]["iter"]) == [0, 5, 10, 15]
+    # a row for the loss Caffe logs after the last update too
+    assert list(df[df.kind == "train"]["iter"]) == [0, 5, 10, 15, 20]
     assert list(df[df.kind == "test"]["iter"]) == [0, 10, 20]
+    last = df[df.kind == "train"].iloc[-1]
+    assert f"Iteration 20, loss = {format(last['smoothed_loss'], '.6g')}\n" in text
+    assert not math.isnan(last["out_loss"])
+    # the rates as the log prints them, on train and test rows alike
+    lines = (tmp_path / "tiny_metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("kind,iter,net,seconds,lr,")
+    rates = [line.split(",")[4] for line in lines[1:]]
+    assert rates[:3] == ["0.1", "0.1", "0.0964069"]  # test 0, train 0, train 5
+    for line in lines[1:]:
+        kind, it, _, _, rate = line.split(",")[:5]
+        if kind == "train" and it != "20":  # no update (and no lr line) at the last iteration
+            assert f"Iteration {it}, lr = {rate}\n" in text
+    assert df["lr"].notna().all()
     assert df[df.kind == "test"]["out_accuracy"].between(0, 1).all()
 
 
@@ -126,7 +141,7 @@ def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path, xp):
     # the resumed run's metrics continue the first half's, smoothed loss included
     df = pd.read_csv(half_dir / "tiny_metrics.csv").drop(columns="seconds")
     assert list(df[df.kind == "test"]["iter"]) == [0, 10, 20]
-    assert list(df[df.kind == "train"]["iter"]) == [0, 5, 10, 15]
+    assert list(df[df.kind == "train"]["iter"]) == [0, 5, 10, 15, 20]
     pd.testing.assert_frame_equal(df, pd.read_csv(full_dir / "tiny_metrics.csv").drop(
         columns="seconds"))
 
@@ -380,3 +395,20 @@ def test_a_solver_that_will_snapshot_needs_a_prefix(tmp_path):
     sp.snapshot_after_train = False
     solver = Solver(sp, net_param=net, log=GlogLogger(stream=io.StringIO()))
     assert solver.metrics.path is None
+
+
+@pytest.mark.parametrize("solver_type", ["SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta",
+                                         "Adam"])
+def test_metrics_have_the_same_columns_for_every_solver_type(tmp_path, solver_type):
+    extra = {"AdaDelta": " delta: 1e-6", "RMSProp": " rms_decay: 0.98 momentum: 0",
+             "AdaGrad": " momentum: 0"}.get(solver_type, "")
+    text = SOLVER.replace("momentum: 0.9", "momentum: 0.9" if not extra.count("momentum")
+                          else "") + f' type: "{solver_type}"' + extra
+    solver = make_solver(tmp_path, text.replace("max_iter: 20", "max_iter: 10"))
+    solver.solve()
+    lines = (tmp_path / "tiny_metrics.csv").read_text().splitlines()
+    assert lines[0] == "kind,iter,net,seconds,lr,loss,smoothed_loss,out_accuracy,out_loss"
+    kinds = [(line.split(",")[0], line.split(",")[1]) for line in lines[1:]]
+    assert kinds == [("test", "0"), ("train", "0"), ("train", "5"), ("train", "10"),
+                     ("test", "10")]
+    assert all(line.split(",")[4] for line in lines[1:])  # a rate on every row

@@ -15,7 +15,9 @@ added unless the message ends with one.
 
 `GlogLogger` writes to a file and/or stderr; `default_logger` is the process's
 one. The data steps and applications log through Python's `logging`;
-`configure_logging` sends those records to a file or stderr.
+`configure_logging` sends those records to a file or stderr. On a terminal,
+lines go above the live status line (core.progress), which is drawn again
+below them; files get the lines alone.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
+
+from pipeline_lib.core.progress import live_line
 
 LEVELS = {"I": 0, "W": 1, "E": 2, "F": 3}
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -82,10 +86,16 @@ class GlogLogger:
         tid = self._thread_id if self._thread_id is not None else threading.get_native_id()
         line = format_line(level, str(message), self._clock(), tid, source)
         with self._lock:
-            for out in (self._file, self._stream):
-                if out is not None:
-                    out.write(line)
-                    out.flush()
+            if self._file is not None:
+                self._file.write(line)
+                self._file.flush()
+            if self._stream is not None:
+                live_line(self._stream).write(line)
+
+    @property
+    def stream(self) -> TextIO | None:
+        """The stream (stderr, say) the lines go to besides the file, if any."""
+        return self._stream
 
     def info(self, message: str, *, source: str | None = None) -> None:
         self.log("I", message, source=source, depth=2)
@@ -131,10 +141,20 @@ def configure_logging(log_file: str | None = None, level: int = logging.INFO) ->
     if log_file:
         handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _LiveStreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(_LOG_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class _LiveStreamHandler(logging.StreamHandler):
+    """A stream handler that writes above the stream's live status line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            live_line(self.stream).write(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)

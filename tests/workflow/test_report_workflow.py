@@ -145,7 +145,25 @@ def test_report_renders_the_curves_in_chromium(report, tmp_path):
 
     with Image.open(png) as img:
         assert img.size == (1280, 900)
-        # the plot's orange smoothed-loss line is on screen
+        # the plot's green test curves are on screen (this short run has too few display
+        # points for a smoothed loss)
         rgb = img.convert("RGB")
-        assert any(abs(r - 255) < 20 and abs(g - 127) < 25 and b < 40
+        assert any(abs(r - 44) < 20 and abs(g - 160) < 25 and abs(b - 44) < 20
                    for _, (r, g, b) in rgb.getcolors(maxcolors=1 << 20))
+
+
+@pytest.mark.browser
+def test_report_renders_the_confusion_matrix_in_chromium(report, tmp_path):
+    # issue 13's evaluation, as the report shows it: the heatmap with the diagonal masked
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("chromium is not installed")
+    shown = copy_showing_result(report, "_confusion.png", tmp_path / "shown.html")
+    assert shows_png(rendered_dom(chromium, shown), "_confusion.png")
+    png = screenshot(chromium, shown, tmp_path / "shown.png", size="1280,900")
+    from PIL import Image
+
+    with Image.open(png) as img:
+        colors = img.convert("RGB").getcolors(maxcolors=1 << 20)
+    # the masked diagonal's grey (Matplotlib's Greys at 1/4: 217, 217, 217) is on screen
+    assert any(max(abs(c - 217) for c in rgb) <= 3 for _, rgb in colors)

@@ -64,6 +64,7 @@ from pipeline_lib.engine.training.snapshot_dir import (
     run_fingerprint,
 )
 from pipeline_lib.engine.training.solver import Solver
+from pipeline_lib.engine.training.status_line import TrainingStatus
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.prototxt import write_prototxt
 from pipeline_lib.proto.snapshot import load_solverstate, move_snapshot
@@ -364,7 +365,12 @@ class TrainingJob:
             with SignalHandler(self.sigint_effect, self.sighup_effect) as signals:
                 with Solver(self.solver_param(), net_files=self.solver.nets, xp=xp, log=logger,
                             metrics=self._metrics_table(), action_request=signals) as solver:
-                    solver.solve(resume_file)
+                    status = TrainingStatus.attach(solver, logger.stream)
+                    try:
+                        solver.solve(resume_file)
+                    finally:
+                        if status is not None:
+                            status.close()
                     iterations, stopped = solver.iter, solver.requested_early_exit
                     model = Path(f"{self.prefix}_iter_{iterations}.caffemodel")
                     state = model.with_suffix(".solverstate")

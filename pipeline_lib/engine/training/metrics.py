@@ -1,19 +1,24 @@
 """A run's metrics as one table: a row per display iteration and per test pass.
 
-Columns: `kind` ("train" or "test"), `iter`, `net` (test net index; empty for
-train rows), `seconds` (wall time since the solver started this process's
-run), `lr`, `loss` (train: the iteration's loss, averaged over iter_size;
-test: the loss-weighted sum of the averaged test outputs), `smoothed_loss`
-(train: Caffe's average over `average_loss` iterations), then one `out_<blob>`
-column per net output (`out_<blob>_<k>` for outputs with several values).
-Written as CSV, atomically; a resumed run keeps the rows of the iterations
-before its start and appends after them.
+One row per display iteration (the last iteration's included, as Caffe logs
+its loss after the last update) and one per test pass of each test net, with
+the same columns for every solver type: `kind` ("train" or "test"), `iter`,
+`net` (test net index; empty for train rows), `seconds` (wall time since the
+solver started this process's run), `lr` (the rate of that iteration's
+update, as Caffe's log prints it: `%g` of the float32 value, 0.01 and not
+0.009999999776482582), `loss` (train: the iteration's loss, averaged over
+iter_size; test: the loss-weighted sum of the averaged test outputs),
+`smoothed_loss` (train: Caffe's average over `average_loss` iterations; empty
+for test rows), then one `out_<blob>` column per net output (`out_<blob>_<k>`
+for outputs with several values). Written as CSV, atomically; a resumed run
+keeps the rows of the iterations before its start and appends after them.
 
 The CSV is written with the standard `csv` module, in the bytes pandas'
 `to_csv(index=False)` gives for the same table (a column of whole numbers
 stays whole unless a value is missing or fractional, floats print as Python's
-repr, missing values are empty), so training does not import pandas (about
-36 MB); `frame()` imports it when a DataFrame is asked for.
+repr, missing values are empty) except `lr`, printed as `%g`; so training
+does not import pandas (about 36 MB); `frame()` imports it when a DataFrame is
+asked for.
 """
 
 from __future__ import annotations
@@ -107,6 +112,8 @@ def _is_number(value) -> bool:
 
 def _column_text(name: str, values: list) -> list[str]:
     """A column's cells as pandas writes them, by the dtype it would give the column."""
+    if name == "lr":
+        return ["" if _missing(v) else format(float(v), "g") for v in values]
     present = [v for v in values if not _missing(v)]
     complete = len(present) == len(values)
     if name == "net" or (complete and all(isinstance(v, Integral) and _is_number(v)

@@ -14,18 +14,32 @@ def fmt(value: float) -> str:
     return format(float(value), ".6g")
 
 
-def log_outputs(log: glog.GlogLogger, net: Net, kind: str,
-                values: list[np.ndarray] | None = None) -> dict[str, float]:
-    """Log each element of each net output (`values`, else the blobs' data) as Caffe does;
-    return {name: value} (`name_k` for outputs with several elements)."""
-    index, out = 0, {}
+def as_printed(value: float) -> float:
+    """The number a Caffe log shows for `value` (`fmt`), read back: 0.01 for the float32
+    0.009999999776482582."""
+    return float(fmt(value))
+
+
+def _elements(net: Net, values: list[np.ndarray] | None):
+    """(name, key, value) per element of each output (`values`, else the blobs' data)."""
     for j, name in enumerate(net.output_blob_names):
         array = values[j] if values is not None else to_host(net.blobs[name].data).ravel()
-        weight = net.loss_weights.get(name, 0.0)
         for k, raw in enumerate(array):
-            v = float(raw)
-            note = f" (* {fmt(weight)} = {fmt(weight * v)} loss)" if weight else ""
-            log.info(f"    {kind} net output #{index}: {name} = {fmt(v)}{note}")
-            out[name if array.size == 1 else f"{name}_{k}"] = v
-            index += 1
+            yield name, name if array.size == 1 else f"{name}_{k}", float(raw)
+
+
+def net_outputs(net: Net, values: list[np.ndarray] | None = None) -> dict[str, float]:
+    """{name: value} of each output element (`name_k` for outputs with several), unlogged."""
+    return {key: v for _, key, v in _elements(net, values)}
+
+
+def log_outputs(log: glog.GlogLogger, net: Net, kind: str,
+                values: list[np.ndarray] | None = None) -> dict[str, float]:
+    """Log each element of each net output as Caffe does; return `net_outputs`."""
+    out = {}
+    for index, (name, key, v) in enumerate(_elements(net, values)):
+        weight = net.loss_weights.get(name, 0.0)
+        note = f" (* {fmt(weight)} = {fmt(weight * v)} loss)" if weight else ""
+        log.info(f"    {kind} net output #{index}: {name} = {fmt(v)}{note}")
+        out[key] = v
     return out

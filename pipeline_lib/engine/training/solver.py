@@ -44,7 +44,7 @@ from pipeline_lib.engine.solvers.lr_policy import current_step, learning_rate
 from pipeline_lib.engine.training import nets, resume
 from pipeline_lib.engine.training.divergence import divergence_error
 from pipeline_lib.engine.training.metrics import MetricsTable
-from pipeline_lib.engine.training.outputs import fmt, log_outputs
+from pipeline_lib.engine.training.outputs import as_printed, fmt, log_outputs, net_outputs
 from pipeline_lib.engine.training.parameters import (
     check_solver,
     metrics_table,
@@ -86,6 +86,9 @@ class Solver:
         self.action_request = action_request
         #: called as fn(solver) after every completed iteration (after any snapshot)
         self.on_iteration: list[Callable[[Solver], None]] = []
+        #: called as fn(solver, test_net_id, batches_done, batches) after each test batch
+        self.on_test_batch: list[Callable[[Solver, int, int, int], None]] = []
+        self.iteration_loss = math.nan  # the last iteration's loss (averaged over iter_size)
         check_solver(sp, self.log)
         self.seed = run_seed(sp)
         self.rng = np.random.default_rng(self.seed)
@@ -136,8 +139,13 @@ class Solver:
             return
         self._boundary = resume.capture(self)  # the last display and test read on past it
         if sp.display and self.iter % sp.display == 0:
-            self.loss.update(self.net.forward(), self.iter)
+            loss = self.net.forward()
+            self.loss.update(loss, self.iter)
             self.log.info(f"Iteration {self.iter}, loss = {fmt(self.loss.value)}")
+            self.metrics.add_train(self.iter, lr=as_printed(self._rate()), loss=loss,
+                                   smoothed_loss=self.loss.value,
+                                   seconds=time.perf_counter() - self._t0,
+                                   outputs=net_outputs(self.net))
         if sp.test_interval and self.iter % sp.test_interval == 0:
             self.test_all()
         self.log.info("Optimization Done.")
@@ -167,13 +175,13 @@ class Solver:
                 return False
         display = bool(sp.display) and self.iter % sp.display == 0
         self.net.debug_info = display and sp.debug_info  # as Caffe: on display iterations
-        loss = self._forward_backward()
+        loss = self.iteration_loss = self._forward_backward()
         self.loss.update(loss, self.iter)
         outputs = self._display() if display else None
         rate = self._apply_update(display)
         self._boundary = None  # the iteration is complete: the current state is the boundary
         if outputs is not None:
-            self.metrics.add_train(self.iter - 1, lr=rate, loss=loss,
+            self.metrics.add_train(self.iter - 1, lr=as_printed(rate), loss=loss,
                                    smoothed_loss=self.loss.value,
                                    seconds=time.perf_counter() - self._t0, outputs=outputs)
         request = self._requested_action()
@@ -220,6 +228,11 @@ class Solver:
         self.iter += 1
         return rate
 
+    def _rate(self) -> float:
+        """The learning rate the update of the current iteration uses (or would use)."""
+        step = current_step(self.param, self.iter, self.current_step)
+        return learning_rate(self.param, self.iter, step, self.dtype)
+
     def _requested_action(self) -> SolverAction:
         if self.action_request is None:
             return SolverAction.NONE
@@ -240,7 +253,7 @@ class Solver:
         net = self.test_nets[test_net_id]
         net.share_trained_layers_with(self.net)
         n = self.param.test_iter[test_net_id]
-        sums, loss = self._test_batches(net, n)
+        sums, loss = self._test_batches(net, n, test_net_id)
         if self.requested_early_exit:
             self.log.info("Test interrupted.")
             return None
@@ -251,16 +264,17 @@ class Solver:
         weighted = sum(float(net.loss_weights.get(name, 0.0) * m.sum())
                        for name, m in zip(net.output_blob_names, means))
         self.metrics.add_test(self.iter, test_net_id, loss=weighted, outputs=outputs,
-                              seconds=time.perf_counter() - self._t0)
+                              lr=as_printed(self._rate()), seconds=time.perf_counter() - self._t0)
         self.metrics.write()
         return outputs
 
-    def _test_batches(self, net: Net, n: int) -> tuple[list[np.ndarray] | None, float]:
+    def _test_batches(self, net: Net, n: int, test_net_id: int = 0
+                      ) -> tuple[list[np.ndarray] | None, float]:
         """Sums (float64) of each output over `n` forward passes, and of the loss;
         answers action requests before each batch."""
         sums: list[np.ndarray] | None = None
         loss = 0.0
-        for _ in range(n):
+        for done in range(n):
             request = self._requested_action()
             while request != SolverAction.NONE:
                 if request == SolverAction.SNAPSHOT:
@@ -280,6 +294,8 @@ class Solver:
             else:
                 for total, b in zip(sums, batch):
                     total += b
+            for callback in self.on_test_batch:
+                callback(self, test_net_id, done + 1, n)
         return sums, loss
 
     # -- snapshots and resume ------------------------------------------------------------
