@@ -46,7 +46,8 @@ def edit(run: Path, name: str, old: str, new: str, source: str = "small.prototxt
      [r"bad\.prototxt:\d+:\d+: `num_outputs` is not a field of convolution_param",
       "did you mean `num_output`"]),
     ("unknown layer type", '"ReLU"', '"ReLu"',
-     ["layer 'relu1': unknown layer type 'ReLu'; known types: .*ReLU"]),
+     ["layer 'relu1': unknown layer type 'ReLu'; did you mean 'ReLU'\\? "
+      r"\(layer types are case-sensitive\)"]),
     ("a bottom that no layer produces", 'bottom: "conv1" top: "ip1"',
      'bottom: "conv2" top: "ip1"',
      ["layer 'ip1' \\(InnerProduct\\): bottom blob 'conv2' is produced by no layer"]),

@@ -124,11 +124,19 @@ def register(cls: type[Layer]) -> type[Layer]:
 
 
 def layer_class(type_name: str) -> type[Layer]:
-    """The class for a Caffe layer type string, with an error listing known types."""
+    """The class for a Caffe layer type string, with an error naming the likely one meant
+    (types are case-sensitive in Caffe) or, failing that, listing the known types."""
+    import difflib
+
     import pipeline_lib.engine.layers  # noqa: F401  (imports every layer module)
 
     try:
         return LAYER_TYPES[type_name]
     except KeyError:
+        same_letters = [t for t in LAYER_TYPES if t.lower() == type_name.lower()]
+        close = same_letters or difflib.get_close_matches(type_name, LAYER_TYPES, n=1)
+        if close:
+            raise ValueError(f"unknown layer type {type_name!r}; did you mean {close[0]!r}? "
+                             "(layer types are case-sensitive)") from None
         known = ", ".join(sorted(LAYER_TYPES))
         raise ValueError(f"unknown layer type {type_name!r}; known types: {known}") from None
