@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline_lib.core.blob import Blob, nhwc
+from pipeline_lib.engine import kernels
 from pipeline_lib.engine.layers.base import Layer, register
 from pipeline_lib.engine.layers.conv_utils import (
     Buffers,
@@ -174,9 +175,13 @@ class ConvolutionLayer(Layer):
         kb = kg + self.bias_term
         oh, ow = self.out_hw
         m = n * oh * ow
+        fast = kernels.compiled(self.xp) if fresh else None
         if self.layout == "rows":
             col = self.buffers.get(f"col{key}", (self.chunk * oh * ow, g, kb), x.dtype)[:m]
-            if fresh:
+            if fast:
+                fast.im2col_rows(self._padded(x, key), col, *self._window(), oh, ow,
+                                 self.bias_term)
+            elif fresh:
                 dest = col.reshape(n, oh, ow, g, kb)[..., :kg].reshape(
                     n, oh, ow, g, win.kernel_h, win.kernel_w, -1)
                 im2col_rows(self.xp, self._padded(x, key), win, oh, ow, g, dest)
@@ -184,12 +189,19 @@ class ConvolutionLayer(Layer):
                     col[:, :, kg] = 1
             return col.transpose(1, 0, 2)
         col = self.buffers.take(f"col{key}", (g, kb, m), x.dtype, g * kb * self.chunk * oh * ow)
-        if fresh:
+        if fast:
+            fast.im2col_taps(self._padded(x, key), col, *self._window(), oh, ow, self.bias_term)
+        elif fresh:
             dest = col[:, :kg].reshape(g, win.kernel_h, win.kernel_w, -1, n, oh, ow)
             im2col_taps(self.xp, self._padded(x, key), win, oh, ow, g, dest)
             if self.bias_term:
                 col[:, kg] = 1
         return col.transpose(0, 2, 1)
+
+    def _window(self) -> tuple[int, int, int, int, int, int]:
+        """Kernel, stride and dilation (h, w each), as the compiled kernels take them."""
+        w = self.win
+        return w.kernel_h, w.kernel_w, w.stride_h, w.stride_w, w.dilation_h, w.dilation_w
 
     def _weight_matrix(self):
         """Weights (and bias) as (G, O/G, K'), K ordered (kh, kw, C/G) like the patch matrices."""
@@ -283,6 +295,10 @@ class ConvolutionLayer(Layer):
             dx = self.buffers.get(f"dxpad{key}", (self.chunk, h + 2 * ph, w + 2 * pw, c),
                                   dyg.dtype)[:nc]
         dx[...] = 0
-        col2im_rows_add(xp, dq.reshape(g, taps, nc, oh, ow, cg), dx, win, oh, ow)
+        fast = kernels.compiled(xp)
+        if fast:
+            fast.col2im_add(dq.reshape(g, taps, nc, oh, ow, cg), dx, *self._window())
+        else:
+            col2im_rows_add(xp, dq.reshape(g, taps, nc, oh, ow, cg), dx, win, oh, ow)
         if not direct:
             nhwc(b.diff[n0:n1])[...] = dx[:, ph:ph + h, pw:pw + w]
