@@ -12,7 +12,7 @@ operations on the same values in the same order (no fastmath, hence no fused
 multiply-add; NumPy's scalar arguments are passed as the array dtype, as NumPy
 casts a Python float), so a model trained with and without numba is the same
 file. They run on the calling thread; BLAS gets the cores for the GEMMs (see
-engine/threads.py).
+core/threads.py).
 """
 
 from __future__ import annotations
