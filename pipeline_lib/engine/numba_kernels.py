@@ -99,52 +99,6 @@ def ave_pool_backward(dy, inv_area, dx, kh, kw, sh, sw, tiles):
 
 
 @jit
-def im2col_rows(x, col, kh, kw, sh, sw, dh, dw, oh, ow, bias):
-    """Patches of a padded NHWC `x` into `col` (N*oh*ow, G, K/G [+1]), K ordered
-    (kh, kw, C/G); with `bias` the last column of each group is 1."""
-    n, _, _, c = x.shape
-    _, g, kb = col.shape
-    cg = c // g
-    for b in range(n):
-        for oy in range(oh):
-            for ox in range(ow):
-                dest = col[(b * oh + oy) * ow + ox]
-                for i in range(kh):
-                    for j in range(kw):
-                        src = x[b, oy * sh + i * dh, ox * sw + j * dw]
-                        base = (i * kw + j) * cg
-                        for gi in range(g):
-                            for k in range(cg):
-                                dest[gi, base + k] = src[gi * cg + k]
-                if bias:
-                    for gi in range(g):
-                        dest[gi, kb - 1] = 1
-
-
-@jit
-def im2col_taps(x, col, kh, kw, sh, sw, dh, dw, oh, ow, bias):
-    """Patches of a padded NHWC `x` into `col` (G, K/G [+1], N*oh*ow), K ordered
-    (kh, kw, C/G); with `bias` the last row of each group is 1."""
-    n, _, _, c = x.shape
-    g, kb, _ = col.shape
-    cg = c // g
-    for gi in range(g):
-        for i in range(kh):
-            for j in range(kw):
-                for k in range(cg):
-                    dest = col[gi, (i * kw + j) * cg + k]
-                    ch = gi * cg + k
-                    for b in range(n):
-                        for oy in range(oh):
-                            base = (b * oh + oy) * ow
-                            r = oy * sh + i * dh
-                            for ox in range(ow):
-                                dest[base + ox] = x[b, r, ox * sw + j * dw, ch]
-        if bias:
-            col[gi, kb - 1, :] = 1
-
-
-@jit
 def col2im_add(cols, dx, kh, kw, sh, sw, dh, dw):
     """Add per-tap patch gradients `cols` (G, kh*kw, N, oh, ow, C/G) into a padded NHWC
     `dx`, taps in row-major order (the adjoint of im2col)."""

@@ -1,5 +1,5 @@
 """The compiled kernels (engine/kernels, numba) give the NumPy path's bits exactly: pooling,
-convolution's im2col/col2im and the SGD update layer by layer, on data with ties, signed
+convolution's col2im and the SGD update layer by layer, on data with ties, signed
 zeros, NaN and infinities, and a whole LeNet training run (same caffemodel bytes).
 
 A NaN's sign and payload are the one thing left free (x86 makes a negative NaN of inf * 0,

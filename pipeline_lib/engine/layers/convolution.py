@@ -175,13 +175,9 @@ class ConvolutionLayer(Layer):
         kb = kg + self.bias_term
         oh, ow = self.out_hw
         m = n * oh * ow
-        fast = kernels.compiled(self.xp) if fresh else None
         if self.layout == "rows":
             col = self.buffers.get(f"col{key}", (self.chunk * oh * ow, g, kb), x.dtype)[:m]
-            if fast:
-                fast.im2col_rows(self._padded(x, key), col, *self._window(), oh, ow,
-                                 self.bias_term)
-            elif fresh:
+            if fresh:
                 dest = col.reshape(n, oh, ow, g, kb)[..., :kg].reshape(
                     n, oh, ow, g, win.kernel_h, win.kernel_w, -1)
                 im2col_rows(self.xp, self._padded(x, key), win, oh, ow, g, dest)
@@ -189,9 +185,7 @@ class ConvolutionLayer(Layer):
                     col[:, :, kg] = 1
             return col.transpose(1, 0, 2)
         col = self.buffers.take(f"col{key}", (g, kb, m), x.dtype, g * kb * self.chunk * oh * ow)
-        if fast:
-            fast.im2col_taps(self._padded(x, key), col, *self._window(), oh, ow, self.bias_term)
-        elif fresh:
+        if fresh:
             dest = col[:, :kg].reshape(g, win.kernel_h, win.kernel_w, -1, n, oh, ow)
             im2col_taps(self.xp, self._padded(x, key), win, oh, ow, g, dest)
             if self.bias_term:
