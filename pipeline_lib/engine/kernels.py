@@ -38,11 +38,6 @@ def set_enabled(flag: bool) -> None:
     _enabled = bool(flag)
 
 
-def available() -> bool:
-    """True when numba is installed (whether or not the kernels are switched on)."""
-    return _load() is not None
-
-
 def compiled(xp) -> types.ModuleType | None:
     """The kernels (engine/numba_kernels) for arrays of `xp`, or None: NumPy's code then."""
     if not _enabled or xp is not np:
