@@ -1,6 +1,7 @@
 """LeNet training speed: our engine against PyTorch, side by side in one run.
 
-    python bench/lenet_train.py [--iterations 300] [--warmup 30] [--gpu] [--no-torch]
+    python bench/lenet_train.py [--iterations 300] [--warmup 30] [--threads N] [--gpu]
+                                [--no-torch] [--synthetic]
 
 Trains the tutorial's LeNet (models/lenet, batch 64, SGD momentum 0.9, weight decay
 5e-4, inv policy) on MNIST from data/mnist/mnist_train_lmdb when it exists, else on
@@ -9,6 +10,9 @@ timed iterations), images/s, peak RSS, and our time divided by PyTorch's. The tw
 take turns every 25 iterations, so a shared machine's changing speed affects both
 alike. PyTorch is a benchmark-only dependency (`pip install torch==2.13.0`, CPU
 build); it runs the same net and update rule with `ceil_mode=True` pooling, as Caffe's.
+Both use `--threads` threads (default: every CPU): BLAS's through core.threads, PyTorch's
+through torch.set_num_threads. Our compiled kernels (extra [fast]) are used when numba is
+installed; PIPELINE_LIB_NUMBA=0 runs the NumPy code instead, for a before/after.
 Anchors on this kind of machine (2 vCPU): Caffe 25.1 ms, PyTorch 18.7 ms per iteration.
 """
 
@@ -23,7 +27,10 @@ import time
 from pathlib import Path
 
 from pipeline_lib.core.backend import Device
+from pipeline_lib.core.threads import blas_threads
+from pipeline_lib.engine import kernels
 from pipeline_lib.engine.training.metrics import MetricsTable
+from pipeline_lib.engine.training.provenance import host_info
 from pipeline_lib.engine.training.solver import Solver
 from pipeline_lib.proto.prototxt import read_net, read_solver
 
@@ -83,7 +90,7 @@ def _quiet_logger():
     return GlogLogger(None, stderr=False)
 
 
-def torch_step(gpu: bool):
+def torch_step(gpu: bool, threads: int):
     """One iteration of the same net, update rule and lr policy in PyTorch per call, or None."""
     try:
         import torch
@@ -91,7 +98,7 @@ def torch_step(gpu: bool):
     except ImportError:
         return None
     torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads)
     device = "cuda" if gpu else "cpu"
     net = nn.Sequential(
         nn.Conv2d(1, 20, 5), nn.MaxPool2d(2, 2, ceil_mode=True),
@@ -147,15 +154,15 @@ def interleaved(steps: list, iterations: int, block: int = 25) -> list[list[floa
     return times
 
 
-def measure(iterations: int, warmup: int, gpu: bool, use_db: bool, with_torch: bool
-            ) -> tuple[list[float], list[float] | None, float]:
+def measure(iterations: int, warmup: int, gpu: bool, use_db: bool, with_torch: bool,
+            threads: int) -> tuple[list[float], list[float] | None, float]:
     """ms per iteration of ours and of PyTorch (None without torch), timed taking turns,
     and our peak RSS in MB after the warm-up, before PyTorch is loaded."""
     ours, close = ours_step(gpu, use_db)
     timed(ours, warmup)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     steps = [ours]
-    theirs = torch_step(gpu) if with_torch else None
+    theirs = torch_step(gpu, threads) if with_torch else None
     if theirs is not None:
         timed(theirs, warmup)
         steps.append(theirs)
@@ -176,10 +183,15 @@ def main() -> int:
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--synthetic", action="store_true", help="random data, no LMDB")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="BLAS and PyTorch threads (default: every CPU)")
     args = parser.parse_args()
     use_db = TRAIN_DB.is_dir() and not args.synthetic
-    ours, theirs, rss_ours = measure(args.iterations, args.warmup, args.gpu, use_db,
-                                     not args.no_torch)
+    with blas_threads(args.threads):
+        ours, theirs, rss_ours = measure(args.iterations, args.warmup, args.gpu, use_db,
+                                         not args.no_torch, args.threads)
+    fast = "on" if kernels.compiled(Device.CPU.xp) else "off"
+    print(f"CPU: {host_info()['cpu_model']}; {args.threads} threads; compiled kernels {fast}")
     print(f"LeNet training, batch 64, {'GPU' if args.gpu else 'CPU'}, {os.cpu_count()} cores, "
           f"data: {'MNIST LMDB' if use_db else 'synthetic'}, {args.iterations} timed iterations"
           + (", ours and PyTorch taking turns every 25" if theirs else ""))

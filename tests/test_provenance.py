@@ -165,3 +165,17 @@ def test_train_without_output_stem_writes_no_record(tmp_path, monkeypatch):
     result = train("solver.prototxt", max_iter=5, log_path="train.log")
     assert result.provenance is None
     assert not list(run.glob("*.provenance.json"))
+
+
+def test_train_runs_with_the_jobs_blas_threads(tmp_path, monkeypatch):
+    """`threads` (the rule's, under Snakemake) is the BLAS thread count the run has and
+    records; the process's own count is back afterwards."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    run = make_run_dir(tmp_path / "run")
+    monkeypatch.chdir(run)
+    before = blas_threads()
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        result = train("solver.prototxt", output_stem="results/small_iter_5", max_iter=5,
+                       log_path="train.log", threads=1)
+        assert blas_threads() == min(2, before)
+    assert read_provenance(result.provenance)["blas"]["threads"] == 1

@@ -24,6 +24,7 @@ def main(smk) -> None:
         metrics_path=smk.output.metrics,
         provenance_path=smk.output.provenance,
         config=smk.params.config,
+        threads=smk.threads,  # BLAS threads: the rule's (they decide the model's bits)
     )
     result = job.run()
     if result.stopped_early:

@@ -9,9 +9,9 @@ K = kh*kw*C/group values, plus a column of ones that carries the bias; layout
 "rows" or "taps", see conv_utils) and each group is one GEMM whose (M, O)
 result is the top seen channels-last: written in place when the top is a
 channels-last blob. Backward: the weight and bias gradients are one GEMM
-against the same patch matrix (kept from forward); the input gradient is a
-GEMM per kernel tap giving that tap's patch gradient as a contiguous block, in
-the spent patch matrix's memory, added back tap by tap (col2im). Large patch
+against the same patch matrix (kept from forward); the input gradient is one
+GEMM per group giving the patch gradients (wide: K columns, not a GEMM per
+tap), in the spent patch matrix's memory, added back tap by tap (col2im). Large patch
 matrices are made a slice of the batch at a time so that their memory stays
 bounded (a smaller bound in the TEST phase, which keeps nothing for backward).
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline_lib.core.blob import Blob, nhwc
+from pipeline_lib.engine import kernels
 from pipeline_lib.engine.layers.base import Layer, register
 from pipeline_lib.engine.layers.conv_utils import (
     Buffers,
@@ -191,6 +192,11 @@ class ConvolutionLayer(Layer):
                 col[:, kg] = 1
         return col.transpose(0, 2, 1)
 
+    def _window(self) -> tuple[int, int, int, int, int, int]:
+        """Kernel, stride and dilation (h, w each), as the compiled kernels take them."""
+        w = self.win
+        return w.kernel_h, w.kernel_w, w.stride_h, w.stride_w, w.dilation_h, w.dilation_w
+
     def _weight_matrix(self):
         """Weights (and bias) as (G, O/G, K'), K ordered (kh, kw, C/G) like the patch matrices."""
         o, cg, kh, kw = self.blobs[0].shape
@@ -259,30 +265,32 @@ class ConvolutionLayer(Layer):
     def _input_gradient(self, dyg, b: Blob, n0: int, n1: int, key: str, scratch) -> None:
         """Bottom diff of images n0..n1 from their top diff given as (G, M, O/G).
 
-        One GEMM per kernel tap gives that tap's patch gradient as a contiguous
-        (M, C/G) block, in `scratch` (flat, at least M*K values); adding the
-        blocks back (col2im) then copies runs of a whole output row of C values.
+        One GEMM per group gives the patch gradients (M, K/G), K ordered (kh, kw, C/G)
+        as the patch matrix, in `scratch` (flat, at least M*K values); adding them
+        back (col2im) goes tap by tap, a run of C/G values per output pixel.
         """
         xp = self.xp
         win = self.win
-        g, og, cg, kg = self._dims()
+        g, _, cg, kg = self._dims()
         taps = win.kernel_h * win.kernel_w
         oh, ow = self.out_hw
         nc = n1 - n0
         m = nc * oh * ow
         _, c, h, w = b.shape
         ph, pw = win.pad_h, win.pad_w
-        weight = self.blobs[0].data.reshape(g, og, cg, win.kernel_h, win.kernel_w)
-        wq = self.buffers.get("wq", (g, win.kernel_h, win.kernel_w, og, cg), weight.dtype)
-        wq[...] = weight.transpose(0, 3, 4, 1, 2)
-        dq = scratch[:g * kg * m].reshape(g, taps, m, cg)
-        xp.matmul(dyg[:, None], wq.reshape(g, taps, og, cg), out=dq)
+        dcol = scratch[:g * m * kg].reshape(g, m, kg)
+        xp.matmul(dyg, self._weight_matrix()[:, :, :kg], out=dcol)
+        per_tap = dcol.reshape(g, nc, oh, ow, taps, cg).transpose(0, 4, 1, 2, 3, 5)
         dx = nhwc(b.diff[n0:n1])
         direct = ph == 0 and pw == 0 and dx.flags.c_contiguous
         if not direct:
             dx = self.buffers.get(f"dxpad{key}", (self.chunk, h + 2 * ph, w + 2 * pw, c),
                                   dyg.dtype)[:nc]
         dx[...] = 0
-        col2im_rows_add(xp, dq.reshape(g, taps, nc, oh, ow, cg), dx, win, oh, ow)
+        fast = kernels.compiled(xp)
+        if fast:
+            fast.col2im_add(per_tap, dx, *self._window())
+        else:
+            col2im_rows_add(xp, per_tap, dx, win, oh, ow)
         if not direct:
             nhwc(b.diff[n0:n1])[...] = dx[:, ph:ph + h, pw:pw + w]

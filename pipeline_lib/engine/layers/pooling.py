@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline_lib.core.blob import Blob, nhwc
+from pipeline_lib.engine import kernels
 from pipeline_lib.engine.layers.base import Layer, register
 from pipeline_lib.engine.layers.conv_utils import Buffers, pool_out_size
 from pipeline_lib.proto import caffe_pb2
@@ -144,8 +145,13 @@ class PoolingLayer(Layer):
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         x, y = bottom[0].data, top[0].data
         n, c, oh, ow = y.shape
+        fast = kernels.compiled(self.xp)
+        window = self.kernel + self.stride
         if self.method == P.AVE:
-            self._forward_ave(self._source(nhwc(x), 0.0), nhwc(y))
+            if fast:
+                fast.ave_pool_forward(self._source(nhwc(x), 0.0), nhwc(y), self.inv_area, *window)
+            else:
+                self._forward_ave(self._source(nhwc(x), 0.0), nhwc(y))
             return
         idx_dtype = np.uint8 if self.kernel[0] * self.kernel[1] <= 255 else np.int32
         idx = self.buffers.get("argmax", (n, oh, ow, c), idx_dtype)
@@ -153,6 +159,8 @@ class PoolingLayer(Layer):
             flat = x.reshape(n, c, -1)
             y[...] = self.xp.max(flat, axis=2).reshape(y.shape)
             idx[...] = self.xp.argmax(flat, axis=2).reshape(n, 1, 1, c)
+        elif fast:
+            fast.max_pool_forward(self._source(nhwc(x), MAX_FILL), nhwc(y), idx, *window)
         else:
             self._forward_max(self._source(nhwc(x), MAX_FILL), nhwc(y), idx)
         self.argmax = idx.transpose(0, 3, 1, 2)
@@ -216,7 +224,15 @@ class PoolingLayer(Layer):
             dx = nhwc(b.diff)
         if not self.tiles:
             dx[...] = 0
-        if self.method == P.MAX:
+        fast = kernels.compiled(xp)
+        if fast:
+            window = self.kernel + self.stride
+            if self.method == P.MAX:
+                fast.max_pool_backward(dy, nhwc(self.argmax), dx, *window, self.tiles,
+                                       dy.dtype.type(0))
+            else:
+                fast.ave_pool_backward(dy, self.inv_area, dx, *window, self.tiles)
+        elif self.method == P.MAX:
             winner = nhwc(self.argmax)
             eq = self.buffers.get("eq", dy.shape, np.bool_)
             grad = None if self.tiles else self.buffers.get("grad", dy.shape, dy.dtype)

@@ -8,7 +8,8 @@ Caffe's SGD-family `ApplyUpdate`, per iteration, in this order:
      * sign(data) for L1; local_decay = weight_decay * decay_mult) and compute
      the update value into diff with local_rate = rate * lr_mult (the rule);
   3. data -= diff for every learnable param.
-A rule may fuse 2 and 3 into one GPU kernel (`fused_step`; SGD does).
+A rule may fuse 2 and 3 into one pass (`fused_step`; SGD does: a GPU kernel, or with
+numba a compiled CPU loop).
 
 `history` holds the rule's state in Caffe's .solverstate order: one array per
 param, and rules with two (AdaDelta, Adam) append the second set after the

@@ -2,12 +2,14 @@
 
 On CuPy arrays, regularization, the update and its application run as one
 elementwise kernel per param (the same formulas; the GPU may fuse a multiply
-and an add into one rounding).
+and an add into one rounding). On NumPy arrays with numba installed, L2 steps
+are one compiled pass per param (engine/kernels), with the NumPy steps' bits.
 """
 
 from __future__ import annotations
 
 from pipeline_lib.core.backend import is_gpu_array
+from pipeline_lib.engine import kernels
 from pipeline_lib.engine.solvers.base import UpdateRule, register
 
 _KERNEL_OP = """
@@ -49,11 +51,17 @@ class SGD(UpdateRule):
         g[...] = v
 
     def fused_step(self, i: int, local_rate: float, iteration: int) -> bool:
-        if not self._fused[i]:
-            return False
         p = self.params[i]
         decay = self.weight_decay * self.decay_mults[i]
         t = p.data.dtype.type
+        if not self._fused[i]:
+            fast = kernels.compiled(p.xp)
+            arrays = (p.data, p.diff, self.history[i])
+            if fast is None or self.l1 or not all(a.flags.c_contiguous for a in arrays):
+                return False
+            fast.sgd_update(*(a.reshape(-1) for a in arrays), t(local_rate), t(self.momentum),
+                            t(decay))
+            return True
         _fused_kernel(p.xp)(t(local_rate), t(self.momentum), t(decay), self.l1,
                             p.data, p.diff, self.history[i])
         return True

@@ -44,6 +44,7 @@ from google.protobuf import text_format
 from pipeline_lib.core import glog
 from pipeline_lib.core.backend import Device
 from pipeline_lib.core.fsutil import atomic_write_bytes
+from pipeline_lib.core.threads import blas_threads
 from pipeline_lib.engine.model_files import SolverFiles
 from pipeline_lib.engine.training.device import run_device
 from pipeline_lib.engine.training.digests import DigestCache
@@ -196,6 +197,7 @@ class TrainingJob:
     config: Mapping[str, Any] | None = None
     sigint_effect: str = "stop"
     sighup_effect: str = "snapshot"
+    threads: int | None = None
 
     @classmethod
     def create(cls, solver_path: str | os.PathLike, *,
@@ -208,7 +210,7 @@ class TrainingJob:
                provenance_path: str | os.PathLike | None = None,
                config: Mapping[str, Any] | None = None, sigint_effect: str = "stop",
                sighup_effect: str = "snapshot", stages: Sequence[str] = (),
-               level: int | None = None) -> TrainingJob:
+               level: int | None = None, threads: int | None = None) -> TrainingJob:
         """The job for `solver_path`.
 
         output_stem: e.g. "results/lenet_iter_10000": the final snapshot becomes
@@ -226,6 +228,7 @@ class TrainingJob:
         overrides: SolverParameter fields and `batch_size` (engine/overrides.py).
         workflow_dir: where the solver and the nets it names are looked for when the
             working directory has no such file (model_files.locate).
+        threads: BLAS threads for the run (core.threads; None: as the environment says).
         config: the workflow's config section for this run, kept in the record.
         """
         solver = SolverFiles.read(solver_path, workflow_dir=workflow_dir, overrides=overrides)
@@ -245,7 +248,7 @@ class TrainingJob:
             prefix, metrics, provenance_path = paths.prefix, paths.metrics, paths.provenance
         return cls(solver, effective, device, paths, prefix, resume, metrics,
                    Path(provenance_path) if provenance_path is not None else None, log_path,
-                   config, sigint_effect, sighup_effect)
+                   config, sigint_effect, sighup_effect, threads)
 
     @property
     def seed(self) -> int:
@@ -273,7 +276,7 @@ class TrainingJob:
 
     def run(self) -> TrainResult:
         """Train; move the final pair to the stem and write the provenance record."""
-        with self._output_lock() as created_dirs:
+        with blas_threads(self.threads), self._output_lock() as created_dirs:
             record = RunRecord(self.solver.path, config=self.config)
             files = self.solver.files
             record.add_texts([files.solver, *files.nets])
