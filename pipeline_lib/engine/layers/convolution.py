@@ -75,6 +75,44 @@ def read_window(layer: Layer, cp) -> Window2D:
     return Window2D(kh, kw, sh, sw, ph, pw, dh, dw)
 
 
+def read_geometry(layer: Layer, bottom: list[Blob], top: list[Blob]):
+    """Check and set what Convolution and Deconvolution share from convolution_param: the
+    window, num_output, group, bias_term and the bottom's channels; returns the param."""
+    if len(bottom) != len(top):
+        raise layer.error(f"needs one top per bottom, got {len(bottom)} bottom(s) "
+                          f"and {len(top)} top(s)")
+    cp = layer.param.convolution_param
+    shape = bottom[0].shape
+    if len(shape) != 4:
+        raise layer.error(f"needs a 4-D bottom (N, C, H, W), got shape {shape}")
+    if cp.axis not in (1, -3):
+        raise layer.error(f"only axis 1 (channels of NCHW) is supported, got axis {cp.axis}")
+    layer.win = read_window(layer, cp)
+    layer.num_output = int(cp.num_output)
+    layer.group = int(cp.group)
+    layer.bias_term = bool(cp.bias_term)
+    channels = shape[1]
+    if layer.num_output <= 0:
+        raise layer.error("num_output must be positive")
+    if layer.group <= 0 or channels % layer.group or layer.num_output % layer.group:
+        raise layer.error(f"group {layer.group} must divide the bottom's {channels} channels "
+                          f"and num_output {layer.num_output}")
+    layer.channels = channels
+    return cp
+
+
+def check_bottoms(layer: Layer, bottom: list[Blob]) -> tuple[int, ...]:
+    """The bottoms' one (N, C, H, W) shape, C being the channels the weights were made for."""
+    shape = bottom[0].shape
+    if len(shape) != 4 or shape[1] != layer.channels:
+        raise layer.error(f"bottom shape {shape} does not fit the weights "
+                          f"(expected (N, {layer.channels}, H, W))")
+    for i, b in enumerate(bottom[1:], 1):
+        if b.shape != shape:
+            raise layer.error(f"bottom[{i}] has shape {b.shape}, bottom[0] has {shape}")
+    return shape
+
+
 @register
 class ConvolutionLayer(Layer):
     type = "Convolution"
@@ -85,41 +123,16 @@ class ConvolutionLayer(Layer):
 
     # -- setup -------------------------------------------------------------------
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        if len(bottom) != len(top):
-            raise self.error(f"needs one top per bottom, got {len(bottom)} bottom(s) "
-                             f"and {len(top)} top(s)")
-        cp = self.param.convolution_param
-        shape = bottom[0].shape
-        if len(shape) != 4:
-            raise self.error(f"needs a 4-D bottom (N, C, H, W), got shape {shape}")
-        if cp.axis not in (1, -3):
-            raise self.error(f"only axis 1 (channels of NCHW) is supported, got axis {cp.axis}")
-        self.win = read_window(self, cp)
-        self.num_output = int(cp.num_output)
-        self.group = int(cp.group)
-        self.bias_term = bool(cp.bias_term)
-        channels = shape[1]
-        if self.num_output <= 0:
-            raise self.error("num_output must be positive")
-        if self.group <= 0 or channels % self.group or self.num_output % self.group:
-            raise self.error(f"group {self.group} must divide the bottom's {channels} channels "
-                             f"and num_output {self.num_output}")
-        self.channels = channels
-        w_shape = (self.num_output, channels // self.group, self.win.kernel_h, self.win.kernel_w)
+        cp = read_geometry(self, bottom, top)
+        w_shape = (self.num_output, self.channels // self.group, self.win.kernel_h,
+                   self.win.kernel_w)
         self.weight_and_bias(w_shape, self.num_output if self.bias_term else None,
                              cp.weight_filler, cp.bias_filler)
         self.buffers = Buffers(self.xp)
         self._cols_ready: set[int] = set()
 
     def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
-        shape = bottom[0].shape
-        if len(shape) != 4 or shape[1] != self.channels:
-            raise self.error(f"bottom shape {shape} does not fit the weights "
-                             f"(expected (N, {self.channels}, H, W))")
-        for i, b in enumerate(bottom[1:], 1):
-            if b.shape != shape:
-                raise self.error(f"bottom[{i}] has shape {b.shape}, bottom[0] has {shape}")
-        n, _, h, w = shape
+        n, _, h, w = check_bottoms(self, bottom)
         oh, ow = self.win.conv_output(h, w)
         if oh <= 0 or ow <= 0:
             raise self.error(f"kernel {self.win.kernel_h}x{self.win.kernel_w} does not fit the "

@@ -3,7 +3,7 @@
 Weights are (C_in, num_output/group, kh, kw): the weights of the convolution that
 maps this layer's top back to its bottom. Output size: stride*(in-1) + extent -
 2*pad with extent d(k-1)+1. Padding, stride, dilation and groups are read as for
-Convolution (`read_window`); the patch copies are conv_utils' im2col/col2im on
+Convolution (`read_geometry`, `check_bottoms`); the patch copies are conv_utils' im2col/col2im on
 channels-last (NHWC) views:
 - forward: one GEMM per kernel tap gives that tap's contribution (M = N*H*W input
   pixels by num_output/G) and col2im adds them into the padded top, then the
@@ -18,7 +18,7 @@ from __future__ import annotations
 from pipeline_lib.core.blob import Blob, nhwc
 from pipeline_lib.engine.layers.base import Layer, register
 from pipeline_lib.engine.layers.conv_utils import col2im_rows_add, im2col_rows
-from pipeline_lib.engine.layers.convolution import read_window
+from pipeline_lib.engine.layers.convolution import check_bottoms, read_geometry
 
 
 @register
@@ -30,39 +30,14 @@ class DeconvolutionLayer(Layer):
     accepts_channels_last = True
 
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
-        if len(bottom) != len(top):
-            raise self.error(f"needs one top per bottom, got {len(bottom)} bottom(s) "
-                             f"and {len(top)} top(s)")
-        cp = self.param.convolution_param
-        shape = bottom[0].shape
-        if len(shape) != 4:
-            raise self.error(f"needs a 4-D bottom (N, C, H, W), got shape {shape}")
-        if cp.axis not in (1, -3):
-            raise self.error(f"only axis 1 (channels of NCHW) is supported, got axis {cp.axis}")
-        self.win = read_window(self, cp)
-        self.num_output = int(cp.num_output)
-        self.group = int(cp.group)
-        self.bias_term = bool(cp.bias_term)
-        self.channels = shape[1]
-        if self.num_output <= 0:
-            raise self.error("num_output must be positive")
-        if self.group <= 0 or self.channels % self.group or self.num_output % self.group:
-            raise self.error(f"group {self.group} must divide the bottom's {self.channels} "
-                             f"channels and num_output {self.num_output}")
+        cp = read_geometry(self, bottom, top)
         w_shape = (self.channels, self.num_output // self.group,
                    self.win.kernel_h, self.win.kernel_w)
         self.weight_and_bias(w_shape, self.num_output if self.bias_term else None,
                              cp.weight_filler, cp.bias_filler)
 
     def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
-        shape = bottom[0].shape
-        if len(shape) != 4 or shape[1] != self.channels:
-            raise self.error(f"bottom shape {shape} does not fit the weights "
-                             f"(expected (N, {self.channels}, H, W))")
-        for i, b in enumerate(bottom[1:], 1):
-            if b.shape != shape:
-                raise self.error(f"bottom[{i}] has shape {b.shape}, bottom[0] has {shape}")
-        n, _, h, w = shape
+        n, _, h, w = check_bottoms(self, bottom)
         win = self.win
         oh = win.stride_h * (h - 1) + win.dilation_h * (win.kernel_h - 1) + 1 - 2 * win.pad_h
         ow = win.stride_w * (w - 1) + win.dilation_w * (win.kernel_w - 1) + 1 - 2 * win.pad_w
