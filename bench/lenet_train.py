@@ -10,7 +10,7 @@ timed iterations), images/s, peak RSS, and our time divided by PyTorch's. The tw
 take turns every 25 iterations, so a shared machine's changing speed affects both
 alike. PyTorch is a benchmark-only dependency (`pip install torch==2.13.0`, CPU
 build); it runs the same net and update rule with `ceil_mode=True` pooling, as Caffe's.
-Both use `--threads` threads (default: every CPU): BLAS's through core.threads, PyTorch's
+Both use `--threads` threads (default: every CPU): ours as lanes (core.threads), PyTorch's
 through torch.set_num_threads. Our compiled kernels (extra [fast]) are used when numba is
 installed; PIPELINE_LIB_NUMBA=0 runs the NumPy code instead, for a before/after.
 Anchors on this kind of machine (2 vCPU): Caffe 25.1 ms, PyTorch 18.7 ms per iteration.
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from pipeline_lib.core.backend import Device
-from pipeline_lib.core.threads import blas_threads
+from pipeline_lib.core.threads import compute_threads
 from pipeline_lib.engine import kernels
 from pipeline_lib.engine.training.metrics import MetricsTable
 from pipeline_lib.engine.training.provenance import host_info
@@ -187,7 +187,7 @@ def main() -> int:
                         help="BLAS and PyTorch threads (default: every CPU)")
     args = parser.parse_args()
     use_db = TRAIN_DB.is_dir() and not args.synthetic
-    with blas_threads(args.threads):
+    with compute_threads(args.threads):
         ours, theirs, rss_ours = measure(args.iterations, args.warmup, args.gpu, use_db,
                                          not args.no_torch, args.threads)
     fast = "on" if kernels.compiled(Device.CPU.xp) else "off"

@@ -1,12 +1,11 @@
-"""The process's BLAS thread count, set explicitly rather than left to the environment.
+"""The cores a run uses, set explicitly rather than left to the environment.
 
-A run's GEMMs use BLAS's thread pool; everything else (the compiled kernels of
-engine/kernels, NumPy's loops) runs on the calling thread between them, so the
-two take turns on the cores. The count also decides the bits of a model (BLAS
-sums in another order with another count), so a training job fixes it: to the
-rule's `threads` under Snakemake. threadpoolctl (extra [fast]) sets it at run
-time; without it the environment (OPENBLAS_NUM_THREADS, ...) decides, as
-Snakemake also sets it for each job.
+A run with `count` threads splits its heavy work over `count` lanes
+(core/lanes: images of a batch, rows and columns of GEMMs) and keeps BLAS on
+one thread inside each lane, so that lanes and BLAS's own pool never compete
+for the cores. Since the lanes split work without changing any value's
+operations, the thread count does not decide a model's bits. Under Snakemake
+the count is the rule's `threads`. threadpoolctl sets BLAS's threads at run time.
 """
 
 from __future__ import annotations
@@ -14,19 +13,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from threadpoolctl import threadpool_limits
+
+from pipeline_lib.core.lanes import lanes
+
 
 @contextlib.contextmanager
-def blas_threads(count: int | None) -> Iterator[None]:
-    """BLAS limited to `count` threads inside the block; None leaves it as it is."""
+def compute_threads(count: int | None) -> Iterator[None]:
+    """`count` lanes and single-threaded BLAS inside the block; None leaves both as they are."""
     if count is None:
         yield
         return
     if count < 1:
-        raise ValueError(f"BLAS thread count must be at least 1, got {count}")
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=count, user_api="blas"):
+        raise ValueError(f"thread count must be at least 1, got {count}")
+    with threadpool_limits(limits=1, user_api="blas"), lanes(count):
         yield

@@ -18,8 +18,11 @@ bounded (a smaller bound in the TEST phase, which keeps nothing for backward).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from pipeline_lib.core import lanes
 from pipeline_lib.core.blob import Blob, nhwc
 from pipeline_lib.engine import kernels
 from pipeline_lib.engine.layers.base import Layer, register
@@ -165,45 +168,85 @@ class ConvolutionLayer(Layer):
         return g, self.num_output // g, cg, cg * self.win.kernel_h * self.win.kernel_w
 
     def _padded(self, x, key: str):
-        """A bottom slice as NHWC, zero-padded; a view when it needs no copy."""
+        """A bottom slice as NHWC, and whether it needs copying into a zero-padded buffer
+        (`_pad_images`); a view then of that buffer."""
         xs = nhwc(x)
         n, h, w, c = xs.shape
         ph, pw = self.win.pad_h, self.win.pad_w
         if ph == 0 and pw == 0 and (xs.flags.c_contiguous or self.xp is not np):
-            return xs
+            return xs, None
         buf = self.buffers.get(f"xpad{key}", (self.chunk, h + 2 * ph, w + 2 * pw, c),
                                x.dtype, fill=0)[:n]
-        buf[:, ph:ph + h, pw:pw + w, :] = xs
-        return buf
+        return buf, xs
 
-    def _columns(self, x, key: str, fresh: bool = True):
-        """Patch matrix of a bottom slice as (G, M, K'), `fresh=False` reuses forward's.
+    def _pad_images(self, padded, source, a: int, b: int) -> None:
+        """Copy images a..b of `source` inside the zero border of `padded` (None: no copy)."""
+        if source is not None:
+            ph, pw = self.win.pad_h, self.win.pad_w
+            h, w = source.shape[1:3]
+            padded[a:b, ph:ph + h, pw:pw + w, :] = source[a:b]
+
+    def _column_buffer(self, key: str, n: int, dtype):
+        """The patch matrix memory of a slice of n images: (M, G, K') rows or (G, K', M) taps.
 
         K' is K/G plus, with a bias, one column of ones: the GEMMs then add the
         bias in forward and sum its gradient in backward for free.
         """
-        n = x.shape[0]
-        win = self.win
         g, _, _, kg = self._dims()
         kb = kg + self.bias_term
-        oh, ow = self.out_hw
-        m = n * oh * ow
+        m = n * self.out_hw[0] * self.out_hw[1]
         if self.layout == "rows":
-            col = self.buffers.get(f"col{key}", (self.chunk * oh * ow, g, kb), x.dtype)[:m]
-            if fresh:
-                dest = col.reshape(n, oh, ow, g, kb)[..., :kg].reshape(
-                    n, oh, ow, g, win.kernel_h, win.kernel_w, -1)
-                im2col_rows(self.xp, self._padded(x, key), win, oh, ow, g, dest)
-                if self.bias_term:
-                    col[:, :, kg] = 1
-            return col.transpose(1, 0, 2)
-        col = self.buffers.take(f"col{key}", (g, kb, m), x.dtype, g * kb * self.chunk * oh * ow)
-        if fresh:
-            dest = col[:, :kg].reshape(g, win.kernel_h, win.kernel_w, -1, n, oh, ow)
-            im2col_taps(self.xp, self._padded(x, key), win, oh, ow, g, dest)
+            return self.buffers.get(f"col{key}", (self.chunk * m // n, g, kb), dtype)[:m]
+        return self.buffers.take(f"col{key}", (g, kb, m), dtype, g * kb * self.chunk * m // n)
+
+    def _columns_of(self, col, a: int, b: int):
+        """Images a..b's rows of a patch matrix memory, seen as (G, M_ab, K')."""
+        ohw = self.out_hw[0] * self.out_hw[1]
+        if self.layout == "rows":
+            return col[a * ohw:b * ohw].transpose(1, 0, 2)
+        return col[:, :, a * ohw:b * ohw].transpose(0, 2, 1)
+
+    def _fill_columns(self, padded, col, a: int, b: int) -> None:
+        """Write the patches of images a..b of a padded NHWC slice into `col`."""
+        win = self.win
+        g, _, _, kg = self._dims()
+        oh, ow = self.out_hw
+        ohw, n = oh * ow, b - a
+        if self.layout == "rows":
+            part = col[a * ohw:b * ohw]
+            dest = part.reshape(n, oh, ow, g, kg + self.bias_term)[..., :kg].reshape(
+                n, oh, ow, g, win.kernel_h, win.kernel_w, -1)
+            im2col_rows(self.xp, padded[a:b], win, oh, ow, g, dest)
             if self.bias_term:
-                col[:, kg] = 1
-        return col.transpose(0, 2, 1)
+                part[:, :, kg] = 1
+            return
+        part = col[:, :, a * ohw:b * ohw]
+        dest = part[:, :kg].reshape(g, win.kernel_h, win.kernel_w, -1, n, oh, ow)
+        im2col_taps(self.xp, padded[a:b], win, oh, ow, g, dest)
+        if self.bias_term:
+            part[:, kg] = 1
+
+    def _make_columns(self, x, key: str):
+        """The patch matrix memory of a bottom slice, filled lane by lane (images split)."""
+        col = self._column_buffer(key, x.shape[0], x.dtype)
+        padded, source = self._padded(x, key)
+
+        def images(a: int, b: int) -> None:
+            self._pad_images(padded, source, a, b)
+            self._fill_columns(padded, col, a, b)
+
+        lanes.split(self.xp, x.shape[0], images, *self._image_grain())
+        return col
+
+    def _image_grain(self) -> tuple[int, int]:
+        """Least images per lane and the image count its cuts fall on: the GEMM rows of a
+        part start on a tile boundary (lanes.GEMM_ALIGN) and the part is worth a lane."""
+        oh, ow = self.out_hw
+        ohw = oh * ow
+        align = lanes.GEMM_ALIGN // math.gcd(ohw, lanes.GEMM_ALIGN)
+        _, og, _, kg = self._dims()
+        rows = lanes.gemm_grain(og * (kg + self.bias_term))
+        return max(align, -(-rows // ohw)), align
 
     def _window(self) -> tuple[int, int, int, int, int, int]:
         """Kernel, stride and dilation (h, w each), as the compiled kernels take them."""
@@ -231,16 +274,29 @@ class ConvolutionLayer(Layer):
         for idx, (b, t) in enumerate(zip(bottom, top)):
             n = b.shape[0]
             for n0, n1 in self._chunks(n):
-                m = (n1 - n0) * oh * ow
-                cols = self._columns(b.data[n0:n1], str(idx))
-                dest = nhwc(t.data[n0:n1])
-                if g == 1 and dest.flags.c_contiguous:  # straight into a channels-last top
-                    xp.matmul(cols, wmt, out=dest.reshape(1, m, og))
-                    continue
-                res = self.buffers.take("res", (g, m, og), wmt.dtype,
-                                        g * og * self.chunk * oh * ow)
-                xp.matmul(cols, wmt, out=res)
-                dest[...] = res.transpose(1, 0, 2).reshape(dest.shape)
+                x, y = b.data[n0:n1], t.data[n0:n1]
+                col = self._column_buffer(str(idx), n1 - n0, x.dtype)
+                padded, source = self._padded(x, str(idx))
+                into_top = g == 1 and nhwc(y).flags.c_contiguous
+                res = None if into_top else self.buffers.take(
+                    "res", (g, (n1 - n0) * oh * ow, og), wmt.dtype, g * og * self.chunk * oh * ow)
+
+                def images(a: int, c: int, x=x, y=y, col=col, padded=padded, source=source,
+                           res=res) -> None:
+                    """Images a..c: their patches, then their rows of the GEMM."""
+                    self._pad_images(padded, source, a, c)
+                    self._fill_columns(padded, col, a, c)
+                    cols = self._columns_of(col, a, c)
+                    dest = nhwc(y[a:c])
+                    m = (c - a) * oh * ow
+                    if res is None:  # straight into a channels-last top
+                        xp.matmul(cols, wmt, out=dest.reshape(1, m, og))
+                        return
+                    part = res[:, a * oh * ow:c * oh * ow]
+                    xp.matmul(cols, wmt, out=part)
+                    dest[...] = part.transpose(1, 0, 2).reshape(dest.shape)
+
+                lanes.split(xp, n1 - n0, images, *self._image_grain())
             if self.chunk >= n:
                 self._cols_ready.add(idx)
 
@@ -263,10 +319,14 @@ class ConvolutionLayer(Layer):
             key = str(idx)
             for n0, n1 in self._chunks(t.shape[0]):
                 m = (n1 - n0) * oh * ow
-                cols = self._columns(b.data[n0:n1], key, fresh=idx not in self._cols_ready)
+                x = b.data[n0:n1]
+                if idx in self._cols_ready:
+                    col = self._column_buffer(key, n1 - n0, x.dtype)
+                else:
+                    col = self._make_columns(x, key)
+                cols = self._columns_of(col, 0, n1 - n0)
                 dyg = self._top_diff(t.diff[n0:n1], m).reshape(m, g, og).transpose(1, 0, 2)
-                dwm = self.buffers.get("dwm", (g, og, kg + self.bias_term), dyg.dtype)
-                self.xp.matmul(dyg.transpose(0, 2, 1), cols, out=dwm)
+                dwm = self._weight_gradient(col, cols, dyg, m)
                 dw_view += dwm[:, :, :kg].reshape(g, og, kh, kw, cg).transpose(0, 1, 4, 2, 3)
                 if self.bias_term:
                     self.blobs[1].diff += dwm[:, :, kg].reshape(-1)
@@ -275,35 +335,65 @@ class ConvolutionLayer(Layer):
                     self._cols_ready.discard(idx)
                     self._input_gradient(dyg, b, n0, n1, key, self.buffers.flat(f"col{key}"))
 
+    def _weight_gradient(self, col, cols, dyg, m: int):
+        """The weights' (and bias's) gradient (G, O/G, K') of a slice, summed over its M rows.
+
+        Split over the lanes by output values, each still summing all M rows. With
+        "taps" the patch matrix is stored K'-major, and (K' x M) @ (M x O/G) is the
+        faster product; "rows" takes (O/G x M) @ (M x K').
+        """
+        xp = self.xp
+        g, og, _, kg = self._dims()
+        kb = kg + self.bias_term
+        grain = lanes.gemm_grain(m * og), lanes.GEMM_ALIGN
+        if self.layout == "taps":
+            dwt = self.buffers.get("dwt", (g, kb, og), dyg.dtype)
+            lanes.split(xp, kb, lambda k0, k1: xp.matmul(
+                col[:, k0:k1], dyg, out=dwt[:, k0:k1]), *grain)
+            return dwt.transpose(0, 2, 1)
+        dwm = self.buffers.get("dwm", (g, og, kb), dyg.dtype)
+        dyt = dyg.transpose(0, 2, 1)
+        lanes.split(xp, kb, lambda k0, k1: xp.matmul(
+            dyt, cols[:, :, k0:k1], out=dwm[:, :, k0:k1]), *grain)
+        return dwm
+
     def _input_gradient(self, dyg, b: Blob, n0: int, n1: int, key: str, scratch) -> None:
         """Bottom diff of images n0..n1 from their top diff given as (G, M, O/G).
 
-        One GEMM per group gives the patch gradients (M, K/G), K ordered (kh, kw, C/G)
-        as the patch matrix, in `scratch` (flat, at least M*K values); adding them
-        back (col2im) goes tap by tap, a run of C/G values per output pixel.
+        Per lane, a run of images: one GEMM per group gives their patch gradients
+        (rows of (M, K/G), K ordered (kh, kw, C/G) as the patch matrix) in
+        `scratch` (flat, at least M*K values); adding them back (col2im) goes tap
+        by tap, a run of C/G values per output pixel.
         """
         xp = self.xp
         win = self.win
         g, _, cg, kg = self._dims()
         taps = win.kernel_h * win.kernel_w
         oh, ow = self.out_hw
+        ohw = oh * ow
         nc = n1 - n0
-        m = nc * oh * ow
+        m = nc * ohw
         _, c, h, w = b.shape
         ph, pw = win.pad_h, win.pad_w
         dcol = scratch[:g * m * kg].reshape(g, m, kg)
-        xp.matmul(dyg, self._weight_matrix()[:, :, :kg], out=dcol)
-        per_tap = dcol.reshape(g, nc, oh, ow, taps, cg).transpose(0, 4, 1, 2, 3, 5)
+        wm = self._weight_matrix()[:, :, :kg]
         dx = nhwc(b.diff[n0:n1])
         direct = ph == 0 and pw == 0 and dx.flags.c_contiguous
-        if not direct:
-            dx = self.buffers.get(f"dxpad{key}", (self.chunk, h + 2 * ph, w + 2 * pw, c),
-                                  dyg.dtype)[:nc]
-        dx[...] = 0
+        padded = dx if direct else self.buffers.get(
+            f"dxpad{key}", (self.chunk, h + 2 * ph, w + 2 * pw, c), dyg.dtype)[:nc]
         fast = kernels.compiled(xp)
-        if fast:
-            fast.col2im_add(per_tap, dx, *self._window())
-        else:
-            col2im_rows_add(xp, per_tap, dx, win, oh, ow)
-        if not direct:
-            nhwc(b.diff[n0:n1])[...] = dx[:, ph:ph + h, pw:pw + w]
+
+        def images(a: int, z: int) -> None:
+            part = dcol[:, a * ohw:z * ohw]
+            xp.matmul(dyg[:, a * ohw:z * ohw], wm, out=part)
+            per_tap = part.reshape(g, z - a, oh, ow, taps, cg).transpose(0, 4, 1, 2, 3, 5)
+            dest = padded[a:z]
+            dest[...] = 0
+            if fast:
+                fast.col2im_add(per_tap, dest, *self._window())
+            else:
+                col2im_rows_add(xp, per_tap, dest, win, oh, ow)
+            if not direct:
+                dx[a:z] = dest[:, ph:ph + h, pw:pw + w]
+
+        lanes.split(xp, nc, images, *self._image_grain())

@@ -6,6 +6,7 @@ biases (num_output,). The axes before `axis` are kept, the rest flattened to K.
 
 from __future__ import annotations
 
+from pipeline_lib.core import lanes
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.engine.layers.axis_util import canonical_axis, count
 from pipeline_lib.engine.layers.base import Layer, register
@@ -45,10 +46,11 @@ class InnerProductLayer(Layer):
         top[0].reshape(shape[:axis] + (self.num_output,))
 
     def _matmul_into(self, a, b, dest) -> None:
-        """dest (any shape holding rows x cols) = a @ b, in place when dest is contiguous."""
+        """dest (any shape holding rows x cols) = a @ b, in place when dest is contiguous;
+        the rows split over the lanes."""
         rows, cols = a.shape[0], b.shape[1]
         if dest.flags.c_contiguous:
-            self.xp.matmul(a, b, out=dest.reshape(rows, cols))
+            lanes.matmul(self.xp, a, b, dest.reshape(rows, cols))
         else:
             dest[...] = (a @ b).reshape(dest.shape)
 
@@ -71,9 +73,9 @@ class InnerProductLayer(Layer):
         weight = self.blobs[0]
         dw = self.buffers.get("dw", weight.shape, weight.diff.dtype)
         if self.transpose:
-            xp.matmul(x.T, dy, out=dw)      # (K, N)
+            lanes.matmul(xp, x.T, dy, dw)      # (K, N)
         else:
-            xp.matmul(dy.T, x, out=dw)      # (N, K)
+            lanes.matmul(xp, dy.T, x, dw)      # (N, K)
         weight.diff += dw
         if self.bias_term:
             self.blobs[1].diff += dy.sum(axis=0)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline_lib.core import lanes
 from pipeline_lib.core.blob import Blob, nhwc
 from pipeline_lib.engine import kernels
 from pipeline_lib.engine.layers.base import Layer, register
@@ -132,14 +133,18 @@ class PoolingLayer(Layer):
         return self.xp.asarray((1.0 / area).astype(dtype))
 
     def _source(self, x, fill: float):
-        """The NHWC bottom, or a copy inside a border of `fill` when windows reach outside it."""
+        """The NHWC bottom, or a buffer for it inside a border of `fill` when windows reach
+        outside it (filled image by image by `_pad_images`)."""
         if not self.needs_pad:
             return x
         n, h, w, c = x.shape
-        ph, pw = self.pad
-        buf = self.buffers.get("xpad", (n,) + self.padded_hw + (c,), x.dtype, fill=fill)
-        buf[:, ph:ph + h, pw:pw + w] = x
-        return buf
+        return self.buffers.get("xpad", (n,) + self.padded_hw + (c,), x.dtype, fill=fill)
+
+    def _pad_images(self, src, x, a: int, b: int) -> None:
+        if self.needs_pad:
+            ph, pw = self.pad
+            h, w = self.in_hw
+            src[a:b, ph:ph + h, pw:pw + w] = x[a:b]
 
     # -- forward -------------------------------------------------------------------
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
@@ -147,11 +152,19 @@ class PoolingLayer(Layer):
         n, c, oh, ow = y.shape
         fast = kernels.compiled(self.xp)
         window = self.kernel + self.stride
+        xs, ys = nhwc(x), nhwc(y)
         if self.method == P.AVE:
-            if fast:
-                fast.ave_pool_forward(self._source(nhwc(x), 0.0), nhwc(y), self.inv_area, *window)
-            else:
-                self._forward_ave(self._source(nhwc(x), 0.0), nhwc(y))
+            src = self._source(xs, 0.0)
+            work = fast.ave_pool_forward if fast else self._forward_ave
+
+            def images(a: int, b: int) -> None:
+                self._pad_images(src, xs, a, b)
+                if fast:
+                    work(src[a:b], ys[a:b], self.inv_area, *window)
+                else:
+                    work(src[a:b], ys[a:b])
+
+            lanes.split(self.xp, n, images)
             return
         idx_dtype = np.uint8 if self.kernel[0] * self.kernel[1] <= 255 else np.int32
         idx = self.buffers.get("argmax", (n, oh, ow, c), idx_dtype)
@@ -159,16 +172,28 @@ class PoolingLayer(Layer):
             flat = x.reshape(n, c, -1)
             y[...] = self.xp.max(flat, axis=2).reshape(y.shape)
             idx[...] = self.xp.argmax(flat, axis=2).reshape(n, 1, 1, c)
-        elif fast:
-            fast.max_pool_forward(self._source(nhwc(x), MAX_FILL), nhwc(y), idx, *window)
         else:
-            self._forward_max(self._source(nhwc(x), MAX_FILL), nhwc(y), idx)
+            src = self._source(xs, MAX_FILL)
+            scratch = None if fast else self._max_scratch(ys.shape)
+
+            def images(a: int, b: int) -> None:
+                self._pad_images(src, xs, a, b)
+                if fast:
+                    fast.max_pool_forward(src[a:b], ys[a:b], idx[a:b], *window)
+                else:
+                    self._forward_max(src[a:b], ys[a:b], idx[a:b], *(s[a:b] for s in scratch))
+
+            lanes.split(self.xp, n, images)
         self.argmax = idx.transpose(0, 3, 1, 2)
         if len(top) > 1:
             top[1].data[...] = self._mask_indices(self.argmax)
 
-    def _forward_max(self, src, y, winner) -> None:
-        """MAX on NHWC views: `y` gets the maxima, `winner` the tap of the first one."""
+    def _max_scratch(self, shape):
+        return tuple(self.buffers.get(name, shape, np.bool_) for name in ("run", "below"))
+
+    def _forward_max(self, src, y, winner, run, below) -> None:
+        """MAX on NHWC views: `y` gets the maxima, `winner` the tap of the first one
+        (`run` and `below`: boolean scratch of y's shape)."""
         xp = self.xp
         slices = [src[:, r, c] for _, r, c in self._taps()]
         if len(slices) == 1:
@@ -179,8 +204,6 @@ class PoolingLayer(Layer):
         for s in slices[2:]:
             xp.maximum(y, s, out=y)
         # winner = number of leading taps strictly below the max (first maximum wins)
-        run = self.buffers.get("run", y.shape, np.bool_)
-        below = self.buffers.get("below", y.shape, np.bool_)
         xp.less(slices[0], y, out=run)
         winner[...] = run
         for s in slices[1:-1]:
@@ -214,7 +237,6 @@ class PoolingLayer(Layer):
         """Bottom diff, on NHWC views (padded when the windows reach outside the bottom)."""
         if not propagate_down[0]:
             return
-        xp = self.xp
         dy = nhwc(top[0].diff)
         b = bottom[0]
         n, c = b.shape[:2]
@@ -222,20 +244,39 @@ class PoolingLayer(Layer):
             dx = self.buffers.get("dxpad", (n,) + self.padded_hw + (c,), dy.dtype)
         else:
             dx = nhwc(b.diff)
+        winner = nhwc(self.argmax) if self.method == P.MAX else dy
+        if self.method == P.MAX:
+            scratch = (self.buffers.get("eq", dy.shape, np.bool_),
+                       None if self.tiles else self.buffers.get("grad", dy.shape, dy.dtype))
+        else:
+            scratch = (None, self.buffers.get("grad", dy.shape, dy.dtype))
+
+        bottom_diff = nhwc(b.diff)  # made here: a blob's diff is allocated on first use
+
+        def images(a: int, z: int) -> None:
+            self._backward_images(dy[a:z], winner[a:z], dx[a:z],
+                                  *(s if s is None else s[a:z] for s in scratch))
+            if self.needs_pad:
+                ph, pw = self.pad
+                h, w = self.in_hw
+                bottom_diff[a:z] = dx[a:z, ph:ph + h, pw:pw + w]
+
+        lanes.split(self.xp, n, images)
+
+    def _backward_images(self, dy, winner, dx, eq, grad) -> None:
+        """dx (padded NHWC) of some images from their dy (and MAX's winning taps);
+        `eq` and `grad`: scratch of dy's shape."""
+        xp = self.xp
         if not self.tiles:
             dx[...] = 0
         fast = kernels.compiled(xp)
         if fast:
             window = self.kernel + self.stride
             if self.method == P.MAX:
-                fast.max_pool_backward(dy, nhwc(self.argmax), dx, *window, self.tiles,
-                                       dy.dtype.type(0))
+                fast.max_pool_backward(dy, winner, dx, *window, self.tiles, dy.dtype.type(0))
             else:
                 fast.ave_pool_backward(dy, self.inv_area, dx, *window, self.tiles)
         elif self.method == P.MAX:
-            winner = nhwc(self.argmax)
-            eq = self.buffers.get("eq", dy.shape, np.bool_)
-            grad = None if self.tiles else self.buffers.get("grad", dy.shape, dy.dtype)
             for q, r, c in self._taps():
                 xp.equal(winner, q, out=eq)
                 if self.tiles:
@@ -244,14 +285,9 @@ class PoolingLayer(Layer):
                     xp.multiply(dy, eq, out=grad)
                     xp.add(dx[:, r, c], grad, out=dx[:, r, c])
         else:
-            grad = self.buffers.get("grad", dy.shape, dy.dtype)
             xp.multiply(dy, self.inv_area[..., None], out=grad)
             for _, r, c in self._taps():
                 if self.tiles:
                     dx[:, r, c] = grad
                 else:
                     xp.add(dx[:, r, c], grad, out=dx[:, r, c])
-        if self.needs_pad:
-            ph, pw = self.pad
-            h, w = self.in_hw
-            nhwc(b.diff)[...] = dx[:, ph:ph + h, pw:pw + w]

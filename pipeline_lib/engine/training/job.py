@@ -44,7 +44,7 @@ from google.protobuf import text_format
 from pipeline_lib.core import glog
 from pipeline_lib.core.backend import Device
 from pipeline_lib.core.fsutil import atomic_write_bytes
-from pipeline_lib.core.threads import blas_threads
+from pipeline_lib.core.threads import compute_threads
 from pipeline_lib.engine.model_files import SolverFiles
 from pipeline_lib.engine.training.device import run_device
 from pipeline_lib.engine.training.digests import DigestCache
@@ -228,7 +228,8 @@ class TrainingJob:
         overrides: SolverParameter fields and `batch_size` (engine/overrides.py).
         workflow_dir: where the solver and the nets it names are looked for when the
             working directory has no such file (model_files.locate).
-        threads: BLAS threads for the run (core.threads; None: as the environment says).
+        threads: cores for the run: lanes, BLAS on one thread (core.threads; None: as the
+            environment says).
         config: the workflow's config section for this run, kept in the record.
         """
         solver = SolverFiles.read(solver_path, workflow_dir=workflow_dir, overrides=overrides)
@@ -276,7 +277,7 @@ class TrainingJob:
 
     def run(self) -> TrainResult:
         """Train; move the final pair to the stem and write the provenance record."""
-        with blas_threads(self.threads), self._output_lock() as created_dirs:
+        with compute_threads(self.threads), self._output_lock() as created_dirs:
             record = RunRecord(self.solver.path, config=self.config)
             files = self.solver.files
             record.add_texts([files.solver, *files.nets])

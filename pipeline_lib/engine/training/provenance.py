@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline_lib.core import lanes
 from pipeline_lib.core.fsutil import atomic_write_bytes, sha256_file
 from pipeline_lib.engine.training.digests import DigestCache, hash_input
 
@@ -59,11 +60,11 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
 
 
 def blas_info() -> dict[str, Any]:
-    """NumPy's BLAS (name, version, build config) and its thread count.
+    """NumPy's BLAS (name, version, build config), its thread count and the run's lanes.
 
-    The thread count matters: OpenBLAS's multi-threaded GEMM sums in another
-    order than its single-threaded one, so the same run with 1 and with 2
-    BLAS threads gives different bits (with the same count, the same bits).
+    A training job keeps BLAS on one thread and splits its work over lanes
+    (core/threads): OpenBLAS's multi-threaded GEMM sums in another order than
+    its single-threaded one, the lanes change no value's operations.
     """
     info: dict[str, Any] = {}
     try:
@@ -75,6 +76,7 @@ def blas_info() -> dict[str, Any]:
     except Exception as e:  # a record, not a requirement: say why it is missing
         info["error"] = f"{type(e).__name__}: {e}"
     info["threads"] = blas_threads()
+    info["lanes"] = lanes.count()
     return info
 
 

@@ -1,0 +1,194 @@
+"""core/lanes: a step's work split over threads, the same bits whatever the lane count.
+
+The layers that split (Convolution, Pooling, InnerProduct, the SGD update) are
+run with 1, 2 and 3 lanes on nets whose shapes make them split, and every blob,
+gradient and trained weight must be equal to the last bit.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from pipeline_lib.core import lanes
+from pipeline_lib.core.threads import compute_threads
+from pipeline_lib.engine import kernels
+from pipeline_lib.engine.layers import convolution
+from pipeline_lib.engine.net import Net
+from pipeline_lib.engine.training.metrics import MetricsTable
+from pipeline_lib.engine.training.solver import Solver
+from pipeline_lib.proto import caffe_pb2
+from pipeline_lib.proto.prototxt import parse_net_text, parse_solver_text
+
+
+@pytest.mark.parametrize("n, parts, align", [(64, 2, 1), (64, 3, 16), (10, 4, 1), (501, 2, 16),
+                                             (26, 3, 16), (5, 8, 1)])
+def test_bounds_cover_the_range_in_order_with_aligned_cuts(n, parts, align):
+    pieces = lanes.bounds(n, parts, align)
+    assert pieces[0][0] == 0 and pieces[-1][1] == n
+    assert all(a < b for a, b in pieces)
+    assert all(p[1] == q[0] for p, q in zip(pieces, pieces[1:]))
+    assert all(b % align == 0 for _, b in pieces[:-1])
+    assert len(pieces) <= parts
+
+
+def test_split_runs_the_parts_on_several_threads_and_waits_for_them():
+    seen: dict[int, int] = {}
+    barrier = threading.Barrier(3, timeout=10)  # only passes if 3 parts run at once
+
+    def work(a: int, b: int) -> None:
+        barrier.wait()
+        seen[a] = threading.get_ident()
+
+    with lanes.lanes(3):
+        lanes.split(np, 30, work)
+    assert sorted(seen) == [0, 10, 20]
+    assert len(set(seen.values())) == 3
+    assert seen[0] == threading.get_ident()  # the caller takes the first part
+
+
+def test_split_is_whole_for_one_lane_small_work_cupy_and_inside_a_lane():
+    calls = []
+    with lanes.lanes(2):
+        lanes.split(np, 7, lambda a, b: calls.append((a, b)), grain=4)  # 7 // 4 = 1 part
+        lanes.split(object(), 100, lambda a, b: calls.append((a, b)))   # not NumPy
+        lanes.split(np, 4, lambda a, b: lanes.split(np, 10, lambda c, d: calls.append((c, d))))
+    assert calls == [(0, 7), (0, 100), (0, 10), (0, 10)]
+
+
+def test_an_error_in_a_lane_reaches_the_caller():
+    def work(a: int, b: int) -> None:
+        if a:
+            raise ValueError(f"part {a}")
+
+    with lanes.lanes(2), pytest.raises(ValueError, match="part 5"):
+        lanes.split(np, 10, work)
+
+
+def test_lane_count_is_restored_and_checked():
+    assert lanes.count() == 1
+    with compute_threads(3):
+        assert lanes.count() == 3
+    assert lanes.count() == 1
+    with pytest.raises(ValueError, match="at least 1"), compute_threads(0):
+        pass
+
+
+# -- the same bits with any lane count --------------------------------------------------
+LAYERS = """
+name: "split"
+layer { name: "data" type: "DummyData" top: "data" top: "label"
+  dummy_data_param { shape { dim: 64 dim: 3 dim: 32 dim: 30 } shape { dim: 64 }
+    data_filler { type: "gaussian" std: 1 } data_filler { type: "constant" value: 1 } } }
+layer { name: "conv_pad" type: "Convolution" bottom: "data" top: "c1"
+  convolution_param { num_output: 16 kernel_size: 3 pad: 1 stride: 1
+    weight_filler { type: "gaussian" std: 0.3 } bias_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "pool_max" type: "Pooling" bottom: "c1" top: "p1"
+  pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 } }
+layer { name: "conv_group" type: "Convolution" bottom: "p1" top: "c2"
+  convolution_param { num_output: 64 kernel_size: 3 group: 2 stride: 1 pad: 1
+    weight_filler { type: "gaussian" std: 0.3 } bias_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "pool_ave" type: "Pooling" bottom: "c2" top: "p2"
+  pooling_param { pool: AVE kernel_size: 2 stride: 2 } }
+layer { name: "fc" type: "InnerProduct" bottom: "p2" top: "fc"
+  inner_product_param { num_output: 256
+    weight_filler { type: "gaussian" std: 0.1 } bias_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "fc_t" type: "InnerProduct" bottom: "fc" top: "out"
+  inner_product_param { num_output: 7 transpose: true
+    weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "out" bottom: "label" top: "loss" }
+"""
+
+
+def _blobs_after_a_step(lane_count: int) -> dict[str, np.ndarray]:
+    with compute_threads(lane_count):
+        net = Net(parse_net_text(LAYERS, "split"), caffe_pb2.TRAIN,
+                  rng=np.random.default_rng(3))
+        net.forward_backward()
+        out = {}
+        for name, blob in net.blobs.items():
+            out[f"{name} data"] = blob.data.copy()
+            out[f"{name} diff"] = blob.diff.copy()
+        for lname, layer in zip(net.layer_names, net.layers):
+            for k, blob in enumerate(layer.blobs):
+                out[f"{lname} param {k} diff"] = blob.diff.copy()
+        net.close()
+    return out
+
+
+@pytest.mark.parametrize("layout", ["rows", "taps"])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_every_blob_and_gradient_is_the_same_with_1_2_and_3_lanes(monkeypatch, layout, compiled):
+    """Padding, groups, overlapping MAX windows, AVE, both patch layouts, with and without
+    the compiled kernels; at the real split thresholds (lanes.GEMM_MIN_WORK)."""
+    if compiled:
+        pytest.importorskip("numba")
+    monkeypatch.setattr(convolution, "LAYOUT", layout)
+    kernels.set_enabled(compiled)
+    parts = []
+    real = lanes._in_lane
+    monkeypatch.setattr(lanes, "_in_lane", lambda *a: (parts.append(a[1:]), real(*a))[1])
+    try:
+        one = _blobs_after_a_step(1)
+        assert not parts
+        for count in (2, 3):
+            other = _blobs_after_a_step(count)
+            assert parts, "nothing was split"
+            parts.clear()
+            for key, value in one.items():
+                assert np.array_equal(value, other[key]), f"{key} differs with {count} lanes"
+    finally:
+        kernels.set_enabled(True)
+
+
+LENET_SOLVER = """
+base_lr: 0.01 momentum: 0.9 weight_decay: 0.0005 lr_policy: "inv" gamma: 0.0001 power: 0.75
+max_iter: 100000 display: 0 random_seed: 5
+net_param {
+  name: "LeNet"
+  layer { name: "data" type: "DummyData" top: "data" top: "label"
+    dummy_data_param { shape { dim: 64 dim: 1 dim: 28 dim: 28 } shape { dim: 64 }
+      data_filler { type: "uniform" min: 0 max: 1 } data_filler { type: "constant" value: 3 } } }
+  layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+    param { lr_mult: 1 } param { lr_mult: 2 }
+    convolution_param { num_output: 20 kernel_size: 5 stride: 1
+      weight_filler { type: "xavier" } bias_filler { type: "constant" } } }
+  layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+    pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+  layer { name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2"
+    param { lr_mult: 1 } param { lr_mult: 2 }
+    convolution_param { num_output: 50 kernel_size: 5 stride: 1
+      weight_filler { type: "xavier" } bias_filler { type: "constant" } } }
+  layer { name: "pool2" type: "Pooling" bottom: "conv2" top: "pool2"
+    pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+  layer { name: "ip1" type: "InnerProduct" bottom: "pool2" top: "ip1"
+    param { lr_mult: 1 } param { lr_mult: 2 }
+    inner_product_param { num_output: 500 weight_filler { type: "xavier" }
+      bias_filler { type: "constant" } } }
+  layer { name: "relu1" type: "ReLU" bottom: "ip1" top: "ip1" }
+  layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
+    param { lr_mult: 1 } param { lr_mult: 2 }
+    inner_product_param { num_output: 10 weight_filler { type: "xavier" }
+      bias_filler { type: "constant" } } }
+  layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }
+}
+"""
+
+
+def _lenet_weights(lane_count: int, iterations: int = 3) -> list[np.ndarray]:
+    with compute_threads(lane_count):
+        solver = Solver(parse_solver_text(LENET_SOLVER, "lenet"), xp=np, metrics=MetricsTable())
+        solver.step(iterations)
+        weights = [b.data.copy() for b in solver.net.learnable_params]
+        solver.close()
+    return weights
+
+
+def test_lenet_at_its_real_size_trains_to_the_same_bits_with_1_2_and_3_lanes():
+    """Real LeNet shapes and split thresholds: what a training job runs."""
+    one = _lenet_weights(1)
+    for count in (2, 3):
+        for k, (a, b) in enumerate(zip(one, _lenet_weights(count))):
+            assert np.array_equal(a, b), f"param {k} differs with {count} lanes"
