@@ -1,6 +1,6 @@
 """core/lanes: a step's work split over threads, the same bits whatever the lane count.
 
-The layers that split (Convolution, Pooling, InnerProduct, the SGD update) are
+The layers that split (Convolution, Pooling, InnerProduct, ReLU, LRN, the SGD update) are
 run with 1, 2 and 3 lanes on nets whose shapes make them split, and every blob,
 gradient and trained weight must be equal to the last bit.
 """
@@ -85,12 +85,18 @@ layer { name: "data" type: "DummyData" top: "data" top: "label"
 layer { name: "conv_pad" type: "Convolution" bottom: "data" top: "c1"
   convolution_param { num_output: 16 kernel_size: 3 pad: 1 stride: 1
     weight_filler { type: "gaussian" std: 0.3 } bias_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "relu" type: "ReLU" bottom: "c1" top: "c1" }
 layer { name: "pool_max" type: "Pooling" bottom: "c1" top: "p1"
   pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 } }
-layer { name: "conv_group" type: "Convolution" bottom: "p1" top: "c2"
+layer { name: "lrn_across" type: "LRN" bottom: "p1" top: "n1"
+  lrn_param { local_size: 5 alpha: 0.1 beta: 0.75 } }
+layer { name: "conv_group" type: "Convolution" bottom: "n1" top: "c2"
   convolution_param { num_output: 64 kernel_size: 3 group: 2 stride: 1 pad: 1
     weight_filler { type: "gaussian" std: 0.3 } bias_filler { type: "gaussian" std: 0.1 } } }
-layer { name: "pool_ave" type: "Pooling" bottom: "c2" top: "p2"
+layer { name: "lrn_within" type: "LRN" bottom: "c2" top: "n2"
+  lrn_param { local_size: 3 alpha: 0.1 beta: 0.6 norm_region: WITHIN_CHANNEL } }
+layer { name: "relu_copy" type: "ReLU" bottom: "n2" top: "r2" }
+layer { name: "pool_ave" type: "Pooling" bottom: "r2" top: "p2"
   pooling_param { pool: AVE kernel_size: 2 stride: 2 } }
 layer { name: "fc" type: "InnerProduct" bottom: "p2" top: "fc"
   inner_product_param { num_output: 256
@@ -121,8 +127,9 @@ def _blobs_after_a_step(lane_count: int) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("layout", ["rows", "taps"])
 @pytest.mark.parametrize("compiled", [True, False])
 def test_every_blob_and_gradient_is_the_same_with_1_2_and_3_lanes(monkeypatch, layout, compiled):
-    """Padding, groups, overlapping MAX windows, AVE, both patch layouts, with and without
-    the compiled kernels; at the real split thresholds (lanes.GEMM_MIN_WORK)."""
+    """Padding, groups, overlapping MAX windows, AVE, LRN both ways, ReLU in place and not,
+    both patch layouts, with and without the compiled kernels; at the real split
+    thresholds (lanes.GEMM_MIN_WORK, lanes.ELEMENTWISE_GRAIN)."""
     if compiled:
         pytest.importorskip("numba")
     monkeypatch.setattr(convolution, "LAYOUT", layout)

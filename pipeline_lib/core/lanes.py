@@ -89,6 +89,38 @@ def _in_lane(work: Callable[[int, int], None], start: int, stop: int) -> None:
         _inside.busy = False
 
 
+#: values per part of elementwise work at least: below, a wake-up costs more than it saves
+ELEMENTWISE_GRAIN = 1 << 16
+
+
+def _flat_views(arrays) -> list | None:
+    """1-D views of arrays of one shape laid out alike in memory (C order, or channels-last
+    4-D), so that equal ranges hold the same elements; None otherwise."""
+    views, orders = [], set()
+    for a in arrays:
+        if a.flags.c_contiguous:
+            orders.add("C")
+            views.append(a.reshape(-1))
+        elif a.ndim == 4 and a.transpose(0, 2, 3, 1).flags.c_contiguous:
+            orders.add("NHWC")
+            views.append(a.transpose(0, 2, 3, 1).reshape(-1))
+        else:
+            return None
+    if len(orders) != 1 or len({a.shape for a in arrays}) != 1:
+        return None
+    return views
+
+
+def elementwise(xp, work: Callable[..., None], *arrays) -> None:
+    """work(*parts) on equal ranges of arrays of one shape, element by element; or
+    work(*arrays) once when they are not NumPy's or not laid out alike."""
+    views = _flat_views(arrays) if xp is np else None
+    if views is None:
+        work(*arrays)
+        return
+    split(xp, views[0].size, lambda a, b: work(*(v[a:b] for v in views)), ELEMENTWISE_GRAIN)
+
+
 #: GEMM splits cut rows or columns at multiples of this: BLAS kernels work on tiles of
 #: rows and columns, and a cut inside a tile could hand a row to another kernel.
 GEMM_ALIGN = 16

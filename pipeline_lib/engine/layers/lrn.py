@@ -11,6 +11,7 @@ with size n (across) or n^2 (within) and the same symmetric window.
 
 from __future__ import annotations
 
+from pipeline_lib.core import lanes
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.engine.layers.base import Layer, register
 from pipeline_lib.engine.layers.conv_utils import Buffers
@@ -57,22 +58,29 @@ class LRNLayer(Layer):
         buf = self.buffers.get(name, (n, c, h + 2 * p, w + 2 * p), dtype, fill=0)
         return buf, buf[:, :, p:p + h, p:p + w]
 
-    def _window_sum(self, padded, shape, out) -> None:
-        """out = sum over each element's window of a zero-bordered array."""
+    def _window_sum(self, padded, out, rows) -> None:
+        """out = sum over each element's window of a zero-bordered array (some images of
+        it); `rows`: scratch for WITHIN_CHANNEL's row sums, (n, c, h, padded width)."""
         xp = self.xp
-        n, c, h, w = shape
+        n, c, h, w = out.shape
         if self.across:
             out[...] = padded[:, 0:c]
             for q in range(1, self.size):
                 xp.add(out, padded[:, q:q + c], out=out)
             return
-        rows = self.buffers.get("rows", (n, c, h, padded.shape[3]), out.dtype)
         rows[...] = padded[:, :, 0:h]
         for q in range(1, self.size):
             xp.add(rows, padded[:, :, q:q + h], out=rows)
         out[...] = rows[:, :, :, 0:w]
         for q in range(1, self.size):
             xp.add(out, rows[:, :, :, q:q + w], out=out)
+
+    def _rows(self, padded, shape, dtype):
+        """Scratch for `_window_sum` (None ACROSS_CHANNELS)."""
+        if self.across:
+            return None
+        n, c, h, _ = shape
+        return self.buffers.get("rows", (n, c, h, padded.shape[3]), dtype)
 
     def _neg_power(self, scale, out) -> None:
         """out = scale ** -beta (Caffe's beta 0.75 as two square roots: faster, exact enough)."""
@@ -90,17 +98,23 @@ class LRNLayer(Layer):
     # -- forward / backward ---------------------------------------------------------
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         xp = self.xp
-        x = bottom[0].data
+        x, y = bottom[0].data, top[0].data
         shape = x.shape
         sq, inner = self._padded("sq", shape, x.dtype)
-        xp.multiply(x, x, out=inner)
         scale = self.buffers.get("scale", shape, x.dtype)
-        self._window_sum(sq, shape, scale)
-        scale *= self.alpha / self._norm_count()
-        scale += self.k if self.across else 1.0
         factor = self.buffers.get("factor", shape, x.dtype)
-        self._neg_power(scale, factor)
-        xp.multiply(x, factor, out=top[0].data)
+        rows = self._rows(sq, shape, x.dtype)
+        t = x.dtype.type
+
+        def images(a: int, b: int) -> None:
+            xp.multiply(x[a:b], x[a:b], out=inner[a:b])
+            self._window_sum(sq[a:b], scale[a:b], None if rows is None else rows[a:b])
+            scale[a:b] *= t(self.alpha / self._norm_count())
+            scale[a:b] += t(self.k if self.across else 1.0)
+            self._neg_power(scale[a:b], factor[a:b])
+            xp.multiply(x[a:b], factor[a:b], out=y[a:b])
+
+        lanes.split(xp, shape[0], images)
 
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
         if not propagate_down[0]:
@@ -111,12 +125,18 @@ class LRNLayer(Layer):
         scale = self.buffers.get("scale", shape, x.dtype)
         factor = self.buffers.get("factor", shape, x.dtype)
         ratio, inner = self._padded("ratio", shape, x.dtype)
-        xp.multiply(dy, y, out=inner)
-        xp.divide(inner, scale, out=inner)
         acc = self.buffers.get("acc", shape, x.dtype)
-        self._window_sum(ratio, shape, acc)
-        xp.multiply(acc, x, out=acc)
-        acc *= -2.0 * self.alpha * self.beta / self._norm_count()
+        rows = self._rows(ratio, shape, x.dtype)
         dx = bottom[0].diff
-        xp.multiply(dy, factor, out=dx)
-        dx += acc
+        t = x.dtype.type
+
+        def images(a: int, b: int) -> None:
+            xp.multiply(dy[a:b], y[a:b], out=inner[a:b])
+            xp.divide(inner[a:b], scale[a:b], out=inner[a:b])
+            self._window_sum(ratio[a:b], acc[a:b], None if rows is None else rows[a:b])
+            xp.multiply(acc[a:b], x[a:b], out=acc[a:b])
+            acc[a:b] *= t(-2.0 * self.alpha * self.beta / self._norm_count())
+            xp.multiply(dy[a:b], factor[a:b], out=dx[a:b])
+            dx[a:b] += acc[a:b]
+
+        lanes.split(xp, shape[0], images)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pipeline_lib.core import lanes
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.engine.layers.base import register
 from pipeline_lib.engine.layers.neuron import NeuronLayer
@@ -18,7 +19,7 @@ class ReLULayer(NeuronLayer):
         xp = self.xp
         x = bottom[0].data
         if self.negative_slope == 0:
-            xp.maximum(x, 0, out=top[0].data)
+            lanes.elementwise(xp, lambda x, y: xp.maximum(x, 0, out=y), x, top[0].data)
         else:
             top[0].data[...] = xp.where(x > 0, x, x * self.negative_slope)
 
@@ -30,6 +31,7 @@ class ReLULayer(NeuronLayer):
         x = bottom[0].data
         dy = top[0].diff
         if self.negative_slope == 0:
-            bottom[0].diff[...] = dy * (x > 0)
+            lanes.elementwise(self.xp, lambda x, dy, dx: self.xp.multiply(dy, x > 0, out=dx),
+                              x, dy, bottom[0].diff)
         else:
             bottom[0].diff[...] = self.xp.where(x > 0, dy, dy * self.negative_slope)
