@@ -123,7 +123,7 @@ def elementwise(xp, work: Callable[..., None], *arrays) -> None:
 
 #: GEMM splits cut rows or columns at multiples of this: BLAS kernels work on tiles of
 #: rows and columns, and a cut inside a tile could hand a row to another kernel.
-GEMM_ALIGN = 16
+GEMM_ALIGN = 8
 #: ... and give every part at least this many multiply-adds (BLAS takes another path
 #: for small products; below it a split is not worth a thread's wake-up either).
 GEMM_MIN_WORK = 1 << 21
