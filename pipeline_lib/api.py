@@ -34,6 +34,7 @@ from pipeline_lib.core.backend import Device, to_host
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.engine.layers.base import Layer
 from pipeline_lib.engine.layers.data_layer import DataLayer, replace_data_layers, set_batch_size
+from pipeline_lib.engine.layers.python_layer import modules_beside
 from pipeline_lib.engine.net import Net as CoreNet
 from pipeline_lib.engine.weights import copy_weights, read_weights
 from pipeline_lib.proto import caffe_pb2
@@ -71,11 +72,13 @@ class Net:
         from pipeline_lib.proto.prototxt import read_net
 
         weights, phase = _weights_and_phase(args, weights, phase)
-        param = model if isinstance(model, caffe_pb2.NetParameter) else read_net(model)
+        from_file = not isinstance(model, caffe_pb2.NetParameter)
+        param = read_net(model) if from_file else model
         device = device if device is not None else mode.device()
-        core = CoreNet(param, phase_value(phase), xp=device.xp,
-                       rng=np.random.default_rng(mode.seed() if seed is None else seed),
-                       stages=stages, level=level)
+        with modules_beside(*([model] if from_file else [])):
+            core = CoreNet(param, phase_value(phase), xp=device.xp,
+                           rng=np.random.default_rng(mode.seed() if seed is None else seed),
+                           stages=stages, level=level)
         self._attach(core)
         if weights is not None:
             try:
@@ -316,8 +319,9 @@ def load_net(model: str, weights: str | None, phase: int, device: Device = Devic
         replace_data_layers(param, list(dummy_data), batch_size)
     if batch_size:
         set_batch_size(param, batch_size)
-    net = CoreNet(param, phase, xp=device.xp, rng=np.random.default_rng(seed), stages=stages,
-                  level=level or 0)
+    with modules_beside(model):
+        net = CoreNet(param, phase, xp=device.xp, rng=np.random.default_rng(seed),
+                      stages=stages, level=level or 0)
     if weights:
         copy_weights(net, read_weights([w for w in weights.split(",") if w]))
     return net

@@ -29,6 +29,7 @@ import numpy as np
 
 from pipeline_lib.api import Net
 from pipeline_lib.core.backend import Device
+from pipeline_lib.engine.layers.python_layer import modules_beside
 from pipeline_lib.preprocess import Preprocessor, find_transform_param
 from pipeline_lib.proto import caffe_pb2
 
@@ -248,7 +249,7 @@ def run_classify(model: str, weights: Sequence[str], inputs: Sequence[str], *,
                                     input_blob=input_blob, **overrides)
     print(f"pcaffe classify: preprocessing from {origin}: {pp.describe()}",
           file=log or sys.stderr)
-    with Net(deploy, weights or None, "TEST", device=device) as net:
+    with modules_beside(model), Net(deploy, weights or None, "TEST", device=device) as net:
         names = read_label_names(labels) if labels else None
         if names:
             check_label_names(names, net, output_blob, labels)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 
 from pipeline_lib.core.cli_args import (
     OneLineParser,
+    add_debug,
     at_least,
     file_list,
     finite_float,
@@ -224,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", "-version", action="version",
                         version=f"pcaffe {_version()} (Caffe 1.0 files)",
                         help="print the version and exit")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    add_debug(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str, *, gpu: str = "run on this GPU") -> argparse.ArgumentParser:
@@ -232,9 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--gpu", "-gpu", nargs="?", const=(0,), type=gpu_list, metavar="IDS",
                        help=f"{gpu}: a number, a comma list (0,1) or all; with a list the "
                             "first is used until multi-GPU runs exist (alone: 0)")
-        # SUPPRESS: an unset sub-command flag must not undo `pcaffe --debug <command>`.
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show tracebacks on errors")
+        add_debug(p, command=True)
         return p
 
     def add_state(p: argparse.ArgumentParser, net: str) -> None:
@@ -317,8 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("draw", help="draw a net prototxt with Graphviz (png, svg, pdf, ...)",
                        description="draw a net prototxt with Graphviz (png, svg, pdf, ...)")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show tracebacks on errors")
+    add_debug(p, command=True)
     add_arguments(p)
 
     add("device_query", "show the properties of CUDA devices",

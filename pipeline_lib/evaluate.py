@@ -32,6 +32,7 @@ from pipeline_lib.core.backend import Device
 from pipeline_lib.core.fsutil import atomic_write_bytes
 from pipeline_lib.data.db import DatabaseReader, open_db
 from pipeline_lib.engine.layers.data_layer import DataLayer, data_layer_class
+from pipeline_lib.engine.layers.python_layer import modules_beside
 from pipeline_lib.preprocess import Preprocessor, find_transform_param
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.datum import datum_to_array, parse_datum
@@ -304,7 +305,8 @@ def evaluate_net(param: caffe_pb2.NetParameter | str | os.PathLike,
     from pipeline_lib.core.backend import to_host
     from pipeline_lib.proto.prototxt import read_net
 
-    if not isinstance(param, caffe_pb2.NetParameter):
+    net_files = [] if isinstance(param, caffe_pb2.NetParameter) else [param]
+    if net_files:
         param = read_net(param)
     setup = scoring_setup(param, stages=stages, level=level, scores_blob=scores_blob)
     tp = setup.transform
@@ -315,7 +317,9 @@ def evaluate_net(param: caffe_pb2.NetParameter | str | os.PathLike,
         c, h, w = first_record_shape(reader, color)
         crop = int(tp.crop_size)
         pp = Preprocessor.from_transform_param(tp, (c, crop or h, crop or w), image_size=(h, w))
-        with Net(setup.with_input((batch, *pp.input_shape)), weights, "TEST", device=device) as net:
+        with modules_beside(*net_files), \
+                Net(setup.with_input((batch, *pp.input_shape)), weights, "TEST",
+                    device=device) as net:
             if setup.scores_blob not in net.blobs:
                 raise EvaluationError(f"net {param.name!r} has no blob {setup.scores_blob!r}")
             has_loss = any(net.core.loss_weights.values())
@@ -344,7 +348,8 @@ def evaluate_deploy(deploy: caffe_pb2.NetParameter | str | os.PathLike,
     from pipeline_lib.api import Net
     from pipeline_lib.proto.prototxt import read_net, read_net_binary
 
-    if not isinstance(deploy, caffe_pb2.NetParameter):
+    net_files = [] if isinstance(deploy, caffe_pb2.NetParameter) else [deploy]
+    if net_files:
         deploy = read_net(deploy)
     paths = [weights] if isinstance(weights, str | os.PathLike) else list(weights)
     trained = read_net_binary(paths[0])
@@ -353,7 +358,8 @@ def evaluate_deploy(deploy: caffe_pb2.NetParameter | str | os.PathLike,
                                             transform_from=trained)
     tp = find_transform_param(trained) or caffe_pb2.TransformationParameter()
     color = True if tp.force_color else False if tp.force_gray else None
-    with Net(deploy, paths, "TEST", device=device) as net, open_db(source, "r") as reader:
+    with modules_beside(*net_files), Net(deploy, paths, "TEST", device=device) as net, \
+            open_db(source, "r") as reader:
         input_blob = input_blob or net.inputs[0]
         scores_blob = scores_blob or net.outputs[-1]
         batch = int(batch_size or net.blobs[input_blob].shape[0] or 1)
@@ -408,8 +414,13 @@ def evaluate_solver(solver_path: str | os.PathLike, weights: str | os.PathLike, 
                     workflow_dir: str | os.PathLike | None = None, **kwargs
                     ) -> tuple[Evaluation, dict]:
     """Evaluate trained weights with the solver's TEST net on its test database."""
+    from pipeline_lib.engine.model_files import locate
+
     param, where, stages, level = solver_test_net(solver_path, workflow_dir)
-    evaluation, info = evaluate_net(param, weights, stages=stages, level=level, **kwargs)
+    # a net inline in the solver was read from the solver's file
+    net_file = where if os.path.exists(where) else locate(solver_path, workflow_dir)
+    with modules_beside(net_file):
+        evaluation, info = evaluate_net(param, weights, stages=stages, level=level, **kwargs)
     return evaluation, {"solver": str(solver_path), "net_file": where, **info}
 
 

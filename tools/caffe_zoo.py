@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -151,7 +152,8 @@ def build_shapes(net: caffe_pb2.NetParameter) -> dict:
         try:
             built = Net(fed, phase, xp=np, stages=stages)
         except (ValueError, MemoryError) as e:
-            result[label] = {"error": str(e)}
+            # the same record from any folder (a Python layer's error names the cwd)
+            result[label] = {"error": str(e).replace(os.getcwd(), "<cwd>")}
             continue
         shapes = {name: list(blob.shape) for name, blob in built.blobs.items()
                   if layer_class_of(built, name) != "Split"}

@@ -21,6 +21,8 @@ import os
 
 from pipeline_lib import mode
 from pipeline_lib.api import Net
+from pipeline_lib.engine.layers.python_layer import modules_beside
+from pipeline_lib.engine.model_files import net_paths
 from pipeline_lib.engine.training.metrics import MetricsTable
 from pipeline_lib.engine.training.parameters import default_snapshot_prefix
 from pipeline_lib.engine.training.solver import Solver as EngineSolver
@@ -50,7 +52,10 @@ class Solver:
             sp.type = self.rule
         if sp.random_seed < 0 and mode.seed_was_set():
             sp.random_seed = mode.seed()
-        self.engine = EngineSolver(sp, xp=mode.device().xp, metrics=MetricsTable(None))
+        files = net_paths(sp) if isinstance(solver, caffe_pb2.SolverParameter) else \
+            [solver, *net_paths(sp)]
+        with modules_beside(*files):
+            self.engine = EngineSolver(sp, xp=mode.device().xp, metrics=MetricsTable(None))
         self.net = Net.wrap(self.engine.net)
         self.test_nets = [Net.wrap(net) for net in self.engine.test_nets]
 

@@ -15,8 +15,9 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-__all__ = ["OneLineParser", "at_least", "file_list", "finite_float", "gpu_list", "name_list",
-           "numbers", "positive_int", "positive_ints", "size_hw", "whole_number"]
+__all__ = ["OneLineParser", "add_debug", "at_least", "file_list", "finite_float", "gpu_list",
+           "invalid", "name_list", "numbers", "positive_int", "positive_ints", "size_hw",
+           "whole_number"]
 
 INT32_MAX = 2**31 - 1  # Caffe's counts (max_iter, batch_size, ...) are int32
 
@@ -29,7 +30,17 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(1)
 
 
-def _invalid(text: str, expected: str) -> argparse.ArgumentTypeError:
+def add_debug(parser: argparse.ArgumentParser, *, command: bool = False) -> None:
+    """`--debug`: tracebacks instead of one-line errors. On a sub-command's parser
+    (`command`) it defaults to SUPPRESS, so leaving it out after the command does not undo
+    a `--debug` given before it."""
+    parser.add_argument("--debug", action="store_true",
+                        default=argparse.SUPPRESS if command else False,
+                        help="show tracebacks on errors")
+
+
+def invalid(text: str, expected: str) -> argparse.ArgumentTypeError:
+    """A type's error: the value given and what is allowed."""
     return argparse.ArgumentTypeError(f"got {text!r}; expected {expected}")
 
 
@@ -42,9 +53,9 @@ def at_least(low: int, high: int = INT32_MAX) -> Callable[[str], int]:
         try:
             value = int(text)
         except ValueError:
-            raise _invalid(text, expected) from None
+            raise invalid(text, expected) from None
         if not low <= value <= high:
-            raise _invalid(text, expected if value < low else f"at most {high}")
+            raise invalid(text, expected if value < low else f"at most {high}")
         return value
 
     return parse
@@ -58,9 +69,9 @@ def whole_number(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise _invalid(text, "a whole number (e.g. 0, 2 or -1)") from None
+        raise invalid(text, "a whole number (e.g. 0, 2 or -1)") from None
     if not -INT32_MAX - 1 <= value <= INT32_MAX:
-        raise _invalid(text, f"a whole number from {-INT32_MAX - 1} to {INT32_MAX}")
+        raise invalid(text, f"a whole number from {-INT32_MAX - 1} to {INT32_MAX}")
     return value
 
 
@@ -69,9 +80,9 @@ def finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise _invalid(text, "a number") from None
+        raise invalid(text, "a number") from None
     if not math.isfinite(value):
-        raise _invalid(text, "a finite number")
+        raise invalid(text, "a finite number")
     return value
 
 
@@ -84,9 +95,9 @@ def positive_ints(count: int, separator: str, example: str) -> Callable[[str], t
         try:
             values = tuple(int(p) for p in parts)
         except ValueError:
-            raise _invalid(text, expected) from None
+            raise invalid(text, expected) from None
         if len(values) != count or min(values) < 1 or max(values) > INT32_MAX:
-            raise _invalid(text, expected)
+            raise invalid(text, expected)
         return values
 
     return parse
@@ -100,13 +111,13 @@ def numbers(text: str) -> tuple[float, ...]:
     try:
         return tuple(finite_float(p) for p in text.split(","))
     except argparse.ArgumentTypeError:
-        raise _invalid(text, "finite numbers separated by commas, e.g. 104,117,123") from None
+        raise invalid(text, "finite numbers separated by commas, e.g. 104,117,123") from None
 
 
 def file_list(text: str) -> str:
     """A type: one or more file names separated by commas, none empty (returned as given)."""
     if not all(text.split(",")):
-        raise _invalid(text, "file names separated by commas, none empty")
+        raise invalid(text, "file names separated by commas, none empty")
     return text
 
 
@@ -118,9 +129,9 @@ def gpu_list(text: str) -> tuple[int, ...] | str:
     try:
         ids = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise _invalid(text, expected) from None
+        raise invalid(text, expected) from None
     if any(i < 0 for i in ids) or len(set(ids)) != len(ids):
-        raise _invalid(text, expected + ", each once and >= 0")
+        raise invalid(text, expected + ", each once and >= 0")
     return ids
 
 
@@ -128,5 +139,5 @@ def name_list(text: str) -> tuple[str, ...]:
     """A type: comma-separated names, none empty (Caffe's `-stage a,b`)."""
     names = tuple(part.strip() for part in text.split(","))
     if not all(names):
-        raise _invalid(text, "names separated by commas, none empty (e.g. deploy,fast)")
+        raise invalid(text, "names separated by commas, none empty (e.g. deploy,fast)")
     return names

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline_lib.core.cli_args import OneLineParser, add_debug, at_least, invalid, size_hw
 from pipeline_lib.core.errors import describe_error
 
 log = logging.getLogger("pipeline_lib.data")
@@ -110,62 +111,31 @@ def _check_output_file(path: Path, what: str) -> None:
         raise ValueError(f"{path}: is a folder; {what} must name a file to write")
 
 
-def _whole_number(low: int, high: int | None = None):
-    """An argparse type: an integer from `low` to `high` (no upper bound when None)."""
-    allowed = f"a whole number from {low} to {high}" if high else f"a whole number >= {low}"
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected {allowed}") from None
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"{value}: expected {allowed}")
-        return value
-
-    return parse
-
-
 def _resize(text: str):
-    """--resize HxW: both positive, the image no larger than decoding allows."""
+    """--resize HxW: both at least 1, the image no larger than decoding allows."""
     from PIL import Image
 
     from pipeline_lib.data.images import ResizeSpec
 
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected HxW, e.g. 256x256") from None
-    if height < 1 or width < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: height and width must be positive")
+    height, width = size_hw(text)
     if height * width > Image.MAX_IMAGE_PIXELS:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: {height * width} pixels, more than the {Image.MAX_IMAGE_PIXELS} "
-            "an image may have")
+        raise invalid(text, f"an image of at most {Image.MAX_IMAGE_PIXELS} pixels "
+                            f"(HxW is {height * width})")
     return ResizeSpec(height, width)
 
 
-class _Parser(argparse.ArgumentParser):
-    """Bad options end like every other error: one line naming the option, exit status 1."""
-
-    def error(self, message: str):
-        self.exit(1, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m pipeline_lib.data",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    add_debug(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
-        # SUPPRESS: an unset sub-command flag must not undo `... data --debug <command>`.
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show tracebacks on errors")
+        add_debug(p, command=True)
         return p
 
     p = add("download-mnist", "fetch and verify the four IDX files of a dataset (MNIST's)")
@@ -194,11 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoded", action="store_true", help="store encoded image bytes")
     p.add_argument("--check-size", action="store_true", help="all images must be one size")
     p.add_argument("--shuffle", action="store_true")
-    p.add_argument("--seed", type=_whole_number(0), default=0, help="shuffle seed")
+    p.add_argument("--seed", type=at_least(0), default=0, help="shuffle seed")
     p.add_argument("--on-error", choices=("fail", "skip"), default="fail",
                    help="an unreadable image fails the run (default) or is skipped")
     p.add_argument("--skipped", type=Path, help="write skipped images here (TSV)")
-    p.add_argument("--workers", type=_whole_number(1, MAX_WORKERS), default=1,
+    p.add_argument("--workers", type=at_least(1, MAX_WORKERS), default=1,
                    help=f"decoding threads (1 to {MAX_WORKERS})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=_convert_imageset)
@@ -212,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("inspect", "count records and show the first few")
     p.add_argument("db", type=Path)
     p.add_argument("--backend", choices=("lmdb", "leveldb"), default=None)
-    p.add_argument("--show", type=_whole_number(0), default=3, help="records to show (default 3)")
+    p.add_argument("--show", type=at_least(0), default=3, help="records to show (default 3)")
     p.set_defaults(func=_inspect)
     return parser
 

@@ -50,3 +50,14 @@ def test_gradient(norm):
 def test_label_out_of_range_is_an_error():
     with pytest.raises(ValueError, match=r"'hinge'.*label 3 is not a class index in \[0, 3\)"):
         run(make_layer(text()), [blob(X), blob(np.array([0.0, 3.0]))])
+
+
+def test_scores_and_labels_must_have_the_same_first_dimension():
+    with pytest.raises(ValueError, match=r"'hinge'.*bottoms must have the same first dimension: "
+                                         r"bottom\[0\] \(2, 3\) vs bottom\[1\] \(3,\)"):
+        run(make_layer(text()), [blob(X), blob(np.zeros(3))])
+
+
+def test_later_axes_are_flattened_into_the_classes():
+    (loss,) = run(make_layer(text()), [blob(X.reshape(2, 3, 1, 1)), blob(LABEL)])
+    assert float(loss.data) == pytest.approx(MARGINS.sum() / 2, rel=1e-12)

@@ -49,3 +49,9 @@ def test_gradient():
 def test_label_count_is_checked():
     with pytest.raises(ValueError, match=r"'mlr'.*label count 4"):
         run(make_layer(TEXT), [blob(np.ones((2, 3))), blob(np.zeros((2, 2)))])
+
+
+def test_probabilities_and_labels_must_have_the_same_first_dimension():
+    with pytest.raises(ValueError, match=r"'mlr'.*bottoms must have the same first dimension: "
+                                         r"bottom\[0\] \(2, 3\) vs bottom\[1\] \(4,\)"):
+        run(make_layer(TEXT), [blob(np.full((2, 3), 1 / 3)), blob(np.zeros(4))])

@@ -2,6 +2,8 @@
 and blob face, param_str, learnable blobs, finite differences through the user's code,
 a net trained with a Python loss exactly as with the built-in one, and the errors."""
 
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +11,10 @@ from basic_layer_util import blob, make_layer, run
 from google.protobuf import text_format
 from gradient_check import check_gradient
 
+from pipeline_lib.api import Net, load_net
+from pipeline_lib.caffe import get_solver
 from pipeline_lib.engine.layers.python_layer import PythonLayerError
+from pipeline_lib.engine.training.job import TrainingJob
 from pipeline_lib.engine.training.solver import Solver
 from pipeline_lib.proto import caffe_pb2
 
@@ -203,3 +208,82 @@ def test_error_in_user_code_names_layer_class_and_method(user_module):
     with pytest.raises(PythonLayerError, match=rf"'py' \(Python, {user_module}.Broken\)."
                                                r"forward raised ZeroDivisionError"):
         run(make_layer(text(user_module, "Broken", bottoms=())), [])
+
+
+# -- a module beside the net file ---------------------------------------------------------
+
+BESIDE_NET = """name: "beside"
+layer { name: "data" type: "DummyData" top: "x" top: "t"
+        dummy_data_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 1 }
+                           data_filler { type: "gaussian" } data_filler { type: "constant" } } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip"
+        inner_product_param { num_output: 1 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "Python" bottom: "ip" bottom: "t" top: "loss" loss_weight: 1
+        python_param { module: "%s" layer: "EuclideanLoss" } }
+"""
+
+
+@pytest.fixture
+def beside(tmp_path, monkeypatch):
+    """../models/reg/net.prototxt, its Python loss's module in the same folder, run from
+    run/: neither folder is on sys.path. Returns (net path as given, module, folder)."""
+    name = f"beside_layers_{next(_counter)}"
+    folder = tmp_path / "models" / "reg"
+    folder.mkdir(parents=True)
+    (folder / f"{name}.py").write_text(USER_CODE)
+    (folder / "net.prototxt").write_text(BESIDE_NET % name)
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    return "../models/reg/net.prototxt", name, folder
+
+
+@pytest.mark.parametrize("build", ["api.Net", "load_net (pcaffe test, time)"])
+def test_a_module_beside_the_net_file_is_found(beside, build):
+    path, name, folder = beside
+    before = list(sys.path)
+    if build == "api.Net":
+        net = Net(path, phase="TRAIN").core
+    else:
+        net = load_net(path, None, caffe_pb2.TRAIN)
+    assert sys.path == before  # the net's folder was on it only while importing
+    assert Path(sys.modules[name].__file__).parent == folder
+    assert np.isfinite(net.forward())
+    net.close()
+
+
+@pytest.mark.parametrize("trainer", ["pcaffe train (TrainingJob)", "caffe.get_solver"])
+def test_training_finds_a_module_beside_its_nets(beside, trainer):
+    path, _, folder = beside
+    (folder / "solver.prototxt").write_text(
+        f'net: "{path}" base_lr: 0.01 lr_policy: "fixed" max_iter: 2 display: 0 '
+        'snapshot_prefix: "reg" solver_mode: CPU')
+    if trainer == "caffe.get_solver":
+        with get_solver("../models/reg/solver.prototxt") as solver:
+            solver.step(2)
+            assert solver.iter == 2
+        return
+    result = TrainingJob.create("../models/reg/solver.prototxt",
+                                output_stem="results/reg_iter_2").run()
+    assert result.caffemodel.is_file()
+
+
+def test_the_net_files_folder_is_searched_only_for_that_net(beside):
+    path, _, folder = beside
+    Net(path, phase="TRAIN").close()
+    (folder / "later_layers.py").write_text(USER_CODE)
+    param = text_format.Parse(BESIDE_NET % "later_layers", caffe_pb2.NetParameter())
+    with pytest.raises(ValueError, match="no module named 'later_layers' on sys.path or in the "
+                                         "working directory"):
+        Net(param, phase="TRAIN")
+
+
+def test_a_module_found_nowhere_names_every_folder_searched(beside):
+    path, _, folder = beside
+    (folder / "net.prototxt").write_text(BESIDE_NET % "nowhere_xyz")
+    with pytest.raises(ValueError) as e:
+        Net(path, phase="TRAIN")
+    assert str(e.value) == (
+        "layer 'loss' (Python): python_param.module 'nowhere_xyz' cannot be imported: no "
+        f"module named 'nowhere_xyz' on sys.path, in the working directory "
+        f"{str(folder.parents[1] / 'run')!r} or in the net file's folder {str(folder)!r} "
+        "(class 'EuclideanLoss')")

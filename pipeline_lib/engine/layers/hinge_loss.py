@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.engine.layers.base import Layer, register
-from pipeline_lib.engine.layers.softmax_loss import check_same_num, class_labels
+from pipeline_lib.engine.layers.softmax_loss import class_labels, reshape_per_item
 from pipeline_lib.proto import caffe_pb2
 
 _Norm = caffe_pb2.HingeLossParameter
@@ -30,10 +30,7 @@ class HingeLossLayer(Layer):
             raise self.error(f"hinge_loss_param.norm {self.norm} is not L1 or L2")
 
     def reshape(self, bottom: list[Blob], top: list[Blob]) -> None:
-        check_same_num(self, bottom)
-        self.num = bottom[0].shape[0]
-        self.dim = bottom[0].count // max(self.num, 1)
-        top[0].reshape(())
+        self.num, self.dim = reshape_per_item(self, bottom, top)
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         xp = self.xp

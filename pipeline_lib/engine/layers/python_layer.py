@@ -1,10 +1,13 @@
 """The "Python" layer: a layer written by the user in Python, as pycaffe runs it.
 
 `python_param { module: "m" layer: "Cls" param_str: "..." }` imports module `m`
-by name (from sys.path, as Caffe does; then, as a kindness, from the working
-directory; the net file's own folder is not searched: put the module beside
-where you run, or on PYTHONPATH) and makes `Cls(param)`, param being the
-LayerParameter. `PythonLayerBase` is a base class with pycaffe's Layer's face;
+by name (from sys.path, as Caffe does; then, as kindnesses Caffe lacks, from the
+working directory and from the folder of the net file being built, when its
+reader says which: `modules_beside`) and makes `Cls(param)`, param being the
+LayerParameter. Those folders are on sys.path only while `m` is imported, so
+one net's folder does not leak into the next; as with any import, `m` then
+stays in sys.modules under its name (a second net's `m` elsewhere gets the
+first one). `PythonLayerBase` is a base class with pycaffe's Layer's face;
 a class not derived from it is made with `Cls()` when it takes no argument.
 Before `setup` the instance gets `param_str` and `phase` (0 TRAIN, 1 TEST).
 
@@ -27,6 +30,10 @@ import importlib
 import inspect
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
 
 import numpy as np
 
@@ -37,6 +44,22 @@ from pipeline_lib.engine.layers.base import Layer, register
 
 class PythonLayerError(RuntimeError):
     """The user's layer code raised; the message names the layer, class and method."""
+
+
+#: folders of the net files whose nets are being built (see `modules_beside`)
+_NET_FOLDERS: ContextVar[tuple[str, ...]] = ContextVar("python_layer_net_folders", default=())
+
+
+@contextmanager
+def modules_beside(*net_files: str | os.PathLike) -> Iterator[None]:
+    """While nets read from `net_files` are built, a Python layer's module that is not on
+    sys.path or in the working directory is also looked for in those files' folders."""
+    folders = [os.path.abspath(Path(f).parent) for f in net_files]
+    token = _NET_FOLDERS.set(tuple(dict.fromkeys([*_NET_FOLDERS.get(), *folders])))
+    try:
+        yield
+    finally:
+        _NET_FOLDERS.reset(token)
 
 
 class PyBlob:
@@ -141,12 +164,15 @@ class PythonLayer(Layer):
         if not pp.module or not pp.layer:
             raise self.error("python_param needs both module and layer (the class name), "
                              f"got module {pp.module!r} layer {pp.layer!r}")
-        module = _import(pp.module)
+        folders = _extra_folders()
+        module = _import(pp.module, folders)
         if isinstance(module, Exception):
             if isinstance(module, ModuleNotFoundError):
+                where = ["on sys.path", f"in the working directory {folders[0]!r}",
+                         *(f"in the net file's folder {f!r}" for f in folders[1:])]
                 raise self.error(f"python_param.module {pp.module!r} cannot be imported: no "
-                                 f"module named {module.name!r} on sys.path or in the working "
-                                 f"directory {os.getcwd()!r} (class {pp.layer!r})")
+                                 f"module named {module.name!r} {', '.join(where[:-1])} or "
+                                 f"{where[-1]} (class {pp.layer!r})")
             raise self.error(f"importing python_param.module {pp.module!r} (for class "
                              f"{pp.layer!r}) raised {type(module).__name__}: {module}")
         cls = getattr(module, pp.layer, None)
@@ -201,22 +227,37 @@ class PythonLayer(Layer):
             self._run("backward", top, bottom, propagate_down)
 
 
-def _import(name: str):
-    """The module, or the exception that importing it raised (sys.path, then the cwd)."""
+def _extra_folders() -> list[str]:
+    """Where a module missing from sys.path is looked for next: the working directory,
+    then the folders of the net files being built."""
+    return list(dict.fromkeys([os.getcwd(), *_NET_FOLDERS.get()]))
+
+
+def _import(name: str, folders: list[str]):
+    """The module, or the exception that importing it raised (sys.path, then each of
+    `folders` not on it, put on sys.path only for that try)."""
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        if exc.name != name.split(".")[0] or os.getcwd() in sys.path:
+        if exc.name != name.split(".")[0]:
+            return exc  # found, but it imports something missing
+        missing = exc
+    except Exception as exc:
+        return exc
+    on_path = {os.path.abspath(p or os.curdir) for p in sys.path}
+    for folder in (f for f in folders if f not in on_path):
+        sys.path.append(folder)
+        importlib.invalidate_caches()  # a module written since the last look
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name.split(".")[0]:
+                return exc
+        except Exception as exc:
             return exc
-    except Exception as exc:
-        return exc
-    sys.path.append(os.getcwd())
-    try:
-        return importlib.import_module(name)
-    except Exception as exc:
-        return exc
-    finally:
-        sys.path.remove(os.getcwd())
+        finally:
+            sys.path.remove(folder)
+    return missing
 
 
 def _accepts_one_argument(cls) -> bool:

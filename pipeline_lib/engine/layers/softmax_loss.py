@@ -55,6 +55,16 @@ def check_same_num(layer: Layer, bottom: list[Blob]) -> None:
                           f"bottom[0] {a} vs bottom[1] {b}")
 
 
+def reshape_per_item(layer: Layer, bottom: list[Blob], top: list[Blob]) -> tuple[int, int]:
+    """For a loss of N items with one label each, bottom[0] read as (N x dim) (its later axes
+    flattened): checks the bottoms' first dimensions agree, makes the top a scalar and
+    returns (N, dim)."""
+    check_same_num(layer, bottom)
+    num = bottom[0].shape[0]
+    top[0].reshape(())
+    return num, bottom[0].count // max(num, 1)
+
+
 @register
 class SoftmaxWithLossLayer(Layer):
     type = "SoftmaxWithLoss"

@@ -45,6 +45,7 @@ from pipeline_lib.core import glog
 from pipeline_lib.core.backend import Device
 from pipeline_lib.core.fsutil import atomic_write_bytes
 from pipeline_lib.core.threads import compute_threads
+from pipeline_lib.engine.layers.python_layer import modules_beside
 from pipeline_lib.engine.model_files import SolverFiles
 from pipeline_lib.engine.training.device import run_device
 from pipeline_lib.engine.training.digests import DigestCache
@@ -367,8 +368,11 @@ class TrainingJob:
         glog.set_default_logger(logger)
         try:
             with SignalHandler(self.sigint_effect, self.sighup_effect) as signals:
-                with Solver(self.solver_param(), net_files=self.solver.nets, xp=xp, log=logger,
-                            metrics=self._metrics_table(), action_request=signals) as solver:
+                with modules_beside(self.solver.path, *self.solver.locations.values()):
+                    solver = Solver(self.solver_param(), net_files=self.solver.nets, xp=xp,
+                                    log=logger, metrics=self._metrics_table(),
+                                    action_request=signals)
+                with solver:
                     status = TrainingStatus.attach(solver, logger.stream)
                     try:
                         solver.solve(resume_file)
