@@ -150,8 +150,18 @@ class Net:
 
     @property
     def outputs(self) -> list[str]:
-        """Blobs no layer consumes, in order (e.g. "prob", or "loss" and "accuracy")."""
+        """Blobs no layer consumes, by name as in Caffe (e.g. "prob", or "accuracy", "loss")."""
         return self.core.output_blob_names
+
+    @property
+    def last_output(self) -> str:
+        """The output written last (a deploy net's scores): what classify and evaluate read
+        unless told otherwise."""
+        for layer in reversed(self.layers):
+            for top in reversed(layer.param.top):
+                if top in self.outputs:
+                    return top
+        raise ValueError(f"net {self.name!r} has no output blob")
 
     # -- weights ----------------------------------------------------------------------------
     def copy_from(self, weights: PathLike | Sequence[PathLike]) -> list[str]:

@@ -139,7 +139,7 @@ def classify(net: Net, preprocessor: Preprocessor, items: Iterable[tuple[str, np
              batch_size: int | None = None) -> list[Prediction]:
     """Run `items` (name, image) through the net in batches; the top-k classes of each."""
     input_blob = input_blob or net.inputs[0]
-    output_blob = output_blob or net.outputs[-1]
+    output_blob = output_blob or net.last_output
     if output_blob not in net.blobs:
         raise ClassifyError(f"net {net.name!r} has no blob {output_blob!r} "
                             f"(outputs: {', '.join(net.outputs)})")
@@ -221,7 +221,7 @@ def to_json(predictions: Iterable[Prediction], names: Sequence[str] | None = Non
 def check_label_names(names: Sequence[str], net: Net, output_blob: str | None,
                       path: str) -> None:
     """One name per class of the output blob, or an error naming the labels file."""
-    blob = net.blobs[output_blob or net.outputs[-1]]
+    blob = net.blobs[output_blob or net.last_output]
     classes = int(np.prod(blob.shape[1:])) if len(blob.shape) > 1 else 1
     if len(names) != classes:
         raise ClassifyError(f"{path}: {len(names)} labels but the net's output "

@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", metavar="HxW", type=size_hw,
                    help="resize to this before the centre crop")
     p.add_argument("--input-blob", help="input blob (default: the first)")
-    p.add_argument("--output-blob", help="output blob (default: the last)")
+    p.add_argument("--output-blob", help="output blob (default: the output written last)")
     p.add_argument("--batch-size", type=positive_int,
                    help="images per forward (default: the net's)")
 

@@ -361,7 +361,7 @@ def evaluate_deploy(deploy: caffe_pb2.NetParameter | str | os.PathLike,
     with modules_beside(*net_files), Net(deploy, paths, "TEST", device=device) as net, \
             open_db(source, "r") as reader:
         input_blob = input_blob or net.inputs[0]
-        scores_blob = scores_blob or net.outputs[-1]
+        scores_blob = scores_blob or net.last_output
         batch = int(batch_size or net.blobs[input_blob].shape[0] or 1)
 
         def forward(images: np.ndarray, labels: np.ndarray):

@@ -18,6 +18,8 @@ from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.prototxt import read_net
 
 ORACLE = Path(__file__).resolve().parent / "data" / "caffe_oracle"
+#: Caffe's start value for a max: a value compared exactly, not within a tolerance
+FLT_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -88,6 +90,13 @@ def read_dumps(dumps: dict[str, Path]) -> dict[str, np.ndarray]:
     return written
 
 
+def top_difference(ours: np.ndarray, caffe: np.ndarray) -> float:
+    """Max abs difference; equal NaNs count as equal, a NaN against a number as infinite."""
+    same = (ours == caffe) | (np.isnan(ours) & np.isnan(caffe))
+    apart = np.where(same, 0.0, np.abs(ours.astype(np.float64) - caffe))
+    return float(np.nan_to_num(apart, nan=np.inf).max())
+
+
 def differences(case: Path, ours: Ours) -> dict[str, float]:
     """Figures per top and blob: forward max abs diff, one-step max rel diffs."""
     golden = np.load(case / "caffe.npz")
@@ -100,11 +109,12 @@ def differences(case: Path, ours: Ours) -> dict[str, float]:
         ):  # Filter: set up with the whole batch, then the kept rows
             shape = (caffe.shape[0],) + shape[1:]
         assert ours_top.shape == shape, (top, ours_top.shape, shape)
-        out[f"forward {top}"] = float(np.abs(ours_top.reshape(caffe.shape) - caffe).max())
+        out[f"forward {top}"] = top_difference(ours_top.reshape(caffe.shape), caffe)
         if top in ours.dumps:
             assert ours.dumps[top].shape == caffe.shape, (top, ours.dumps[top].shape, caffe.shape)
-            out[f"hdf5output {top}"] = float(np.abs(ours.dumps[top] - caffe).max())
-        out[f"scale {top}"] = float(max(1.0, np.abs(caffe).max()))
+            out[f"hdf5output {top}"] = top_difference(ours.dumps[top], caffe)
+        ordinary = np.abs(caffe[np.isfinite(caffe)])
+        out[f"scale {top}"] = float(max(1.0, ordinary[ordinary < FLT_MAX].max(initial=0)))
     names = {key.split(":", 1)[1] for key in golden.files if key.startswith("param:")}
     assert names == set(ours.after), (sorted(names), sorted(ours.after))
     for name in sorted(names):

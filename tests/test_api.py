@@ -131,3 +131,16 @@ def test_phase_names_and_values():
     with pytest.raises(ValueError, match="TRAIN or TEST"):
         phase_value("deploy")
     assert Net(DEPLOY, phase=caffe_pb2.TEST).core.phase == caffe_pb2.TEST
+
+
+def test_outputs_by_name_and_the_last_one_written():
+    """Caffe lists outputs by name; classify and evaluate read the one written last."""
+    net = Net(parse_net_text('''
+        layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+        layer { name: "side" type: "Power" bottom: "x" top: "zeta" }
+        layer { name: "fc" type: "InnerProduct" bottom: "x" top: "fc"
+                inner_product_param { num_output: 4 } }
+        layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }''', "two_outputs"),
+        phase="TEST")
+    assert net.outputs == ["prob", "zeta"] and net.last_output == "prob"
+    assert list(net.forward(x=np.ones((2, 3), np.float32))) == ["prob", "zeta"]

@@ -5,10 +5,10 @@ InnerProducts in front of the layers under test, EuclideanLoss against random
 targets), its inputs, the initial weights and what real Caffe computed from them
 (`tools/caffe_oracle.py` regenerates them from a Caffe build). We run the same step
 and want Caffe's top shapes, its forward tops within a few 1e-6 (relative to the
-top's size where it exceeds 1), the same HDF5Output files, and after the step the
-same weights: the step itself (initial minus updated: the gradient, or for
-BatchNorm's statistics the forward's moving average) within 1e-5 relative, beyond the
-rounding of the float32 weights it is read from.
+top's size where it exceeds 1; NaN and -FLT_MAX exactly), the same HDF5Output
+files, and after the step the same weights: the step itself (initial minus updated:
+the gradient, or for BatchNorm's statistics the forward's moving average) within
+1e-5 relative, beyond the rounding of the float32 weights it is read from.
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def test_structure_params_and_outputs():
     assert train.params_lr == [1.0, 2.0, 1.0, 1.0]
     assert train.blobs["h"] is train.tops[2][0]  # in-place ReLU reuses its bottom blob
     test = make_mlp(caffe_pb2.TEST)
-    assert test.output_blob_names == ["loss", "acc"]
+    assert test.output_blob_names == ["acc", "loss"]  # by name, as Caffe (loss is made first)
     assert test.loss_weights["acc"] == 0.0
     # the net's output blob "out" feeds both loss and accuracy in TEST, so a Split appears
     assert "Split" in [layer.type for layer in test.layers]

@@ -137,6 +137,32 @@ def test_ave_pooling_that_caffe_averages_over_part_of_its_padding_is_refused():
         to_onnx(net)
 
 
+def pooling_net(*bodies: str) -> Net:
+    text = ('layer { name: "in" type: "Input" top: "x" '
+            'input_param { shape { dim: 2 dim: 3 dim: 5 dim: 7 } } }\n')
+    for i, body in enumerate(bodies):
+        text += (f'layer {{ name: "p{i}" type: "Pooling" bottom: "x" top: "y{i}" '
+                 f"pooling_param {{ {body} }} }}\n")
+    return Net(text_format.Parse(text, caffe_pb2.NetParameter()), caffe_pb2.TEST)
+
+
+def test_ceil_pooling_with_an_overhanging_last_window_matches_onnxruntime():
+    # end padding of a whole stride would reach the kernel size, which onnxruntime refuses
+    net = pooling_net("pool: MAX kernel_size: 2 stride: 2", "pool: AVE kernel_size: 2 stride: 2",
+                      "pool: MAX kernel_size: 2 stride: 3 pad_h: 1 pad_w: 0")
+    assert [net.blobs[f"y{i}"].shape[2:] for i in range(3)] == [(3, 4), (3, 4), (2, 3)]
+    ours, theirs = run_both(net)
+    assert max(max_diff(ours, theirs).values()) < 1e-6
+
+
+def test_a_pooling_window_past_the_image_is_refused():
+    net = pooling_net("pool: MAX kernel_size: 1 stride: 3")  # rows 0, 3 and 6: past 5 rows
+    with pytest.raises(ExportError, match=r"^layer 'p0' \(Pooling\): ceil rounding with stride "
+                                          r"3 above kernel 1 leaves a last window past the "
+                                          r"5-pixel image"):
+        to_onnx(net)
+
+
 def test_a_training_net_is_refused():
     param = text_format.Parse(MIXED + (
         'layer { name: "lab" type: "Input" top: "label" input_param { shape { dim: 2 } } }'

@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import signal
+from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +24,8 @@ from pipeline_lib.engine.training.signals import SignalHandler, SolverAction
 from pipeline_lib.engine.training.solver import Solver
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.snapshot import load_caffemodel, load_solverstate
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
 
 # InnerProduct-like layers as full-size convolutions (kernel = input), so the tests need
 # only MemoryData, Convolution, ReLU, Dropout, SoftmaxWithLoss and Accuracy.
@@ -70,6 +75,41 @@ def make_solver(tmp_path, solver_text=SOLVER, net_text=NET, x=None, y=None, log=
     return solver
 
 
+OUTPUT_LINE = re.compile(r"(Train|Test) net output #(\d+): (\S+) = (\S+)(.*)")
+
+
+def output_lines(text: str) -> list[tuple]:
+    """(kind, index, name, value, loss note) of each net output line of a log."""
+    return [(m[1], int(m[2]), m[3], float(m[4]), m[5])
+            for m in map(OUTPUT_LINE.search, text.splitlines()) if m]
+
+
+def test_net_outputs_are_logged_by_name_as_caffe_does(tmp_path, monkeypatch):
+    """Outputs made in the order zz_loss, mid_out, aa_loss: real Caffe lists them by name
+    (its log in tests/data/golden/caffe_output_order/, same net, solver and data)."""
+    golden = GOLDEN / "caffe_output_order"
+    monkeypatch.chdir(tmp_path)
+    with h5py.File("in.h5", "w") as f:
+        f["x"] = ((np.arange(12).reshape(4, 3) % 5 - 2) / 4).astype(np.float32)
+        f["t"] = np.linspace(-1, 1, 8).reshape(4, 2).astype(np.float32)
+    Path("in.list").write_text("in.h5\n")
+    sp = text_format.Parse((golden / "solver.prototxt").read_text(), caffe_pb2.SolverParameter())
+    sp.net = str(golden / "net.prototxt")
+    solver = Solver(sp, log=GlogLogger(tmp_path / "train.log", stderr=False),
+                    snapshot_prefix=str(tmp_path / "order"))
+    assert solver.net.output_blob_names == ["aa_loss", "mid_out", "zz_loss"]
+    solver.solve()
+    solver.log.close()
+    ours = output_lines((tmp_path / "train.log").read_text())
+    caffe = output_lines((golden / "caffe.log").read_text())
+    assert [line[:3] for line in ours] == [line[:3] for line in caffe]
+    assert [line[1:3] for line in caffe[:10]] == (
+        [(0, "aa_loss")] + [(k, "mid_out") for k in range(1, 9)] + [(9, "zz_loss")])
+    np.testing.assert_allclose([line[3] for line in ours], [line[3] for line in caffe],
+                               rtol=2e-5, atol=1e-6)
+    assert [line[4] for line in ours] == [line[4] for line in caffe]  # "(* 0.5 = ... loss)"
+
+
 def params_and_history(solver):
     return ([to_host(p.data).copy() for p in solver.net.learnable_params]
             + [to_host(h).copy() for h in solver.history])
@@ -85,7 +125,7 @@ def test_solve_logs_like_caffe_and_snapshots(tmp_path):
     assert [r["NumIters"] for r in test] == [0, 10, 20]
     assert all(set(r) >= {"accuracy", "loss"} for r in test)
     assert "Iteration 5, lr = 0.0964069" in text  # 0.1 * (1 + 0.01 * 5) ** -0.75
-    assert "    Test net output #1: accuracy = " in text
+    assert "    Test net output #0: accuracy = " in text  # outputs by name, as Caffe
     assert "Train net output #0: loss = " in text and "(* 1 = " in text
     assert text.rstrip().endswith("Optimization Done.")
     names = sorted(p.name for p in tmp_path.iterdir())

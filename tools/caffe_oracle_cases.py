@@ -504,6 +504,36 @@ CASES: dict[str, Case] = {
         dumps=["y", "y2", "y3"],
         losses=["y", "y2", "y3"],
     ),
+    # ceil rounding, stride above the kernel, no padding: last windows past the image (MAX
+    # -FLT_MAX and mask -1, AVE 0 over a clipped size of 0 (NaN) or below (-0, +0)); cropped
+    # off before a loss where they are not finite (Caffe's CPU MAX backward would write their
+    # gradient outside the channel). Padding on one side only clips both sides' last window.
+    "pooling_past_image": Case(
+        lambda rng: {
+            "x": rng.normal(size=(2, 3, 6, 5)).astype(np.float32),
+            "x5": rng.normal(size=(2, 3, 5, 5)).astype(np.float32),
+            "ref": np.zeros((2, 3, 2, 2), np.float32),
+        },
+        ip("pre", "x", "xp", 5)
+        + layer("max", "Pooling", ["xp"], ["y", "mask"],
+                "pooling_param { pool: MAX kernel_h: 2 kernel_w: 1 stride: 3 }")
+        + layer("crop", "Crop", ["y", "ref"], ["yc"], "crop_param { axis: 2 }")
+        + ip("pre2", "x", "xp2", 5)
+        + layer("ave", "Pooling", ["xp2"], ["y2"],
+                "pooling_param { pool: AVE kernel_h: 2 kernel_w: 1 stride: 3 }")
+        + layer("crop2", "Crop", ["y2", "ref"], ["y2c"], "crop_param { axis: 2 }")
+        + ip("pre3", "x5", "xp3", 5)
+        + layer("ave_signed", "Pooling", ["xp3"], ["y3"],
+                "pooling_param { pool: AVE kernel_size: 1 stride: 3 }")
+        + ip("pre4", "x", "xp4", 5)
+        + layer("max_pad_h", "Pooling", ["xp4"], ["y4"],
+                "pooling_param { pool: MAX kernel_h: 3 kernel_w: 1 stride: 3 pad_h: 1 pad_w: 0 }")
+        + ip("pre5", "x", "xp5", 5)
+        + layer("ave_pad_h", "Pooling", ["xp5"], ["y5"],
+                "pooling_param { pool: AVE kernel_h: 3 kernel_w: 1 stride: 3 pad_h: 1 pad_w: 0 }"),
+        dumps=["y", "mask", "y2", "y3", "y4", "y5"],
+        losses=["yc", "y2c", "y3", "y4", "y5"],
+    ),
     "lrn": Case(
         normal(2, 5, 4, 4),
         ip("pre", "x", "xp", 4)

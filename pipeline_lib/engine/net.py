@@ -8,6 +8,8 @@ first top by 1 unless `loss_weight` says otherwise, and get an unnamed top
 when written without one; any layer's top counts in the loss when given a
 `loss_weight`. Which layers run backward, and to which bottoms, follows
 Caffe's rules (`_plan_backward`); `debug_info` logs Caffe's per-blob means.
+The outputs (blobs no later layer reads) are sorted by name, as Caffe keeps
+them in a set: its log lines, `caffe test` and pycaffe's `outputs` list them so.
 """
 
 from __future__ import annotations
@@ -169,10 +171,10 @@ class Net:
         #: log Caffe's per-blob means in forward and backward (the solver sets it per iteration)
         self.debug_info = bool(self.param.debug_info)
         self.log: glog.GlogLogger | None = None  # None: the process's default logger
-        available: dict[str, None] = {}  # blobs no later layer reads, in order: the outputs
+        available: dict[str, None] = {}  # blobs no later layer reads: the outputs
         for layer_param in self.param.layer:
             self._add_layer(layer_param, available)
-        self.output_blob_names = list(available)
+        self.output_blob_names = sorted(available)
         for name in self.output_blob_names:
             self.loss_weights.setdefault(name, 0.0)
         self._plan_backward()

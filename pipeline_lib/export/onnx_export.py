@@ -38,10 +38,15 @@ def _pool_pads(layer, size_hw) -> tuple[list[int], dict]:
     """ONNX pads giving Caffe's (ceil-rounded, clipped) pooled size with floor rounding."""
     begin, end = [], []
     for size, k, p, s in zip(size_hw, layer.kernel, layer.pad, layer.stride):
-        want = pool_out_size(size, k, p, s, layer.ceil_mode)
-        floor = (size + 2 * p - k) // s + 1
+        want = pool_out_size(size, k, p, s, layer.ceil_mode, clip=any(layer.pad))
+        # the end padding that makes the last window fit: above p only if ceil added it
+        fit = (want - 1) * s + k - size - p
+        if fit >= k:
+            raise ExportError(f"layer {layer.name!r} (Pooling): ceil rounding with stride {s} "
+                              f"above kernel {k} leaves a last window past the {size}-pixel "
+                              "image, which ONNX pooling cannot express; use round_mode: FLOOR")
         begin.append(p)
-        end.append(p + (want - floor) * s)  # floor((size + 2p + extra - k) / s) + 1 == want
+        end.append(max(p, fit))
     attrs = {}
     if layer.method == P.AVE:
         added = begin != end

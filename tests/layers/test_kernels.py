@@ -71,6 +71,8 @@ POOLS = {
     "non_square_floor": ("kernel_h: 3 kernel_w: 2 stride_h: 1 stride_w: 2 pad_h: 1 pad_w: 0 "
                          "round_mode: FLOOR", (2, 2, 5, 7)),
     "gaps": ("kernel_size: 2 stride: 3", (1, 2, 8, 8)),
+    # last windows past the image: AVE's NaN (0 / 0) and -0, MAX's -FLT_MAX and mask -1
+    "past_image": ("kernel_h: 2 kernel_w: 1 stride: 3", (2, 3, 6, 5)),
     "global": ("global_pooling: true", (2, 3, 4, 5)),
 }
 

@@ -131,10 +131,6 @@ def random_pooling(seed: int, gpu: bool) -> dict:
         pad = np.array([rng.integers(0, k) for k in kernel])
         hw = np.maximum(kernel - 2 * pad, 1) + rng.integers(0, 7, 2)
         ceil = bool(rng.random() < 0.8)
-        for d in range(2):  # no window wholly past the image (see reference.py)
-            out = reference.pool_output_size(hw[d], kernel[d], pad[d], stride[d], ceil)
-            if (out - 1) * stride[d] - pad[d] >= hw[d]:
-                stride[d] = kernel[d]
         body = (f"kernel_h: {kernel[0]} kernel_w: {kernel[1]} stride_h: {stride[0]} "
                 f"stride_w: {stride[1]} pad_h: {pad[0]} pad_w: {pad[1]}"
                 + ("" if ceil else " round_mode: FLOOR"))
@@ -204,6 +200,62 @@ def test_output_size_rules():
     assert pool_out_size(5, 2, 1, 2) == 3            # ceil gives 4; the 4th starts in padding
     assert pool_out_size(5, 2, 1, 2, False) == 3
     assert pool_out_size(24, 2, 0, 2) == 12
+    assert pool_out_size(5, 1, 0, 3) == 3            # the 3rd window starts at 6, past the image
+    assert pool_out_size(5, 1, 0, 3, clip=True) == 2  # ... dropped if the other side is padded
+
+
+@pytest.mark.parametrize("body, out_hw", [
+    # shapes real Caffe gave for a 6 x 9 bottom: padding on one side clips both
+    ("kernel_size: 2 stride: 3 pad_h: 1 pad_w: 0", (3, 3)),
+    ("kernel_size: 2 stride: 3 pad_h: 0 pad_w: 1", (2, 4)),
+    ("kernel_size: 2 stride: 3", (3, 4)),  # unpadded: the 4th column window is past W
+])
+def test_padding_on_one_side_clips_both(body, out_hw):
+    x = np.random.default_rng(7).standard_normal((2, 2, 6, 9))
+    kernel, stride = (2, 2), (3, 3)
+    pad = (1, 0) if "pad_h: 1" in body else (0, 1) if "pad_w: 1" in body else (0, 0)
+    for method in ("MAX", "AVE"):
+        (y,) = forward(pool_layer(method, body), [to_blob(x)])
+        assert y.shape == (2, 2) + out_hw
+        np.testing.assert_allclose(y.data, reference_pool(x, method, kernel, stride, pad)[0])
+
+
+def test_windows_past_the_image(xp, channels_last):
+    """Caffe's values for windows that start past the image (ceil rounding, stride > kernel,
+    no padding): MAX -FLT_MAX and mask -1, AVE 0 over the signed clipped size."""
+    x = np.arange(1.0, 61.0).reshape(1, 2, 6, 5)
+    # rows: windows at 0, 3, 6 (6 is past the 6 rows: clipped size 0);
+    # columns: at 0, 3, 6 (past the 5 columns: clipped size -1)
+    body = "kernel_h: 2 kernel_w: 1 stride: 3"
+    bottom = [to_blob(x, xp, channels_last=channels_last)]
+    layer = pool_layer("MAX", body, xp, tops=2)
+    top = forward(layer, bottom, num_top=2, channels_last=channels_last)
+    y, m = host(top[0].data), host(top[1].data)
+    past = np.zeros((3, 3), bool)
+    past[2, :] = past[:, 2] = True
+    assert (y[:, :, past] == -np.finfo(np.float32).max).all() and (m[:, :, past] == -1).all()
+    np.testing.assert_array_equal(y[0, 0, :2, :2], [[6, 9], [21, 24]])   # the lower row wins
+    np.testing.assert_array_equal(m[0, 1, :2, :2], [[5, 8], [20, 23]])
+    backward(layer, top, bottom, [np.ones(y.shape), np.zeros(y.shape)])
+    dx = host(bottom[0].diff)  # past windows route nowhere
+    assert dx.sum() == 8 and (dx[0, :, [1, 1, 4, 4], [0, 3, 0, 3]] == 1).all()
+
+    layer = pool_layer("AVE", body, xp)
+    (y,) = forward(layer, bottom, channels_last=channels_last)
+    y = host(y.data)
+    np.testing.assert_array_equal(y[0, 0, :2, :2], [[3.5, 6.5], [18.5, 21.5]])
+    assert np.isnan(y[:, :, 2, :]).all()                  # 0 / (0 * width): NaN
+    assert (y[:, :, :2, 2] == 0).all() and np.signbit(y[:, :, :2, 2]).all()  # 0 / (2 * -1)
+    dy = np.ones(y.shape)
+    backward(layer, [to_blob(y, xp, channels_last=channels_last)], bottom, [dy])
+    np.testing.assert_array_equal(host(bottom[0].diff), reference.ave_pool_backward(
+        dy, x.shape, (2, 1), (3, 3)))
+    # both sizes negative: 0 / (-1 * -1) is +0
+    layer = pool_layer("AVE", "kernel_size: 1 stride: 3", xp)
+    (y,) = forward(layer, [to_blob(x[:, :, :5], xp, channels_last=channels_last)],
+                   channels_last=channels_last)
+    corner = host(y.data)[:, :, 2, 2]
+    assert (corner == 0).all() and not np.signbit(corner).any()
 
 
 def test_padded_clip_shape_in_the_layer():

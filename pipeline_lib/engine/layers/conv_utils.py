@@ -54,15 +54,19 @@ def conv_out_size(size: int, kernel: int, pad: int, stride: int, dilation: int =
     return (size + 2 * pad - extent) // stride + 1
 
 
-def pool_out_size(size: int, kernel: int, pad: int, stride: int, ceil_mode: bool = True) -> int:
+def pool_out_size(size: int, kernel: int, pad: int, stride: int, ceil_mode: bool = True,
+                  clip: bool | None = None) -> int:
     """Caffe's pooling output size, rounding up (CEIL) or down, with its padding clip.
 
     With padding, the last window must start inside the image or its left
-    padding, not in the right padding; otherwise it is dropped.
+    padding, not in the right padding; otherwise it is dropped. Caffe applies
+    this clip to both dimensions when either has padding: `clip` (by default,
+    whether this dimension has padding). Unclipped, ceil rounding with a stride
+    above the kernel can leave a last window wholly past the image.
     """
     span = size + 2 * pad - kernel
     pooled = (math.ceil(span / stride) if ceil_mode else span // stride) + 1
-    if pad and (pooled - 1) * stride >= size + pad:
+    if (pad if clip is None else clip) and (pooled - 1) * stride >= size + pad:
         pooled -= 1
     return pooled
 

@@ -1,11 +1,18 @@
 """Pooling: MAX and AVE over 2-D windows, with Caffe's output-size and averaging rules.
 
 Output size rounds up by default (round_mode CEIL; FLOOR on request), and with
-padding the last window is dropped if it would start in the right/bottom
-padding. MAX ignores padding and keeps the first maximum in row-major window
-order (Caffe's tie rule); it records which tap won, for backward and for the
-optional second top (the winning bottom index h * W + w, as Caffe writes it).
-AVE divides by the window size clipped to the padded image, as Caffe does.
+padding (in either dimension) the last window is dropped if it would start in
+the right/bottom padding. MAX ignores padding and keeps the first maximum in
+row-major window order (Caffe's tie rule); it records which tap won, for
+backward and for the optional second top (the winning bottom index h * W + w,
+as Caffe writes it). AVE divides by the window size clipped to the padded
+image, as Caffe does.
+
+Without padding, ceil rounding with a stride above the kernel can leave a last
+window wholly past the image. As in Caffe, MAX gives it -FLT_MAX and mask -1,
+and AVE 0 over its signed clipped size: -0, +0, or NaN where that size is 0.
+Its gradient goes nowhere (Caffe's GPU code; its CPU code writes it before the
+channel's first element, corrupting memory).
 
 No loops over images or pixels: one vectorised pass per window tap (kh*kw
 strided slices of the bottom). The work is done on channels-last views (see
@@ -95,8 +102,9 @@ class PoolingLayer(Layer):
         if self.global_pooling:
             self.kernel = (h, w)
         (kh, kw), (ph, pw), (sh, sw) = self.kernel, self.pad, self.stride
-        oh = pool_out_size(h, kh, ph, sh, self.ceil_mode)
-        ow = pool_out_size(w, kw, pw, sw, self.ceil_mode)
+        clip = ph > 0 or pw > 0
+        oh = pool_out_size(h, kh, ph, sh, self.ceil_mode, clip)
+        ow = pool_out_size(w, kw, pw, sw, self.ceil_mode, clip)
         if oh <= 0 or ow <= 0:
             raise self.error(f"kernel {kh}x{kw} does not fit the padded input {h}x{w}")
         self.in_hw, self.out_hw = (h, w), (oh, ow)
@@ -105,6 +113,8 @@ class PoolingLayer(Layer):
         self.needs_pad = self.padded_hw != (h, w)
         # windows never overlap and cover the padded input exactly: backward assigns
         self.tiles = (kh == sh and kw == sw and self.padded_hw == (oh * sh, ow * sw))
+        past = ((np.arange(oh) * sh - ph >= h)[:, None] | (np.arange(ow) * sw - pw >= w))
+        self.past = self.xp.asarray(past) if past.any() else None  # windows past the image
         for t in top:
             t.reshape((n, c, oh, ow))
         if self.method == P.AVE:
@@ -122,15 +132,20 @@ class PoolingLayer(Layer):
                        slice(j, j + sw * (ow - 1) + 1, sw))
 
     def _inverse_area(self, dtype):
-        """1 / Caffe's AVE divisor per output pixel: the window clipped to the padded image."""
+        """1 / Caffe's AVE divisor per output pixel: the window clipped to the padded image.
+
+        A window past the image has a size <= 0 there and sums to 0: Caffe's 0 / size is
+        -0, +0 or (size 0) NaN, which a NaN here gives without a warning (0 * NaN).
+        """
         sizes = []
         for out, k, p, s, size in zip(self.out_hw, self.kernel, self.pad, self.stride,
                                       self.in_hw):
             start = np.arange(out) * s - p
             end = np.minimum(start + k, size + p)
-            sizes.append(np.maximum(end - start, 1))
+            sizes.append(end - start)
         area = np.outer(sizes[0], sizes[1]).astype(np.float64)
-        return self.xp.asarray((1.0 / area).astype(dtype))
+        inverse = np.divide(1.0, area, out=np.full_like(area, np.nan), where=area != 0)
+        return self.xp.asarray(inverse.astype(dtype))
 
     def _source(self, x, fill: float):
         """The NHWC bottom, or a buffer for it inside a border of `fill` when windows reach
@@ -220,7 +235,8 @@ class PoolingLayer(Layer):
         rows = xp.arange(oh).reshape(oh, 1) * self.stride[0] - self.pad[0]
         cols = xp.arange(ow) * self.stride[1] - self.pad[1]
         tap = idx.astype(np.int64)
-        return (rows + tap // kw) * w + (cols + tap % kw)
+        index = (rows + tap // kw) * w + (cols + tap % kw)
+        return index if self.past is None else xp.where(self.past, -1, index)
 
     def _forward_ave(self, src, y) -> None:
         """AVE on NHWC views."""

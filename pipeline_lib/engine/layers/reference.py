@@ -8,9 +8,9 @@ bottom: kernel (H, W), stride 1, pad 0.
 
 Pooling in ceil mode with a stride above the kernel and no padding can leave
 a last window wholly past the image. Caffe then gives MAX -FLT_MAX with mask
--1 (its backward writes outside the channel) and AVE 0 / 0; so does this
-module's forward, and its MAX backward needs masks >= 0. The fast layer
-keeps AVE at 0 there; its mask names no real element.
+-1 and AVE 0 over the window's signed clipped size (-0, +0, or NaN for 0 / 0);
+so does this module. A mask of -1 routes no gradient (Caffe's GPU code; its CPU
+code writes before the channel's first element, corrupting memory).
 """
 
 from __future__ import annotations
@@ -29,11 +29,14 @@ def conv_output_size(size: int, kernel: int, pad: int, stride: int, dilation: in
 
 
 def pool_output_size(size: int, kernel: int, pad: int, stride: int,
-                     ceil_mode: bool = True) -> int:
-    """Rounds up (or down, FLOOR), then drops a last window that would start in the padding."""
+                     ceil_mode: bool = True, clip: bool | None = None) -> int:
+    """Rounds up (or down, FLOOR), then drops a last window that would start in the padding.
+
+    Caffe drops it in both dimensions when either is padded (`clip`; by default, when
+    this one is)."""
     span = size + 2 * pad - kernel
     out = (-(-span // stride) if ceil_mode else span // stride) + 1
-    if pad and (out - 1) * stride >= size + pad:
+    if (pad if clip is None else clip) and (out - 1) * stride >= size + pad:
         out -= 1
     return out
 
@@ -99,8 +102,9 @@ def conv_backward(x, weight, dy, stride=(1, 1), pad=(0, 0), dilation=(1, 1),
 
 # -- pooling ---------------------------------------------------------------------------
 def _pool_shape(x_shape, kernel, stride, pad, ceil_mode: bool) -> tuple[int, int]:
-    return (pool_output_size(x_shape[2], kernel[0], pad[0], stride[0], ceil_mode),
-            pool_output_size(x_shape[3], kernel[1], pad[1], stride[1], ceil_mode))
+    clip = any(pad)
+    return (pool_output_size(x_shape[2], kernel[0], pad[0], stride[0], ceil_mode, clip),
+            pool_output_size(x_shape[3], kernel[1], pad[1], stride[1], ceil_mode, clip))
 
 
 def max_pool_forward(x, kernel, stride=(1, 1), pad=(0, 0), ceil_mode: bool = True
@@ -125,13 +129,14 @@ def max_pool_forward(x, kernel, stride=(1, 1), pad=(0, 0), ceil_mode: bool = Tru
 
 
 def max_pool_backward(dy, mask, x_shape) -> np.ndarray:
-    """Each output's gradient goes to the bottom element its mask names."""
+    """Each output's gradient goes to the bottom element its mask names (none for -1)."""
     n, c, h, w = x_shape
     dx = np.zeros(x_shape)
     nn, cc = np.indices((n, c))
     for i, j in np.ndindex(dy.shape[2:]):
-        r, q = np.divmod(mask[:, :, i, j], w)
-        dx[nn, cc, r, q] += dy[:, :, i, j]
+        named = mask[:, :, i, j] >= 0
+        r, q = np.divmod(mask[:, :, i, j][named], w)
+        dx[nn[named], cc[named], r, q] += dy[:, :, i, j][named]
     return dx
 
 
@@ -155,7 +160,8 @@ def ave_pool_forward(x, kernel, stride=(1, 1), pad=(0, 0), ceil_mode: bool = Tru
     y = np.zeros((n, c, oh, ow))
     for i, j in np.ndindex(oh, ow):
         r0, r1, q0, q1, area = _ave_window(i, j, x.shape, kernel, stride, pad)
-        y[:, :, i, j] = x[:, :, r0:r1, q0:q1].sum(axis=(2, 3)) / area
+        with np.errstate(invalid="ignore"):  # 0 / 0 past the image: NaN, as in Caffe
+            y[:, :, i, j] = x[:, :, r0:r1, q0:q1].sum(axis=(2, 3)) / area
     return y
 
 
@@ -164,5 +170,6 @@ def ave_pool_backward(dy, x_shape, kernel, stride=(1, 1), pad=(0, 0)) -> np.ndar
     dx = np.zeros(x_shape)
     for i, j in np.ndindex(dy.shape[2:]):
         r0, r1, q0, q1, area = _ave_window(i, j, x_shape, kernel, stride, pad)
-        dx[:, :, r0:r1, q0:q1] += dy[:, :, i, j, None, None] / area
+        if r0 < r1 and q0 < q1:  # a window past the image has nothing to pass it to
+            dx[:, :, r0:r1, q0:q1] += dy[:, :, i, j, None, None] / area
     return dx
