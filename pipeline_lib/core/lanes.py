@@ -186,11 +186,29 @@ def gemm_grain(other_dims: int) -> int:
 
 
 def matmul(xp, a, b, out) -> None:
-    """out = a @ b for 2-D arrays, the rows of `out` split over the lanes.
+    """out = a @ b for 2-D arrays, split over the lanes by rows of `out` when `a` is the
+    larger operand, else by columns, so that each lane reads a part of the larger one.
 
     Cuts fall on tile boundaries and parts are large (GEMM_ALIGN, GEMM_MIN_WORK),
-    so each row is computed as in one whole GEMM: the bits do not depend on the
+    so each value is computed as in one whole GEMM: the bits do not depend on the
     split (tests compare them across lane counts).
     """
-    split(xp, a.shape[0], lambda r0, r1: xp.matmul(a[r0:r1], b, out=out[r0:r1]),
-          grain=gemm_grain(a.shape[1] * b.shape[1]), align=GEMM_ALIGN)
+    (m, k), n = a.shape, b.shape[1]
+    if m >= n:
+        split(xp, m, lambda r0, r1: xp.matmul(a[r0:r1], b, out=out[r0:r1]),
+              grain=gemm_grain(k * n), align=GEMM_ALIGN)
+    else:
+        split(xp, n, lambda c0, c1: xp.matmul(a, b[:, c0:c1], out=out[:, c0:c1]),
+              grain=gemm_grain(m * k), align=GEMM_ALIGN)
+
+
+#: a sum over many rows (a weight gradient over a batch) is cut into at most this many
+#: blocks, whatever the lane count, so that lanes can share it and the bits stay the same
+REDUCE_BLOCKS = 4
+
+
+def reduction_blocks(rows: int, work_per_row: int, align: int = 1) -> list[tuple[int, int]]:
+    """Fixed blocks of `rows` for a sum split over lanes: as many as REDUCE_BLOCKS allows
+    with each at least GEMM_MIN_WORK multiply-adds; cuts at multiples of `align`."""
+    blocks = min(REDUCE_BLOCKS, rows // max(align, 1), rows * work_per_row // GEMM_MIN_WORK)
+    return bounds(rows, max(blocks, 1), align)

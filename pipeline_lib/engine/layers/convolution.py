@@ -326,7 +326,7 @@ class ConvolutionLayer(Layer):
                     col = self._make_columns(x, key)
                 cols = self._columns_of(col, 0, n1 - n0)
                 dyg = self._top_diff(t.diff[n0:n1], m).reshape(m, g, og).transpose(1, 0, 2)
-                dwm = self._weight_gradient(col, cols, dyg, m)
+                dwm = self._weight_gradient(col, cols, dyg, n1 - n0)
                 dw_view += dwm[:, :, :kg].reshape(g, og, kh, kw, cg).transpose(0, 1, 4, 2, 3)
                 if self.bias_term:
                     self.blobs[1].diff += dwm[:, :, kg].reshape(-1)
@@ -335,27 +335,37 @@ class ConvolutionLayer(Layer):
                     self._cols_ready.discard(idx)
                     self._input_gradient(dyg, b, n0, n1, key, self.buffers.flat(f"col{key}"))
 
-    def _weight_gradient(self, col, cols, dyg, m: int):
-        """The weights' (and bias's) gradient (G, O/G, K') of a slice, summed over its M rows.
+    def _weight_gradient(self, col, cols, dyg, n: int):
+        """The weights' (and bias's) gradient (G, O/G, K') of a slice of n images.
 
-        Split over the lanes by output values, each still summing all M rows. With
-        "taps" the patch matrix is stored K'-major, and (K' x M) @ (M x O/G) is the
-        faster product; "rows" takes (O/G x M) @ (M x K').
+        A sum over the slice's M rows, taken in fixed blocks of images (the same
+        whatever the lane count), a block per lane, then the blocks added in order.
+        With "taps" the patch matrix is stored K'-major, and (K' x M) @ (M x O/G) is
+        the faster product; "rows" takes (O/G x M) @ (M x K').
         """
         xp = self.xp
         g, og, _, kg = self._dims()
         kb = kg + self.bias_term
-        grain = lanes.gemm_grain(m * og), lanes.GEMM_ALIGN
-        if self.layout == "taps":
-            dwt = self.buffers.get("dwt", (g, kb, og), dyg.dtype)
-            lanes.split(xp, kb, lambda k0, k1: xp.matmul(
-                col[:, k0:k1], dyg, out=dwt[:, k0:k1]), *grain)
-            return dwt.transpose(0, 2, 1)
-        dwm = self.buffers.get("dwm", (g, og, kb), dyg.dtype)
+        ohw = self.out_hw[0] * self.out_hw[1]
+        blocks = lanes.reduction_blocks(n, ohw * og * kb, self._image_grain()[1])
+        taps = self.layout == "taps"
+        shape = (g, kb, og) if taps else (g, og, kb)
+        parts = self.buffers.get("dw_parts", (len(blocks),) + shape, dyg.dtype)
         dyt = dyg.transpose(0, 2, 1)
-        lanes.split(xp, kb, lambda k0, k1: xp.matmul(
-            dyt, cols[:, :, k0:k1], out=dwm[:, :, k0:k1]), *grain)
-        return dwm
+
+        def block(j0: int, j1: int) -> None:
+            for j in range(j0, j1):
+                r0, r1 = blocks[j][0] * ohw, blocks[j][1] * ohw
+                if taps:
+                    xp.matmul(col[:, :, r0:r1], dyg[:, r0:r1], out=parts[j])
+                else:
+                    xp.matmul(dyt[:, :, r0:r1], cols[:, r0:r1], out=parts[j])
+
+        lanes.split(xp, len(blocks), block)
+        total = parts[0]
+        for j in range(1, len(blocks)):
+            xp.add(total, parts[j], out=total)
+        return total.transpose(0, 2, 1) if taps else total
 
     def _input_gradient(self, dyg, b: Blob, n0: int, n1: int, key: str, scratch) -> None:
         """Bottom diff of images n0..n1 from their top diff given as (G, M, O/G).

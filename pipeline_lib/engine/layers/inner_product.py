@@ -45,14 +45,16 @@ class InnerProductLayer(Layer):
         self.m = count(shape, 0, axis)
         top[0].reshape(shape[:axis] + (self.num_output,))
 
-    def _matmul_into(self, a, b, dest) -> None:
-        """dest (any shape holding rows x cols) = a @ b, in place when dest is contiguous;
-        the rows split over the lanes."""
+    def _matmul_into(self, a, b, dest, name: str) -> None:
+        """dest (any shape holding rows x cols) = a @ b, split over the lanes; through the
+        scratch `name` when dest is not contiguous (a channels-last blob seen as NCHW)."""
         rows, cols = a.shape[0], b.shape[1]
         if dest.flags.c_contiguous:
             lanes.matmul(self.xp, a, b, dest.reshape(rows, cols))
-        else:
-            dest[...] = (a @ b).reshape(dest.shape)
+            return
+        out = self.buffers.get(name, (rows, cols), dest.dtype)
+        lanes.matmul(self.xp, a, b, out)
+        dest[...] = out.reshape(dest.shape)
 
     def _weight_t(self):
         """W as (K, num_output), a view either way."""
@@ -62,7 +64,7 @@ class InnerProductLayer(Layer):
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         x = bottom[0].data.reshape(self.m, self.k)
         y = top[0].data
-        self._matmul_into(x, self._weight_t(), y)
+        self._matmul_into(x, self._weight_t(), y, "top")
         if self.bias_term:
             y += self.blobs[1].data
 
@@ -80,4 +82,4 @@ class InnerProductLayer(Layer):
         if self.bias_term:
             self.blobs[1].diff += dy.sum(axis=0)
         if propagate_down[0]:
-            self._matmul_into(dy, self._weight_t().T, bottom[0].diff)
+            self._matmul_into(dy, self._weight_t().T, bottom[0].diff, "bottom_diff")
