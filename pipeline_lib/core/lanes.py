@@ -142,6 +142,8 @@ def _in_lane(work: Callable[[int, int], None], start: int, stop: int) -> None:
 
 #: values per part of elementwise work at least: below, a wake-up costs more than it saves
 ELEMENTWISE_GRAIN = 1 << 16
+#: the same for windows over images (pooling reads each value once or a few times)
+POOL_GRAIN = 1 << 17
 
 
 def _flat_views(arrays) -> list | None:

@@ -107,7 +107,7 @@ class PoolingLayer(Layer):
         ow = pool_out_size(w, kw, pw, sw, self.ceil_mode, clip)
         if oh <= 0 or ow <= 0:
             raise self.error(f"kernel {kh}x{kw} does not fit the padded input {h}x{w}")
-        self.in_hw, self.out_hw = (h, w), (oh, ow)
+        self.in_hw, self.out_hw, self.channels = (h, w), (oh, ow), c
         # padded extent: the image, its padding, and any ceil-mode overhang
         self.padded_hw = (max(h + 2 * ph, (oh - 1) * sh + kh), max(w + 2 * pw, (ow - 1) * sw + kw))
         self.needs_pad = self.padded_hw != (h, w)
@@ -179,7 +179,7 @@ class PoolingLayer(Layer):
                 else:
                     work(src[a:b], ys[a:b])
 
-            lanes.split(self.xp, n, images)
+            lanes.split(self.xp, n, images, self._image_grain())
             return
         idx_dtype = np.uint8 if self.kernel[0] * self.kernel[1] <= 255 else np.int32
         idx = self.buffers.get("argmax", (n, oh, ow, c), idx_dtype)
@@ -198,10 +198,15 @@ class PoolingLayer(Layer):
                 else:
                     self._forward_max(src[a:b], ys[a:b], idx[a:b], *(s[a:b] for s in scratch))
 
-            lanes.split(self.xp, n, images)
+            lanes.split(self.xp, n, images, self._image_grain())
         self.argmax = idx.transpose(0, 3, 1, 2)
         if len(top) > 1:
             top[1].data[...] = self._mask_indices(self.argmax)
+
+    def _image_grain(self) -> int:
+        """Least images per lane: enough bottom values to pay for a lane's wake-up."""
+        h, w = self.in_hw
+        return -(-lanes.POOL_GRAIN // (h * w * self.channels))
 
     def _max_scratch(self, shape):
         return tuple(self.buffers.get(name, shape, np.bool_) for name in ("run", "below"))
@@ -277,7 +282,7 @@ class PoolingLayer(Layer):
                 h, w = self.in_hw
                 bottom_diff[a:z] = dx[a:z, ph:ph + h, pw:pw + w]
 
-        lanes.split(self.xp, n, images)
+        lanes.split(self.xp, n, images, self._image_grain())
 
     def _backward_images(self, dy, winner, dx, eq, grad) -> None:
         """dx (padded NHWC) of some images from their dy (and MAX's winning taps);
