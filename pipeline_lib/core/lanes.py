@@ -132,6 +132,11 @@ def split(xp, n: int, work: Callable[[int, int], None], grain: int = 1,
         _owner.release()
 
 
+def together(xp, tasks: list[Callable[[], None]]) -> None:
+    """Independent tasks at once, one per lane (in order on one lane)."""
+    split(xp, len(tasks), lambda a, b: [task() for task in tasks[a:b]])
+
+
 def _in_lane(work: Callable[[int, int], None], start: int, stop: int) -> None:
     _inside.busy = True
     try:

@@ -74,12 +74,22 @@ class InnerProductLayer(Layer):
         x = bottom[0].data.reshape(self.m, self.k)
         weight = self.blobs[0]
         dw = self.buffers.get("dw", weight.shape, weight.diff.dtype)
-        if self.transpose:
-            lanes.matmul(xp, x.T, dy, dw)      # (K, N)
-        else:
-            lanes.matmul(xp, dy.T, x, dw)      # (N, K)
-        weight.diff += dw
-        if self.bias_term:
-            self.blobs[1].diff += dy.sum(axis=0)
+        weight_diff = weight.diff
+        bias_diff = self.blobs[1].diff if self.bias_term else None
+
+        def params() -> None:
+            if self.transpose:
+                lanes.matmul(xp, x.T, dy, dw)      # (K, N)
+            else:
+                lanes.matmul(xp, dy.T, x, dw)      # (N, K)
+            weight_diff[...] += dw
+            if bias_diff is not None:
+                bias_diff[...] += dy.sum(axis=0)
+
+        tasks = [params]
         if propagate_down[0]:
-            self._matmul_into(dy, self._weight_t().T, bottom[0].diff, "bottom_diff")
+            bottom_diff = bottom[0].diff
+            tasks.append(lambda: self._matmul_into(dy, self._weight_t().T, bottom_diff,
+                                                   "bottom_diff"))
+        # two independent products: a lane each (each whole) when there are lanes
+        lanes.together(xp, tasks)
