@@ -38,6 +38,7 @@ from pipeline_lib.core.cli_args import (
     whole_number,
 )
 from pipeline_lib.core.errors import describe_error
+from pipeline_lib.core.threads import compute_threads, usable_cpus
 from pipeline_lib.proto import caffe_pb2
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -94,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                              solver_mode="GPU" if _gpu(args) is not None else None,
                              resume=args.snapshot, weights=args.weights, log_path=args.log,
                              sigint_effect=args.sigint_effect, sighup_effect=args.sighup_effect,
-                             stages=args.stage, level=args.level)
+                             stages=args.stage, level=args.level, threads=args.threads)
     result = job.run()
     print(f"{result.caffemodel}\n{result.solverstate}")
     if result.stopped_early:
@@ -109,12 +110,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 @command("test")
 def cmd_test(args: argparse.Namespace) -> int:
     from pipeline_lib.api import load_net
-    from pipeline_lib.core.backend import to_host
 
     net = load_net(args.model, args.weights, _phase(args.phase), _device(args),
                    stages=args.stage, level=args.level)
+    with compute_threads(args.threads):
+        _score(net, args.iterations)
+    net.close()
+    return 0
+
+
+def _score(net, iterations: int) -> None:
+    """Caffe's `test` lines: each batch's outputs, then their means."""
+    from pipeline_lib.core.backend import to_host
+
     totals: dict[str, float] = {}
-    for i in range(args.iterations):
+    for i in range(iterations):
         net.forward()
         for name in net.output_blob_names:
             values = to_host(net.blobs[name].data).ravel()
@@ -124,11 +134,9 @@ def cmd_test(args: argparse.Namespace) -> int:
                 print(f"Batch {i}, {key} = {float(v):.6g}")
     for key, total in totals.items():
         weight = net.loss_weights.get(key, 0.0)
-        mean = total / args.iterations
+        mean = total / iterations
         suffix = f" (* {weight:g} = {weight * mean:.6g} loss)" if weight else ""
         print(f"{key} = {mean:.6g}{suffix}")
-    net.close()
-    return 0
 
 
 @command("time")
@@ -139,7 +147,8 @@ def cmd_time(args: argparse.Namespace) -> int:
     net = load_net(args.model, args.weights, _phase(args.phase), _device(args),
                    batch_size=args.batch_size, dummy_data=args.dummy_data,
                    stages=args.stage, level=args.level)
-    print(time_net(net, iterations=args.iterations).table())
+    with compute_threads(args.threads):
+        print(time_net(net, iterations=args.iterations).table())
     net.close()
     return 0
 
@@ -234,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"{gpu}: a number, a comma list (0,1) or all; with a list the "
                             "first is used until multi-GPU runs exist (alone: 0)")
         add_debug(p, command=True)
+        if name in ("train", "test", "time"):
+            p.add_argument("--threads", "-threads", type=positive_int, default=usable_cpus(),
+                           help="CPU threads the run splits its work over (default: every "
+                                "CPU this process may use, here %(default)s); the model's "
+                                "bits do not depend on it")
         return p
 
     def add_state(p: argparse.ArgumentParser, net: str) -> None:

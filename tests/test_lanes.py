@@ -152,7 +152,7 @@ def test_every_blob_and_gradient_is_the_same_with_1_2_and_3_lanes(monkeypatch, l
 
 LENET_SOLVER = """
 base_lr: 0.01 momentum: 0.9 weight_decay: 0.0005 lr_policy: "inv" gamma: 0.0001 power: 0.75
-max_iter: 100000 display: 0 random_seed: 5
+max_iter: 100000 display: 0 random_seed: 5 solver_mode: CPU
 net_param {
   name: "LeNet"
   layer { name: "data" type: "DummyData" top: "data" top: "label"
@@ -199,3 +199,20 @@ def test_lenet_at_its_real_size_trains_to_the_same_bits_with_1_2_and_3_lanes():
     for count in (2, 3):
         for k, (a, b) in enumerate(zip(one, _lenet_weights(count))):
             assert np.array_equal(a, b), f"param {k} differs with {count} lanes"
+
+
+def test_pcaffe_train_writes_the_same_model_with_one_and_two_threads(tmp_path, monkeypatch):
+    """`--threads` (default: every usable CPU) splits the work; the files are the same."""
+    from pipeline_lib import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "solver.prototxt").write_text(LENET_SOLVER.replace("max_iter: 100000",
+                                                                   "max_iter: 3"))
+    models = []
+    for threads in ("1", "2"):
+        stem = f"results/t{threads}_iter_3"
+        assert cli.main(["train", "-solver", "solver.prototxt", "--output", stem,
+                         "-threads", threads]) == 0
+        models.append((tmp_path / f"{stem}.caffemodel").read_bytes())
+    assert models[0] == models[1]
+    assert cli.build_parser().parse_args(["time", "-model", "m"]).threads >= 1

@@ -91,7 +91,7 @@ def test_evaluation_runs_on_the_device_the_training_used(tmp_path, monkeypatch, 
     smk = SimpleNamespace(input=SimpleNamespace(solver=str(solver), weights="w.caffemodel"),
                           params=SimpleNamespace(solver_mode=override, top_k=[1],
                                                  batch_size=None),
-                          log=[str(tmp_path / "eval.log")])
+                          log=[str(tmp_path / "eval.log")], threads=2)
     with pytest.raises(StopIteration):
         script["main"](smk)
     assert seen["device"] is want

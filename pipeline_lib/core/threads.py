@@ -11,6 +11,7 @@ the count is the rule's `threads`. threadpoolctl sets BLAS's threads at run time
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 from threadpoolctl import threadpool_limits
@@ -28,3 +29,10 @@ def compute_threads(count: int | None) -> Iterator[None]:
         raise ValueError(f"thread count must be at least 1, got {count}")
     with threadpool_limits(limits=1, user_api="blas"), lanes(count):
         yield
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity), the default thread count of a run."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

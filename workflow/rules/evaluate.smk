@@ -27,7 +27,7 @@ rule evaluate:
         iter=COUNT_WILDCARD,
     conda:
         "../envs/pipeline.yaml"
-    threads: 1
+    threads: 2
     resources:
         mem_mb=2000,
     params:

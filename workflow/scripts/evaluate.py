@@ -4,6 +4,7 @@ import logging
 from pathlib import Path
 
 from pipeline_lib.core.glog import configure_logging
+from pipeline_lib.core.threads import compute_threads
 from pipeline_lib.engine.training.device import run_device
 from pipeline_lib.evaluate import evaluate_solver, write_reports
 
@@ -15,14 +16,15 @@ def main(smk) -> None:
     configure_logging(smk.log[0])
     log = logging.getLogger("evaluate")
     try:
-        evaluation, info = evaluate_solver(
-            smk.input.solver,
-            smk.input.weights,
-            top_k=smk.params.top_k,
-            batch_size=smk.params.batch_size or None,
-            device=run_device(smk.params.solver_mode, smk.input.solver),
-            workflow_dir=WORKFLOW_DIR,
-        )
+        with compute_threads(smk.threads):
+            evaluation, info = evaluate_solver(
+                smk.input.solver,
+                smk.input.weights,
+                top_k=smk.params.top_k,
+                batch_size=smk.params.batch_size or None,
+                device=run_device(smk.params.solver_mode, smk.input.solver),
+                workflow_dir=WORKFLOW_DIR,
+            )
         model, iters = smk.wildcards.model, int(smk.wildcards.iter)
         write_reports(
             evaluation,

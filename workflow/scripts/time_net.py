@@ -5,6 +5,7 @@ import logging
 from pipeline_lib.api import load_net
 from pipeline_lib.core.fsutil import atomic_write_bytes
 from pipeline_lib.core.glog import configure_logging
+from pipeline_lib.core.threads import compute_threads
 from pipeline_lib.engine.timing import time_net
 from pipeline_lib.proto import caffe_pb2
 
@@ -17,7 +18,8 @@ def main(smk) -> None:
         net = load_net(smk.input[0], None, caffe_pb2.TRAIN, batch_size=int(smk.wildcards.batch),
                        dummy_data=(3, 227, 227))
         try:
-            timing = time_net(net, iterations=int(smk.params.iterations))
+            with compute_threads(smk.threads):
+                timing = time_net(net, iterations=int(smk.params.iterations))
         finally:
             net.close()
         table = timing.table()

@@ -24,7 +24,7 @@ def main(smk) -> None:
         metrics_path=smk.output.metrics,
         provenance_path=smk.output.provenance,
         config=smk.params.config,
-        threads=smk.threads,  # BLAS threads: the rule's (they decide the model's bits)
+        threads=smk.threads,  # lanes for the step's work (the bits do not depend on them)
     )
     result = job.run()
     if result.stopped_early:
