@@ -80,7 +80,7 @@ def test_lane_count_is_restored_and_checked():
 LAYERS = """
 name: "split"
 layer { name: "data" type: "DummyData" top: "data" top: "label"
-  dummy_data_param { shape { dim: 64 dim: 3 dim: 32 dim: 30 } shape { dim: 64 }
+  dummy_data_param { shape { dim: 64 dim: 3 dim: 31 dim: 29 } shape { dim: 64 }
     data_filler { type: "gaussian" std: 1 } data_filler { type: "constant" value: 1 } } }
 layer { name: "conv_pad" type: "Convolution" bottom: "data" top: "c1"
   convolution_param { num_output: 16 kernel_size: 3 pad: 1 stride: 1
