@@ -278,21 +278,17 @@ class TrainingJob:
 
     def run(self) -> TrainResult:
         """Train; move the final pair to the stem and write the provenance record."""
-        with compute_threads(self.threads), self._output_lock() as created_dirs:
+        with compute_threads(self.threads), self._output_lock():
             record = RunRecord(self.solver.path, config=self.config)
             files = self.solver.files
             record.add_texts([files.solver, *files.nets])
-            try:  # a failure, or a second Ctrl-C before the solver's handler
-                digests = self._claim_snapshot_dir()
-                resume_file = self.resume_file()
-                if self.provenance is not None:
-                    record.add_inputs([*files.all_inputs, *self.effective.weights,
-                                       *([resume_file] if resume_file else [])], digests)
-                digests.save()
-                model, state, iterations, stopped = self._train(resume_file)
-            except BaseException:
-                self._discard_if_nothing_to_resume(created_dirs)
-                raise
+            digests = self._claim_snapshot_dir()
+            resume_file = self.resume_file()
+            if self.provenance is not None:
+                record.add_inputs([*files.all_inputs, *self.effective.weights,
+                                   *([resume_file] if resume_file else [])], digests)
+            digests.save()
+            model, state, iterations, stopped = self._train(resume_file)
             provenance = None
             with signals_held():  # the final files appear whole, or not at all
                 if self.paths is not None and not stopped:
@@ -311,17 +307,31 @@ class TrainingJob:
         return TrainResult(model, state, iterations, stopped, resume_file, provenance)
 
     @contextlib.contextmanager
-    def _output_lock(self) -> Iterator[list[Path]]:
+    def _output_lock(self) -> Iterator[None]:
         """Make the snapshot folder and hold the stem's lock (output_lock.py) while the run
-        lasts; yields the folders made, deepest first."""
+        lasts. On a failure or a Ctrl-C, anywhere from the folder's making on, what the run
+        wrote goes unless a snapshot lets it resume (the folders it made, when empty)."""
         if self.paths is None:
-            yield []
+            yield
             return
         snapshot_dir = self.paths.snapshot_dir
         created = [d for d in (snapshot_dir, *snapshot_dir.parents) if not d.exists()]
-        snapshot_dir.mkdir(parents=True, exist_ok=True)
-        with OutputLock(snapshot_dir, self.paths.stem):
-            yield created
+        lock = OutputLock(snapshot_dir, self.paths.stem)
+        try:
+            with signals_held():  # folder and lock come together: a Ctrl-C comes after both
+                snapshot_dir.mkdir(parents=True, exist_ok=True)
+                lock.__enter__()
+            yield
+        except BaseException:
+            with signals_held():  # a second Ctrl-C does not cut the clean-up short
+                if lock.held:
+                    self._discard_if_nothing_to_resume(created)
+                else:  # another run's folder and lock: only our own empty folders go
+                    discard_if_nothing_to_resume(snapshot_dir, [], created)
+                lock.release()
+            raise
+        finally:
+            lock.release()
 
     def _claim_snapshot_dir(self) -> DigestCache:
         """Put aside snapshots of another run; returns the digests of the inputs (cached in

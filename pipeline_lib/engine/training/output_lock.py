@@ -56,6 +56,10 @@ class OutputLock:
     def __exit__(self, *exc) -> None:
         self.release()
 
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
     def release(self) -> None:
         """Remove the file, then drop the lock (once; later calls do nothing)."""
         if self._fd is not None:
