@@ -216,3 +216,22 @@ def test_pcaffe_train_writes_the_same_model_with_one_and_two_threads(tmp_path, m
         models.append((tmp_path / f"{stem}.caffemodel").read_bytes())
     assert models[0] == models[1]
     assert cli.build_parser().parse_args(["time", "-model", "m"]).threads >= 1
+
+
+def test_a_run_resumed_with_another_thread_count_ends_with_the_same_bytes(tmp_path, monkeypatch):
+    """One thread to iteration 3, two from its snapshot to 6: the files of one thread all the
+    way (exact resume and lanes together)."""
+    from pipeline_lib import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "snap").mkdir()
+    (tmp_path / "solver.prototxt").write_text(LENET_SOLVER.replace(
+        "max_iter: 100000", 'max_iter: 6 snapshot: 3 snapshot_prefix: "snap/lenet"'))
+    final = tmp_path / "snap" / "lenet_iter_6"
+    assert cli.main(["train", "-solver", "solver.prototxt", "-threads", "1"]) == 0
+    whole = [final.with_suffix(s).read_bytes() for s in (".caffemodel", ".solverstate")]
+    final.with_suffix(".caffemodel").unlink()
+    assert cli.main(["train", "-solver", "solver.prototxt", "-threads", "2",
+                     "-snapshot", "snap/lenet_iter_3.solverstate"]) == 0
+    resumed = [final.with_suffix(s).read_bytes() for s in (".caffemodel", ".solverstate")]
+    assert resumed == whole
