@@ -1,6 +1,7 @@
 """core/lanes: a step's work split over threads, the same bits whatever the lane count.
 
-The layers that split (Convolution, Pooling, InnerProduct, ReLU, LRN, the SGD update) are
+The layers that split (Convolution, Deconvolution, Pooling, InnerProduct, ReLU, LRN, the SGD
+update) are
 run with 1, 2 and 3 lanes on nets whose shapes make them split, and every blob,
 gradient and trained weight must be equal to the last bit.
 """
@@ -105,6 +106,11 @@ layer { name: "fc_t" type: "InnerProduct" bottom: "fc" top: "out"
   inner_product_param { num_output: 7 transpose: true
     weight_filler { type: "gaussian" std: 0.1 } } }
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "out" bottom: "label" top: "loss" }
+layer { name: "up" type: "Deconvolution" bottom: "p2" top: "up"
+  convolution_param { num_output: 32 kernel_size: 4 stride: 2 pad: 1 group: 2
+    weight_filler { type: "gaussian" std: 0.1 } bias_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "up_loss" type: "Reduction" bottom: "up" top: "up_loss" loss_weight: 0.001
+  reduction_param { operation: SUMSQ } }
 """
 
 
@@ -128,7 +134,7 @@ def _blobs_after_a_step(lane_count: int) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("compiled", [True, False])
 def test_every_blob_and_gradient_is_the_same_with_1_2_and_3_lanes(monkeypatch, layout, compiled):
     """Padding, groups, overlapping MAX windows, AVE, LRN both ways, ReLU in place and not,
-    both patch layouts, with and without the compiled kernels; at the real split
+    Deconvolution, both patch layouts, with and without the compiled kernels; at the real split
     thresholds (lanes.GEMM_MIN_WORK, lanes.ELEMENTWISE_GRAIN)."""
     if compiled:
         pytest.importorskip("numba")
@@ -235,3 +241,15 @@ def test_a_run_resumed_with_another_thread_count_ends_with_the_same_bytes(tmp_pa
                      "-snapshot", "snap/lenet_iter_3.solverstate"]) == 0
     resumed = [final.with_suffix(s).read_bytes() for s in (".caffemodel", ".solverstate")]
     assert resumed == whole
+
+
+def test_deconvolution_taps_taken_in_blocks_give_the_same_bits(monkeypatch):
+    """A large kernel's contributions come a block of taps at a time: the same additions
+    in the same order as all taps at once."""
+    from pipeline_lib.engine.layers import deconvolution
+
+    whole = _blobs_after_a_step(2)
+    monkeypatch.setattr(deconvolution, "MAX_CONTRIBUTION_BYTES", 1)  # one tap per block
+    blocks = _blobs_after_a_step(2)
+    for key, value in whole.items():
+        assert np.array_equal(value, blocks[key]), key

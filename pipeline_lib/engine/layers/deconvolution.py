@@ -7,18 +7,24 @@ Convolution (`read_geometry`, `check_bottoms`); the patch copies are conv_utils'
 channels-last (NHWC) views:
 - forward: one GEMM per kernel tap gives that tap's contribution (M = N*H*W input
   pixels by num_output/G) and col2im adds them into the padded top, then the
-  padding is cut off and the bias added;
-- backward: the top diff's patch matrix (im2col) against the weights gives the
-  bottom diff (a plain convolution) and, against the bottom, the weight diff.
+  padding is cut off and the bias added; images split over the lanes, taps taken a
+  block at a time so that a large kernel (FCN's upsampling) keeps its scratch bounded;
+- backward: the top diff's patch matrix (im2col, images over the lanes) against the
+  weights gives the bottom diff (a plain convolution) and, against the bottom, the
+  weight diff (both products split over the lanes).
 Several bottoms share the weights, each giving the top of the same index.
 """
 
 from __future__ import annotations
 
+from pipeline_lib.core import lanes
 from pipeline_lib.core.blob import Blob, nhwc
 from pipeline_lib.engine.layers.base import Layer, register
-from pipeline_lib.engine.layers.conv_utils import col2im_rows_add, im2col_rows
+from pipeline_lib.engine.layers.conv_utils import im2col_rows
 from pipeline_lib.engine.layers.convolution import check_bottoms, read_geometry
+
+#: the most bytes of per-tap contributions a lane holds at once in forward
+MAX_CONTRIBUTION_BYTES = 16 * 2**20
 
 
 @register
@@ -71,39 +77,64 @@ class DeconvolutionLayer(Layer):
                                    (0, 0)))
         cols = xp.empty((n, h, w, g, win.kernel_h, win.kernel_w, self.num_output // g),
                         dy.dtype)
-        im2col_rows(xp, padded, win, h, w, g, cols)
+        lanes.split(xp, n, lambda a, z: im2col_rows(xp, padded[a:z], win, h, w, g, cols[a:z]))
         return cols.reshape(n * h * w, g, -1).transpose(1, 0, 2)
 
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         xp, win, g = self.xp, self.win, self.group
         taps = self._taps()
+        count = taps.shape[1]
         og = self.num_output // g
         oh, ow = self.out_hw
+        ph, pw = win.pad_h, win.pad_w
+        bias = self.blobs[1].data if self.bias_term else None
         for b, t in zip(bottom, top):
             n, c, h, w = b.shape
-            x = nhwc(b.data).reshape(n * h * w, g, c // g).transpose(1, 0, 2)
-            contrib = xp.matmul(x[:, None], taps)  # (G, taps, M, O/G)
-            padded = xp.zeros((n, oh + 2 * win.pad_h, ow + 2 * win.pad_w, self.num_output),
-                              t.data.dtype)
-            col2im_rows_add(xp, contrib.reshape(g, -1, n, h, w, og), padded, win, h, w)
+            x = nhwc(b.data).reshape(n, h * w, g, c // g)
             out = nhwc(t.data)
-            out[...] = padded[:, win.pad_h:win.pad_h + oh, win.pad_w:win.pad_w + ow]
-            if self.bias_term:
-                out += self.blobs[1].data
+            padded = xp.empty((n, oh + 2 * ph, ow + 2 * pw, self.num_output), t.data.dtype)
+            per_tap = h * w * self.num_output * t.data.dtype.itemsize
+
+            def images(a: int, z: int, x=x, out=out, padded=padded, per_tap=per_tap,
+                       h=h, w=w) -> None:
+                """Top of images a..z: each tap's contribution added into the padded top, taps
+                in row-major order (Caffe's col2im order), a block of taps at a time."""
+                part = padded[a:z]
+                part[...] = 0
+                xs = x[a:z].reshape((z - a) * h * w, g, -1).transpose(1, 0, 2)[:, None]
+                block = max(1, MAX_CONTRIBUTION_BYTES // (per_tap * (z - a)))
+                for q0 in range(0, count, block):
+                    contrib = xp.matmul(xs, taps[:, q0:q0 + block])  # (G, taps, M, O/G)
+                    for k in range(contrib.shape[1]):
+                        i, j = divmod(q0 + k, win.kernel_w)
+                        rows, cols = win.tap_slices(i, j, h, w)
+                        dest = part[:, rows, cols]
+                        src = contrib[:, k].reshape(g, z - a, h, w, og).transpose(1, 2, 3, 0, 4)
+                        xp.add(dest, src.reshape(dest.shape), out=dest)
+                out[a:z] = part[:, ph:ph + oh, pw:pw + ow]
+                if bias is not None:
+                    out[a:z] += bias
+
+            lanes.split(xp, n, images)
 
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
-        g = self.group
+        xp, g = self.xp, self.group
         kernel = self._kernel_matrix()
         c, og, kh, kw = self.blobs[0].shape
+        cg = c // g
         for i, (t, b) in enumerate(zip(top, bottom)):
             dy = t.diff
             if self.bias_term:
                 self.blobs[1].diff += dy.sum(axis=(0, 2, 3))
             n, _, h, w = b.shape
             cols = self._top_columns(dy, h, w)
-            x = nhwc(b.data).reshape(n * h * w, g, c // g).transpose(1, 0, 2)
-            dw = self.xp.matmul(x.transpose(0, 2, 1), cols)  # (G, C/G, K)
+            x = nhwc(b.data).reshape(n * h * w, g, cg).transpose(1, 0, 2)
+            dw = xp.empty((g, cg, kh * kw * og), dy.dtype)
+            for gi in range(g):
+                lanes.matmul(xp, x[gi].T, cols[gi], dw[gi])  # (C/G, K)
             self.blobs[0].diff += dw.reshape(c, kh, kw, og).transpose(0, 3, 1, 2)
             if i < len(propagate_down) and propagate_down[i]:
-                dx = self.xp.matmul(cols, kernel.transpose(0, 2, 1))  # (G, M, C/G)
+                dx = xp.empty((g, n * h * w, cg), dy.dtype)
+                for gi in range(g):
+                    lanes.matmul(xp, cols[gi], kernel[gi].T, dx[gi])  # (M, C/G)
                 nhwc(b.diff)[...] = dx.transpose(1, 0, 2).reshape(n, h, w, c)
