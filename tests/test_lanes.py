@@ -1,8 +1,7 @@
 """core/lanes: a step's work split over threads, the same bits whatever the lane count.
 
 The layers that split (Convolution, Deconvolution, Pooling, InnerProduct, ReLU, LRN, the SGD
-update) are
-run with 1, 2 and 3 lanes on nets whose shapes make them split, and every blob,
+update) are run with 1, 2 and 3 lanes on nets whose shapes make them split, and every blob,
 gradient and trained weight must be equal to the last bit.
 """
 
