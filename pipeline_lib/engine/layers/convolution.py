@@ -36,7 +36,7 @@ from pipeline_lib.proto import caffe_pb2
 #: Above this many bytes of patch matrix, the batch is processed in slices.
 MAX_COLUMN_BYTES = 64 * 2**20
 #: The same in the TEST phase: forward only, so the matrix is not kept for a backward.
-MAX_COLUMN_BYTES_TEST = 8 * 2**20
+MAX_COLUMN_BYTES_TEST = 6 * 2**20
 #: Patch-matrix layout, "rows" or "taps"; None picks per layer (tests pin it).
 LAYOUT: str | None = None
 
