@@ -15,8 +15,9 @@ Prints, in one run so that the ratios are taken under the same load:
 
 The machine is shared: the load average is printed first, and training times
 are given as the median and the 20th percentile (less sensitive to other
-processes). Thread counts follow the environment (OPENBLAS_NUM_THREADS; PyTorch
-uses all CPUs). Anchors (2 vCPU): Caffe 25.1 ms, PyTorch 18.7 ms per iteration.
+processes). Both use `--threads` threads (default: every usable CPU): ours as lanes,
+PyTorch's through torch.set_num_threads. Anchors (2 vCPU): Caffe 25.1 ms, PyTorch 18.7 ms
+per iteration.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from pathlib import Path
 import lenet_train  # beside this file: `python bench/run_all.py` puts bench/ on sys.path
 import numpy as np
 
+from pipeline_lib.core.threads import compute_threads, usable_cpus
 from pipeline_lib.data.convert import convert_mnist
 from pipeline_lib.data.idx import write_idx
 from pipeline_lib.data.mean import compute_image_mean
+from pipeline_lib.engine.training.provenance import host_info
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +52,7 @@ def p20(times: list[float]) -> float:
 def training_rows(args) -> list[str]:
     use_db = lenet_train.TRAIN_DB.is_dir() and not args.synthetic
     ours, theirs, rss = lenet_train.measure(args.iterations, args.warmup, args.gpu, use_db,
-                                            not args.no_torch)
+                                            not args.no_torch, args.threads)
     rows = [f"LeNet training, batch 64, {'GPU' if args.gpu else 'CPU'}, data: "
             f"{'MNIST LMDB' if use_db else 'synthetic'}, {args.iterations} timed iterations"
             + (", ours and PyTorch taking turns every 25" if theirs else ""),
@@ -108,11 +111,15 @@ def main() -> int:
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--synthetic", action="store_true", help="random data, no LMDB")
+    parser.add_argument("--threads", type=int, default=usable_cpus(),
+                        help="our lanes and PyTorch's threads (default: every usable CPU)")
     args = parser.parse_args()
     load = os.getloadavg()
-    print(f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
-          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
-    for block in (training_rows(args), layer_rows(args), data_rows(args.records)):
+    print(f"CPU: {host_info()['cpu_model']}; {args.threads} threads; load average "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    with compute_threads(args.threads):
+        blocks = (training_rows(args), layer_rows(args), data_rows(args.records))
+    for block in blocks:
         print()
         print("\n".join(block))
     return 0
