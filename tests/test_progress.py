@@ -16,6 +16,7 @@ from test_reproducible import make_run_dir
 
 from pipeline_lib.core.glog import GlogLogger
 from pipeline_lib.core.progress import (
+    LiveLine,
     Progress,
     Rate,
     format_amount,
@@ -87,6 +88,36 @@ def test_log_lines_go_above_the_live_line():
     live_line(plain).show("never drawn")
     GlogLogger(stream=plain, clock=lambda: 0.0, thread_id=7).info("hello", source="x.py:1")
     assert plain.getvalue().endswith("] hello\n") and "\r" not in plain.getvalue()
+
+
+def _read_all(fd: int) -> str:
+    out = b""
+    while select.select([fd], [], [], 0.2)[0]:
+        out += os.read(fd, 4096)
+    return out.decode()
+
+
+def test_processes_on_one_terminal_take_turns_drawing():
+    """Two jobs of one Snakemake run on one terminal (two open files of one pty, as two
+    processes have): the second draws nothing while the first's line is up, and draws
+    once the first has erased its line."""
+    main, child = pty.openpty()
+    name = os.ttyname(child)
+    first, second = open(name, "w"), open(name, "w")  # noqa: SIM115 - closed below
+    try:
+        a, b = LiveLine(first), LiveLine(second)
+        a.show("first job")
+        b.show("second job")
+        assert "first job" in _read_all(main) and b.text == ""
+        a.clear()
+        b.show("second job again")
+        assert "second job again" in _read_all(main)
+        b.clear()
+    finally:
+        first.close()
+        second.close()
+        os.close(main)
+        os.close(child)
 
 
 def test_failure_logs_no_done_line(caplog):

@@ -7,6 +7,8 @@ is drawn again below. Elsewhere (a Snakemake log file, CI, a pipe) nothing is
 redrawn: `Progress` writes a few plain log lines instead (25%, 50%, 75%, each
 with the time left, then done), and a training run's log holds only its
 classic glog lines. The closing line ("done: N in T s") is always logged.
+Several processes on one terminal (the jobs of one Snakemake run) take turns:
+one draws its line while the others stay quiet (`TerminalClaim`).
 
 Time left is the work still to do at the average rate since the step began,
 which counts the step's slow parts (a training run's test passes) in their
@@ -16,12 +18,20 @@ share; the rate shown beside it is the recent one.
 from __future__ import annotations
 
 import collections
+import io
 import logging
+import os
 import shutil
 import sys
+import tempfile
 import time
 import weakref
 from typing import TextIO
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: every process draws
+    fcntl = None
 
 CLEAR = "\r\033[K"  # carriage return, erase to the end of the line
 
@@ -46,25 +56,64 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+class TerminalClaim:
+    """Which process draws a live line on a terminal: the one holding a lock named after
+    the terminal's device (in the temporary folder), taken without waiting and given up
+    when its line is erased. A process that cannot tell (no device, no fcntl) draws."""
+
+    def __init__(self, stream: TextIO):
+        self._fd: int | None = None
+        self.path: str | None = None
+        try:
+            device = os.fstat(stream.fileno()).st_rdev
+            self.path = os.path.join(tempfile.gettempdir(),
+                                     f"pcaffe-live-line-{os.getuid()}-{device}")
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            pass
+
+    def hold(self) -> bool:
+        """Whether this process may draw now (taking the claim when it is free)."""
+        if self._fd is not None or self.path is None or fcntl is None:
+            return True
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class LiveLine:
     """The status line at the bottom of a terminal stream (does nothing on other streams).
 
     `show(text)` redraws it; `write(text)` puts text above it and draws it again
     below; `clear()` erases it. One object per stream (`live_line`), so that log
-    lines and every status on that stream share it.
+    lines and every status on that stream share it. While another process draws
+    on the same terminal, `show` draws nothing (see TerminalClaim).
     """
 
     def __init__(self, stream: TextIO):
         self._stream = weakref.ref(stream)  # weak: the table of lines must not keep it open
         self.tty = is_terminal(stream)
         self.text = ""
+        self.claim = TerminalClaim(stream) if self.tty else None
 
     @property
     def stream(self) -> TextIO:
         return self._stream()
 
     def show(self, text: str) -> None:
-        if not self.tty:
+        if not self.tty or not self.claim.hold():
             return
         width = shutil.get_terminal_size((100, 24)).columns - 1
         self.text = text if len(text) <= width else text[: max(width - 1, 0)] + "…"
@@ -83,6 +132,8 @@ class LiveLine:
             self.stream.write(CLEAR)
             self.stream.flush()
         self.text = ""
+        if self.claim is not None:
+            self.claim.release()
 
 
 _LINES: weakref.WeakKeyDictionary[TextIO, LiveLine] = weakref.WeakKeyDictionary()
