@@ -7,6 +7,7 @@ gradient and trained weight must be equal to the last bit.
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import numpy as np
@@ -252,3 +253,22 @@ def test_deconvolution_taps_taken_in_blocks_give_the_same_bits(monkeypatch):
     blocks = _blobs_after_a_step(2)
     for key, value in whole.items():
         assert np.array_equal(value, blocks[key]), key
+
+
+@pytest.mark.parametrize("settings", [
+    'type: "Nesterov" base_lr: 0.01 momentum: 0.9',
+    'type: "AdaGrad" base_lr: 0.01 momentum: 0',
+    'type: "RMSProp" base_lr: 0.01 momentum: 0 rms_decay: 0.98',
+    'type: "AdaDelta" base_lr: 1.0 momentum: 0.95 delta: 1e-6',
+    'type: "Adam" base_lr: 0.001 momentum: 0.9 momentum2: 0.999',
+    'base_lr: 0.01 momentum: 0.9 regularization_type: "L1" iter_size: 2',
+], ids=["nesterov", "adagrad", "rmsprop", "adadelta", "adam", "sgd-l1-iter_size"])
+def test_every_update_rule_gives_the_same_bits_with_1_and_2_lanes(monkeypatch, settings):
+    """The updates run a range of a large param per lane (ip1's 400,000 weights here)."""
+    monkeypatch.setattr(sys.modules[__name__], "LENET_SOLVER",
+                        LENET_SOLVER.replace("base_lr: 0.01 momentum: 0.9", "") + settings)
+    one = _lenet_weights(1, iterations=2)
+    for k, (a, b) in enumerate(zip(one, _lenet_weights(2, iterations=2))):
+        assert np.array_equal(a, b), f"param {k} differs with 2 lanes"
+    start = _lenet_weights(1, iterations=0)
+    assert not np.array_equal(start[4], one[4])  # ip1's weights did move

@@ -19,8 +19,9 @@ class AdaDelta(UpdateRule):
         self._scratch2 = [p.xp.empty_like(p.data) for p in self.params]
 
     def compute_update(self, i: int, local_rate: float, iteration: int) -> None:
-        g, hg, hu = self.params[i].diff, self.history[i], self.second_history(i)
-        tmp, tmp2 = self._scratch[i], self._scratch2[i]
+        g, hg = self.part(self.params[i].diff), self.part(self.history[i])
+        hu = self.second_history(i)
+        tmp, tmp2 = self.part(self._scratch[i]), self.part(self._scratch2[i])
         xp, m = self.params[i].xp, self.momentum
         xp.multiply(g, g, out=tmp)
         tmp *= 1.0 - m

@@ -15,7 +15,8 @@ class AdaGrad(UpdateRule):
             raise SolverParameterError(f"AdaGrad takes no momentum (got {sp.momentum})")
 
     def compute_update(self, i: int, local_rate: float, iteration: int) -> None:
-        g, h, tmp = self.params[i].diff, self.history[i], self._scratch[i]
+        g, h, tmp = (self.part(a) for a in (self.params[i].diff, self.history[i],
+                                              self._scratch[i]))
         xp = self.params[i].xp
         xp.multiply(g, g, out=tmp)
         h += tmp

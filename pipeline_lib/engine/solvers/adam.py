@@ -21,8 +21,8 @@ class Adam(UpdateRule):
         self.momentum2 = float(sp.momentum2)
 
     def compute_update(self, i: int, local_rate: float, iteration: int) -> None:
-        g, tmp = self.params[i].diff, self._scratch[i]
-        m, v = self.history[i], self.second_history(i)
+        g, tmp = self.part(self.params[i].diff), self.part(self._scratch[i])
+        m, v = self.part(self.history[i]), self.second_history(i)
         xp, b1, b2 = self.params[i].xp, self.momentum, self.momentum2
         t = iteration + 1
         correction = math.sqrt(1.0 - b2**t) / (1.0 - b1**t)

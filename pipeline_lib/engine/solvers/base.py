@@ -14,19 +14,26 @@ numba a compiled CPU loop).
 `history` holds the rule's state in Caffe's .solverstate order: one array per
 param, and rules with two (AdaDelta, Adam) append the second set after the
 first. All math is in place on the params' array module (NumPy or CuPy), with
-one scratch array per param allocated once.
+one scratch array per param allocated once. Steps 2 and 3 are elementwise: on
+NumPy a large param is updated a range of values per lane (core/lanes), each
+rule seeing its arrays through `part`, with the same operations on every value.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from typing import ClassVar
 
+import numpy as np
+
+from pipeline_lib.core import lanes
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.proto import caffe_pb2
 
 REGULARIZATION_TYPES = ("L2", "L1")
+_lane = threading.local()  # .part: the (start, stop) of the values a lane updates
 
 
 class SolverParameterError(ValueError):
@@ -76,14 +83,39 @@ class UpdateRule:
         """
         clipped = self.clip_gradients()
         for i, p in enumerate(self.params):
-            self.normalize(i)
             local_rate = rate * self.lr_mults[i]
-            if self.fused_step(i, local_rate, iteration):
-                continue
-            self.regularize(i)
-            self.compute_update(i, local_rate, iteration)
-            p.data -= p.diff
+            arrays = [p.data, p.diff, *self.history[i::len(self.params)], self._scratch[i]]
+            if p.xp is np and all(a.flags.c_contiguous for a in arrays):
+                lanes.split(np, p.data.size, lambda a, b, i=i, r=local_rate: self._update_part(
+                    i, r, iteration, a, b), lanes.ELEMENTWISE_GRAIN)
+            else:
+                self._update(i, local_rate, iteration)
         return clipped
+
+    def _update_part(self, i: int, local_rate: float, iteration: int, start: int,
+                     stop: int) -> None:
+        _lane.part = (start, stop)
+        try:
+            self._update(i, local_rate, iteration)
+        finally:
+            _lane.part = None
+
+    def _update(self, i: int, local_rate: float, iteration: int) -> None:
+        """Steps 2 and 3 for param i (or the part of it `part` gives)."""
+        self.normalize(i)
+        if self.fused_step(i, local_rate, iteration):
+            return
+        self.regularize(i)
+        self.compute_update(i, local_rate, iteration)
+        data = self.part(self.params[i].data)
+        data -= self.part(self.params[i].diff)
+
+    @staticmethod
+    def part(array):
+        """The values of a param-shaped array that this call updates: all of them, or inside
+        a lane its range of the flat array."""
+        bounds = getattr(_lane, "part", None)
+        return array if bounds is None else array.reshape(-1)[bounds[0]:bounds[1]]
 
     def fused_step(self, i: int, local_rate: float, iteration: int) -> bool:
         """Regularize, update and apply param i in one GPU kernel, where a rule has one.
@@ -110,19 +142,21 @@ class UpdateRule:
 
     def normalize(self, i: int) -> None:
         if self.iter_size != 1:
-            self.params[i].diff *= 1.0 / self.iter_size
+            diff = self.part(self.params[i].diff)
+            diff *= 1.0 / self.iter_size
 
     def regularize(self, i: int) -> None:
         decay = self.weight_decay * self.decay_mults[i]
         if not decay:
             return
-        p, tmp = self.params[i], self._scratch[i]
+        xp, tmp = self.params[i].xp, self.part(self._scratch[i])
+        data, diff = self.part(self.params[i].data), self.part(self.params[i].diff)
         if self.l1:
-            p.xp.sign(p.data, out=tmp)
+            xp.sign(data, out=tmp)
             tmp *= decay
         else:
-            p.xp.multiply(p.data, decay, out=tmp)
-        p.diff += tmp
+            xp.multiply(data, decay, out=tmp)
+        diff += tmp
 
     def compute_update(self, i: int, local_rate: float, iteration: int) -> None:
         """Replace params[i].diff by the value to subtract from params[i].data."""
@@ -131,7 +165,7 @@ class UpdateRule:
     # -- history layout ------------------------------------------------------------
     def second_history(self, i: int):
         """The second history array of param i (AdaDelta's update history, Adam's v)."""
-        return self.history[len(self.params) + i]
+        return self.part(self.history[len(self.params) + i])
 
 
 UPDATE_RULES: dict[str, type[UpdateRule]] = {}

@@ -12,7 +12,8 @@ class Nesterov(UpdateRule):
     type = "Nesterov"
 
     def compute_update(self, i: int, local_rate: float, iteration: int) -> None:
-        g, v, v_old = self.params[i].diff, self.history[i], self._scratch[i]
+        g, v, v_old = (self.part(a) for a in (self.params[i].diff, self.history[i],
+                                                  self._scratch[i]))
         xp = self.params[i].xp
         v_old[...] = v
         v *= self.momentum

@@ -23,7 +23,8 @@ class RMSProp(UpdateRule):
             raise SolverParameterError(f"rms_decay must lie in [0, 1), got {sp.rms_decay}")
 
     def compute_update(self, i: int, local_rate: float, iteration: int) -> None:
-        g, h, tmp = self.params[i].diff, self.history[i], self._scratch[i]
+        g, h, tmp = (self.part(a) for a in (self.params[i].diff, self.history[i],
+                                              self._scratch[i]))
         xp = self.params[i].xp
         xp.multiply(g, g, out=tmp)
         tmp *= 1.0 - self.rms_decay

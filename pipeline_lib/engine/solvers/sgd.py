@@ -8,7 +8,6 @@ are one compiled pass per param (engine/kernels), with the NumPy steps' bits.
 
 from __future__ import annotations
 
-from pipeline_lib.core import lanes
 from pipeline_lib.core.backend import is_gpu_array
 from pipeline_lib.engine import kernels
 from pipeline_lib.engine.solvers.base import UpdateRule, register
@@ -45,7 +44,7 @@ class SGD(UpdateRule):
         self._fused = [is_gpu_array(p.data) for p in self.params]
 
     def compute_update(self, i: int, local_rate: float, iteration: int) -> None:
-        g, v = self.params[i].diff, self.history[i]
+        g, v = self.part(self.params[i].diff), self.part(self.history[i])
         v *= self.momentum
         g *= local_rate
         v += g
@@ -60,10 +59,8 @@ class SGD(UpdateRule):
             arrays = (p.data, p.diff, self.history[i])
             if fast is None or self.l1 or not all(a.flags.c_contiguous for a in arrays):
                 return False
-            flat = [a.reshape(-1) for a in arrays]
-            scalars = t(local_rate), t(self.momentum), t(decay)
-            lanes.split(p.xp, flat[0].size, lambda a, b: fast.sgd_update(
-                *(f[a:b] for f in flat), *scalars), grain=1 << 16)
+            fast.sgd_update(*(self.part(a).reshape(-1) for a in arrays), t(local_rate),
+                            t(self.momentum), t(decay))
             return True
         _fused_kernel(p.xp)(t(local_rate), t(self.momentum), t(decay), self.l1,
                             p.data, p.diff, self.history[i])
