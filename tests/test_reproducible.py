@@ -113,8 +113,9 @@ train("solver.prototxt", output_stem="results/small_iter_30", max_iter=30, log_p
 
 def test_separate_processes_give_identical_bytes(tmp_path):
     # Across processes, string hashing (set/dict-of-set order) is randomized; the BLAS
-    # thread count is pinned because OpenBLAS's GEMM sums in another order with another
-    # count (see README: same thread count and CPU kind, same bytes).
+    # thread count is pinned because a run without `threads` (as here) leaves BLAS its own
+    # threads, and OpenBLAS's GEMM sums in another order with another count (a job with
+    # `threads`, as the rule and pcaffe run it, keeps BLAS on one thread: core/threads).
     repo = Path(__file__).resolve().parents[1]
     digests = []
     for name, hash_seed in (("a", "1"), ("b", "2")):

@@ -34,7 +34,7 @@ display: 20 max_iter: 60 test_iter: 2 test_interval: 30 snapshot: 20 random_seed
 snapshot_prefix: "small" solver_mode: CPU
 """
 
-# Same bytes from run to run need the same BLAS thread count (see README).
+# Same bytes from run to run: runs without `threads` leave BLAS its own threads (core/threads).
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OPENBLAS_NUM_THREADS": "1",
        "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
 
