@@ -1,7 +1,7 @@
 """core/lanes: a step's work split over threads, the same bits whatever the lane count.
 
-The layers that split (Convolution, Deconvolution, Pooling, InnerProduct, ReLU, LRN, the SGD
-update) are run with 1, 2 and 3 lanes on nets whose shapes make them split, and every blob,
+The layers that split (Convolution, Deconvolution, Pooling, InnerProduct, ReLU, LRN, Eltwise,
+the updates) are run with 1, 2 and 3 lanes on nets whose shapes make them split, and every blob,
 gradient and trained weight must be equal to the last bit.
 """
 
@@ -111,6 +111,19 @@ layer { name: "up" type: "Deconvolution" bottom: "p2" top: "up"
     weight_filler { type: "gaussian" std: 0.1 } bias_filler { type: "gaussian" std: 0.1 } } }
 layer { name: "up_loss" type: "Reduction" bottom: "up" top: "up_loss" loss_weight: 0.001
   reduction_param { operation: SUMSQ } }
+layer { name: "conv_b" type: "Convolution" bottom: "data" top: "cb"
+  convolution_param { num_output: 16 kernel_size: 3 pad: 1
+    weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "sum" type: "Eltwise" bottom: "c1" bottom: "cb" top: "es"
+  eltwise_param { operation: SUM coeff: 1 coeff: -0.5 } }
+layer { name: "prod" type: "Eltwise" bottom: "es" bottom: "cb" top: "ep"
+  eltwise_param { operation: PROD stable_prod_grad: false } }
+layer { name: "prod3" type: "Eltwise" bottom: "ep" bottom: "es" bottom: "cb" top: "e3"
+  eltwise_param { operation: PROD } }
+layer { name: "max" type: "Eltwise" bottom: "e3" bottom: "es" bottom: "cb" top: "em"
+  eltwise_param { operation: MAX } }
+layer { name: "el_loss" type: "Reduction" bottom: "em" top: "el_loss" loss_weight: 0.001
+  reduction_param { operation: SUMSQ } }
 """
 
 
@@ -134,7 +147,7 @@ def _blobs_after_a_step(lane_count: int) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("compiled", [True, False])
 def test_every_blob_and_gradient_is_the_same_with_1_2_and_3_lanes(monkeypatch, layout, compiled):
     """Padding, groups, overlapping MAX windows, AVE, LRN both ways, ReLU in place and not,
-    Deconvolution, both patch layouts, with and without the compiled kernels; at the real split
+    Deconvolution, Eltwise's SUM, PROD and MAX, both patch layouts, with and without the compiled kernels; at the real split
     thresholds (lanes.GEMM_MIN_WORK, lanes.ELEMENTWISE_GRAIN)."""
     if compiled:
         pytest.importorskip("numba")
