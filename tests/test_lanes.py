@@ -147,8 +147,9 @@ def _blobs_after_a_step(lane_count: int) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("compiled", [True, False])
 def test_every_blob_and_gradient_is_the_same_with_1_2_and_3_lanes(monkeypatch, layout, compiled):
     """Padding, groups, overlapping MAX windows, AVE, LRN both ways, ReLU in place and not,
-    Deconvolution, Eltwise's SUM, PROD and MAX, both patch layouts, with and without the compiled kernels; at the real split
-    thresholds (lanes.GEMM_MIN_WORK, lanes.ELEMENTWISE_GRAIN)."""
+    Deconvolution, Eltwise's SUM, PROD and MAX, both patch layouts, with and without the
+    compiled kernels; at the real split thresholds (lanes.GEMM_MIN_WORK,
+    lanes.ELEMENTWISE_GRAIN)."""
     if compiled:
         pytest.importorskip("numba")
     monkeypatch.setattr(convolution, "LAYOUT", layout)
