@@ -59,6 +59,29 @@ def test_split_is_whole_for_one_lane_small_work_cupy_and_inside_a_lane():
     assert calls == [(0, 7), (0, 100), (0, 10), (0, 10)]
 
 
+def _split_in_child(queue) -> None:
+    parts = []
+    lanes.split(np, 10, lambda a, b: parts.append((a, b)))
+    queue.put(parts)
+
+
+def test_a_forked_child_splits_on_its_own_thread_instead_of_waiting_forever():
+    """A child forked while lanes are up (a data worker, say) has none of the parent's lane
+    threads: its work runs whole, where handing it to them would hang."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    with lanes.lanes(2):
+        queue = context.Queue()
+        child = context.Process(target=_split_in_child, args=(queue,))
+        child.start()
+        child.join(timeout=30)
+        if child.is_alive():  # waiting for its parent's threads: the bug
+            child.kill()
+        assert child.exitcode == 0
+        assert queue.get(timeout=5) == [(0, 10)]
+
+
 def test_an_error_in_a_lane_reaches_the_caller():
     def work(a: int, b: int) -> None:
         if a:

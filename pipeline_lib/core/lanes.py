@@ -18,6 +18,7 @@ blob's diff, a scratch buffer) is made by the caller before it splits.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 
@@ -39,6 +40,7 @@ class _Worker:
         self._done.acquire()
         self._task: tuple | None = None
         self._error: BaseException | None = None
+        self.pid = os.getpid()
         threading.Thread(target=self._run, name="lane", daemon=True).start()
 
     def _run(self) -> None:
@@ -81,15 +83,23 @@ def lanes(number: int) -> Iterator[None]:
     if number < 1:
         raise ValueError(f"lane count must be at least 1, got {number}")
     before, before_workers = _count, _workers
-    if number - 1 > len(_workers):
-        _workers = _workers + [_Worker() for _ in range(number - 1 - len(_workers))]
+    alive = _live_workers()
+    if number - 1 > len(alive):
+        _workers = alive + [_Worker() for _ in range(number - 1 - len(alive))]
     _count = number
     try:
         yield
     finally:
-        for w in _workers[len(before_workers):]:
-            w.stop()
+        for w in _workers:
+            if w not in before_workers:
+                w.stop()
         _count, _workers = before, before_workers
+
+
+def _live_workers() -> list[_Worker]:
+    """The lane threads of this process (a forked child has none of its parent's)."""
+    pid = os.getpid()
+    return [w for w in _workers if w.pid == pid]
 
 
 def bounds(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
@@ -108,13 +118,15 @@ def split(xp, n: int, work: Callable[[int, int], None], grain: int = 1,
     thread's wake-up runs whole); `align`: cuts fall on its multiples.
     """
     parts = min(_count, n // max(grain, align, 1)) if xp is np else 1
-    if parts <= 1 or getattr(_inside, "busy", False) or not _owner.acquire(blocking=False):
+    helpers = _live_workers()[:parts - 1]
+    if (len(helpers) < parts - 1 or parts <= 1 or getattr(_inside, "busy", False)
+            or not _owner.acquire(blocking=False)):
         if n > 0:  # whole: one lane, small work, inside a lane, or another thread splitting
             work(0, n)
         return
     try:
         pieces = bounds(n, parts, align)
-        helpers = _workers[:len(pieces) - 1]
+        helpers = helpers[:len(pieces) - 1]
         for worker, (a, b) in zip(helpers, pieces[1:]):
             worker.start(work, a, b)
         try:
