@@ -226,8 +226,8 @@ def matmul(xp, a, b, out) -> None:
 REDUCE_BLOCKS = 4
 
 
-def reduction_blocks(rows: int, work_per_row: int, align: int = 1) -> list[tuple[int, int]]:
+def reduction_blocks(rows: int, work_per_row: int) -> list[tuple[int, int]]:
     """Fixed blocks of `rows` for a sum split over lanes: as many as REDUCE_BLOCKS allows
-    with each at least GEMM_MIN_WORK multiply-adds; cuts at multiples of `align`."""
-    blocks = min(REDUCE_BLOCKS, rows // max(align, 1), rows * work_per_row // GEMM_MIN_WORK)
-    return bounds(rows, max(blocks, 1), align)
+    with each at least GEMM_MIN_WORK multiply-adds."""
+    blocks = min(REDUCE_BLOCKS, rows, rows * work_per_row // GEMM_MIN_WORK)
+    return bounds(rows, max(blocks, 1))

@@ -15,8 +15,8 @@ Every kernel gives the same bits as the NumPy code it replaces: the same float
 operations on the same values in the same order (no fastmath, hence no fused
 multiply-add; NumPy's scalar arguments are passed as the array dtype, as NumPy
 casts a Python float), so a model trained with and without numba is the same
-file. They run on the calling thread; BLAS gets the cores for the GEMMs (see
-core/threads.py).
+file. They release the GIL (`nogil`), so the layers run them on parts of a batch
+in several lanes at once (core/lanes.py).
 """
 
 from __future__ import annotations

@@ -170,14 +170,13 @@ class PoolingLayer(Layer):
         xs, ys = nhwc(x), nhwc(y)
         if self.method == P.AVE:
             src = self._source(xs, 0.0)
-            work = fast.ave_pool_forward if fast else self._forward_ave
 
             def images(a: int, b: int) -> None:
                 self._pad_images(src, xs, a, b)
                 if fast:
-                    work(src[a:b], ys[a:b], self.inv_area, *window)
+                    fast.ave_pool_forward(src[a:b], ys[a:b], self.inv_area, *window)
                 else:
-                    work(src[a:b], ys[a:b])
+                    self._forward_ave(src[a:b], ys[a:b])
 
             lanes.split(self.xp, n, images, self._image_grain())
             return
@@ -265,11 +264,12 @@ class PoolingLayer(Layer):
             dx = self.buffers.get("dxpad", (n,) + self.padded_hw + (c,), dy.dtype)
         else:
             dx = nhwc(b.diff)
-        winner = nhwc(self.argmax) if self.method == P.MAX else dy
         if self.method == P.MAX:
+            winner = nhwc(self.argmax)
             scratch = (self.buffers.get("eq", dy.shape, np.bool_),
                        None if self.tiles else self.buffers.get("grad", dy.shape, dy.dtype))
         else:
+            winner = dy  # unused by AVE: a stand-in of dy's shape to slice alike
             scratch = (None, self.buffers.get("grad", dy.shape, dy.dtype))
 
         bottom_diff = nhwc(b.diff)  # made here: a blob's diff is allocated on first use

@@ -328,7 +328,6 @@ class TrainingJob:
                     self._discard_if_nothing_to_resume(created)
                 else:  # another run's folder and lock: only our own empty folders go
                     discard_if_nothing_to_resume(snapshot_dir, [], created)
-                lock.release()
             raise
         finally:
             lock.release()
