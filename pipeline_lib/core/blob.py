@@ -12,10 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline_lib.core import lanes
+
 
 class Blob:
     """An n-d array of values (`data`) and of gradients (`diff`, made zeroed on first use,
-    so that nets which only run forward never hold one)."""
+    so that nets which only run forward never hold one).
+
+    `clear_diff` zeroes the diff lazily: the zeros are written when the diff is next
+    read, unless a writer first takes it with `overwrite_diff` (a weight gradient's
+    GEMM writing straight into it) and so saves the pass that zeroes it and the one
+    that adds to the zeros.
+    """
 
     def __init__(self, shape=(), xp=np, dtype=np.float32, name: str = ""):
         self.xp = xp
@@ -25,16 +33,35 @@ class Blob:
         self._allocated_channels_last = False
         self.data = xp.zeros(tuple(int(d) for d in shape), self.dtype)
         self._diff = None
+        self._zeros_pending = False
 
     @property
     def diff(self):
         if self._diff is None:
             self._diff = self._zeros(self.shape, self._allocated_channels_last)
+        elif self._zeros_pending:
+            lanes.elementwise(self.xp, lambda d: d.fill(0), self._diff)
+        self._zeros_pending = False
         return self._diff
 
     @diff.setter
     def diff(self, value) -> None:
         self._diff = value
+        self._zeros_pending = False
+
+    def clear_diff(self) -> None:
+        """Make the diff zeros (written when it is next read; see `overwrite_diff`)."""
+        self._zeros_pending = self._diff is not None
+
+    def overwrite_diff(self) -> bool:
+        """True when the diff holds only cleared zeros: the caller then writes every value
+        of `diff` instead of adding to it (0 + x is x; a -0 stays -0 where Caffe's sum
+        gives +0). False: the caller adds, as always."""
+        fresh = self._zeros_pending or self._diff is None
+        if fresh and self._diff is None:
+            self._diff = self._zeros(self.shape, self._allocated_channels_last)
+        self._zeros_pending = False
+        return fresh
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -78,6 +105,7 @@ class Blob:
         if shape != self.shape or last != self._allocated_channels_last:
             self.data = self._zeros(shape, last)
             self._diff = None
+            self._zeros_pending = False
             self._allocated_channels_last = last
 
     def _zeros(self, shape: tuple[int, ...], channels_last: bool):

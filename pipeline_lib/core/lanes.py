@@ -18,6 +18,7 @@ blob's diff, a scratch buffer) is made by the caller before it splits.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -40,7 +41,6 @@ class _Worker:
         self._done.acquire()
         self._task: tuple | None = None
         self._error: BaseException | None = None
-        self.pid = os.getpid()
         threading.Thread(target=self._run, name="lane", daemon=True).start()
 
     def _run(self) -> None:
@@ -98,16 +98,25 @@ def lanes(number: int) -> Iterator[None]:
 
 def _live_workers() -> list[_Worker]:
     """The lane threads of this process (a forked child has none of its parent's)."""
-    pid = os.getpid()
-    return [w for w in _workers if w.pid == pid]
+    return [] if _forked else _workers
 
 
-def bounds(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
+def _after_fork_in_child() -> None:
+    global _forked
+    _forked = True
+
+
+_forked = False  # in a child forked from this process: the lane threads stayed behind
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@functools.lru_cache(maxsize=1024)
+def bounds(n: int, parts: int, align: int = 1) -> tuple[tuple[int, int], ...]:
     """range(n) cut into at most `parts` contiguous pieces of near-equal size, in order,
     every cut at a multiple of `align`."""
     cuts = sorted({align * round(n * k / (parts * align)) for k in range(1, parts)} - {0})
     edges = [0] + [c for c in cuts if c < n] + [n]
-    return list(zip(edges[:-1], edges[1:]))
+    return tuple(zip(edges[:-1], edges[1:]))
 
 
 def split(xp, n: int, work: Callable[[int, int], None], grain: int = 1,
@@ -144,9 +153,11 @@ def split(xp, n: int, work: Callable[[int, int], None], grain: int = 1,
         _owner.release()
 
 
-def together(xp, tasks: list[Callable[[], None]]) -> None:
-    """Independent tasks at once, one per lane (in order on one lane)."""
-    split(xp, len(tasks), lambda a, b: [task() for task in tasks[a:b]])
+def together(xp, tasks: list[Callable[[], None]], work: int) -> None:
+    """Independent tasks at once, one per lane (in order on one lane, and when `work`,
+    the multiply-adds of each, is below GEMM_MIN_WORK: a wake-up would cost more)."""
+    split(xp, len(tasks), lambda a, b: [task() for task in tasks[a:b]],
+          grain=1 if work >= GEMM_MIN_WORK else len(tasks) + 1)
 
 
 def _in_lane(work: Callable[[int, int], None], start: int, stop: int) -> None:
@@ -226,7 +237,7 @@ def matmul(xp, a, b, out) -> None:
 REDUCE_BLOCKS = 4
 
 
-def reduction_blocks(rows: int, work_per_row: int) -> list[tuple[int, int]]:
+def reduction_blocks(rows: int, work_per_row: int) -> tuple[tuple[int, int], ...]:
     """Fixed blocks of `rows` for a sum split over lanes: as many as REDUCE_BLOCKS allows
     with each at least GEMM_MIN_WORK multiply-adds."""
     blocks = min(REDUCE_BLOCKS, rows, rows * work_per_row // GEMM_MIN_WORK)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from pipeline_lib.core import glog, lanes
+from pipeline_lib.core import glog
 from pipeline_lib.core.backend import to_host
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.engine.layers.base import Layer, LayerSetupError, layer_class
@@ -457,7 +457,7 @@ class Net:
 
     def clear_param_diffs(self) -> None:
         for blob in self.learnable_params:
-            lanes.elementwise(self.xp, lambda d: d.fill(0), blob.diff)
+            blob.clear_diff()
 
     def layer(self, name: str) -> Layer:
         try:

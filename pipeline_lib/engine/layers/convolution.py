@@ -310,6 +310,7 @@ class ConvolutionLayer(Layer):
         g, og, cg, kg = self._dims()
         kh, kw = self.win.kernel_h, self.win.kernel_w
         oh, ow = self.out_hw
+        fresh = [blob.overwrite_diff() for blob in self.blobs]  # first write: no adding
         dw_view = self.blobs[0].diff.reshape(g, og, cg, kh, kw)
         for idx, (t, b) in enumerate(zip(top, bottom)):
             key = str(idx)
@@ -323,13 +324,22 @@ class ConvolutionLayer(Layer):
                 cols = self._columns_of(col, 0, n1 - n0)
                 dyg = self._top_diff(t.diff[n0:n1], m).reshape(m, g, og).transpose(1, 0, 2)
                 dwm = self._weight_gradient(col, cols, dyg, n1 - n0)
-                dw_view += dwm[:, :, :kg].reshape(g, og, kh, kw, cg).transpose(0, 1, 4, 2, 3)
-                if self.bias_term:
-                    self.blobs[1].diff += dwm[:, :, kg].reshape(-1)
+                dw = dwm[:, :, :kg].reshape(g, og, kh, kw, cg).transpose(0, 1, 4, 2, 3)
+                db = dwm[:, :, kg].reshape(-1) if self.bias_term else None
+                for k, part in enumerate((dw, db)[:len(self.blobs)]):
+                    target = dw_view if k == 0 else self.blobs[1].diff
+                    if fresh[k]:
+                        target[...] = part
+                        fresh[k] = False
+                    else:
+                        target += part
                 if idx < len(propagate_down) and propagate_down[idx]:
                     # the patch matrix is spent: its memory takes the patch gradients
                     self._cols_ready.discard(idx)
                     self._input_gradient(dyg, b, n0, n1, key, self.buffers.flat(f"col{key}"))
+        for blob, unwritten in zip(self.blobs, fresh):  # no images: a gradient of zeros
+            if unwritten:
+                blob.diff[...] = 0
 
     def _weight_gradient(self, col, cols, dyg, n: int):
         """The weights' (and bias's) gradient (G, O/G, K') of a slice of n images.

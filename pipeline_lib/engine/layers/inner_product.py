@@ -73,17 +73,23 @@ class InnerProductLayer(Layer):
         dy = top[0].diff.reshape(self.m, self.num_output)
         x = bottom[0].data.reshape(self.m, self.k)
         weight = self.blobs[0]
-        dw = self.buffers.get("dw", weight.shape, weight.diff.dtype)
+        fresh = weight.overwrite_diff()  # the product goes straight into the diff
         weight_diff = weight.diff
-        bias_diff = self.blobs[1].diff if self.bias_term else None
+        dw = weight_diff if fresh else self.buffers.get("dw", weight.shape, weight_diff.dtype)
+        bias = self.blobs[1] if self.bias_term else None
+        fresh_bias = bias is not None and bias.overwrite_diff()
+        bias_diff = bias.diff if bias is not None else None
 
         def params() -> None:
             if self.transpose:
                 lanes.matmul(xp, x.T, dy, dw)      # (K, N)
             else:
                 lanes.matmul(xp, dy.T, x, dw)      # (N, K)
-            weight_diff[...] += dw
-            if bias_diff is not None:
+            if not fresh:
+                weight_diff[...] += dw
+            if fresh_bias:
+                xp.sum(dy, axis=0, out=bias_diff)
+            elif bias_diff is not None:
                 bias_diff[...] += dy.sum(axis=0)
 
         tasks = [params]
@@ -92,4 +98,4 @@ class InnerProductLayer(Layer):
             tasks.append(lambda: self._matmul_into(dy, self._weight_t().T, bottom_diff,
                                                    "bottom_diff"))
         # two independent products: a lane each (each whole) when there are lanes
-        lanes.together(xp, tasks)
+        lanes.together(xp, tasks, self.m * self.k * self.num_output)

@@ -15,8 +15,9 @@ numba a compiled CPU loop).
 param, and rules with two (AdaDelta, Adam) append the second set after the
 first. All math is in place on the params' array module (NumPy or CuPy), with
 one scratch array per param allocated once. Steps 2 and 3 are elementwise: on
-NumPy a large param is updated a range of values per lane (core/lanes), each
-rule seeing its arrays through `part`, with the same operations on every value.
+NumPy the params are seen end to end and split once into a range of values per
+lane (core/lanes), each rule seeing its arrays through `part`, with the same
+operations on every value.
 """
 
 from __future__ import annotations
@@ -82,14 +83,26 @@ class UpdateRule:
         Returns (gradient L2 norm, scale factor) when gradients were clipped.
         """
         clipped = self.clip_gradients()
+        rates = [rate * mult for mult in self.lr_mults]
+        flat, offsets, total = [], [], 0  # params updated by ranges of their values
         for i, p in enumerate(self.params):
-            local_rate = rate * self.lr_mults[i]
             arrays = [p.data, p.diff, *self.history[i::len(self.params)], self._scratch[i]]
             if p.xp is np and all(a.flags.c_contiguous for a in arrays):
-                lanes.split(np, p.data.size, lambda a, b, i=i, r=local_rate: self._update_part(
-                    i, r, iteration, a, b), lanes.ELEMENTWISE_GRAIN)
+                flat.append(i)
+                offsets.append(total)
+                total += p.data.size
             else:
-                self._update(i, local_rate, iteration)
+                self._update(i, rates[i], iteration)
+
+        def values(a: int, b: int) -> None:
+            """Values a..b of the NumPy params laid end to end."""
+            for i, start in zip(flat, offsets):
+                lo, hi = max(a, start), min(b, start + self.params[i].data.size)
+                if lo < hi:
+                    self._update_part(i, rates[i], iteration, lo - start, hi - start)
+
+        # one split for all of them: a lane's range may cover several small params
+        lanes.split(np, total, values, lanes.ELEMENTWISE_GRAIN)
         return clipped
 
     def _update_part(self, i: int, local_rate: float, iteration: int, start: int,
