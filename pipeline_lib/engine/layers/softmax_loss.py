@@ -30,12 +30,22 @@ def class_labels(layer: Layer, label_blob: Blob, outer: int, inner: int, num_cla
     xp = layer.xp
     check_label_count(layer, label_blob, outer * inner)
     labels = label_blob.data.reshape(outer, inner).astype(np.int64)  # truncates, like C
-    valid = xp.ones(labels.shape, bool) if ignore_label is None else labels != ignore_label
+    if ignore_label is None:  # every label counts: two reductions tell whether one is bad
+        valid = xp.ones(labels.shape, bool)
+        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            _bad_label(layer, labels, valid, num_classes)
+        return labels, valid
+    valid = labels != ignore_label
+    _bad_label(layer, labels, valid, num_classes)
+    return xp.where(valid, labels, 0), valid
+
+
+def _bad_label(layer: Layer, labels, valid, num_classes: int) -> None:
+    """Raise the layer's error naming the first counted label that is not a class index."""
     bad = valid & ((labels < 0) | (labels >= num_classes))
     if bool(bad.any()):
         first = int(labels[bad].reshape(-1)[0])
         raise layer.error(f"label {first} is not a class index in [0, {num_classes})")
-    return xp.where(valid, labels, 0), valid
 
 
 def check_label_count(layer: Layer, label_blob: Blob, num_predictions: int) -> None:
@@ -104,8 +114,10 @@ class SoftmaxWithLossLayer(Layer):
         self.labels, self.valid = labels, valid
         p = xp.take_along_axis(prob3, labels[:, None, :], axis=1)[:, 0, :]
         logp = xp.log(xp.maximum(p, p.dtype.type(FLT_MIN)))
-        loss = -xp.sum(xp.where(valid, logp, 0), dtype=np.float64)
-        self.valid_count = valid.sum()
+        if self.ignore_label is not None:
+            logp = xp.where(valid, logp, 0)
+        loss = -xp.sum(logp, dtype=np.float64)
+        self.valid_count = valid.sum() if self.ignore_label is not None else None
         top[0].data[...] = loss / self._normalizer(self.valid_count)
         if len(top) > 1:
             top[1].data[...] = self.prob
@@ -118,7 +130,9 @@ class SoftmaxWithLossLayer(Layer):
             return
         prob3 = self.prob.reshape(self.outer, self.classes, self.inner)
         onehot = xp.arange(self.classes)[None, :, None] == self.labels[:, None, :]
-        grad = (prob3 - onehot) * self.valid[:, None, :]
+        grad = prob3 - onehot
+        if self.ignore_label is not None:
+            grad *= self.valid[:, None, :]
         scale = top[0].diff.reshape(-1)[0] / self._normalizer(self.valid_count)
         grad *= xp.asarray(scale, dtype=grad.dtype)
         bottom[0].diff[...] = grad.reshape(bottom[0].shape)
