@@ -144,6 +144,58 @@ def test_split_sums_gradients_of_two_consumers():
     np.testing.assert_allclose(net.learnable_params[0].diff, expected, rtol=1e-10)
 
 
+ACCUMULATE_NET = """
+layer { name: "in" type: "Input" top: "x" top: "y"
+        input_param { shape { dim: 2 dim: 2 dim: 5 dim: 5 } shape { dim: 2 } } }
+layer { name: "conv" type: "Convolution" bottom: "x" top: "c"
+        convolution_param { num_output: 3 kernel_size: 3 weight_filler { type: "gaussian" }
+                            bias_filler { type: "gaussian" } } }
+layer { name: "ip" type: "InnerProduct" bottom: "c" top: "out"
+        inner_product_param { num_output: 4 weight_filler { type: "gaussian" }
+                              bias_filler { type: "gaussian" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "out" bottom: "y" top: "loss" }
+"""
+
+
+def test_param_diffs_add_up_over_passes_and_clearing_starts_them_again():
+    """Caffe's accumulation (iter_size, pycaffe's backward): a second pass without clearing
+    adds its gradient; after clear_param_diffs a pass leaves exactly its own gradient,
+    whether the layer wrote into the cleared diff (convolution, inner product) or read it."""
+    net = Net(net_param(ACCUMULATE_NET), rng=np.random.default_rng(0), dtype=np.float64)
+    net.blobs["x"].data[...] = np.random.default_rng(1).normal(size=(2, 2, 5, 5))
+    net.blobs["y"].data[...] = [1, 3]
+    net.forward_backward()
+    once = [p.diff.copy() for p in net.learnable_params]
+    assert all(np.abs(g).max() > 0 for g in once)
+    net.forward_backward()
+    for p, g in zip(net.learnable_params, once):
+        np.testing.assert_array_equal(p.diff, 2 * g)
+    net.clear_param_diffs()
+    assert all(not p.diff.any() for p in net.learnable_params)  # read: the zeros appear
+    net.forward_backward()
+    net.forward_backward()
+    net.clear_param_diffs()
+    net.forward_backward()
+    for p, g in zip(net.learnable_params, once):
+        np.testing.assert_array_equal(p.diff, g)
+
+
+def test_a_cleared_diff_is_written_not_added_to_only_by_whoever_takes_it():
+    from pipeline_lib.core.blob import Blob
+
+    blob = Blob((3,), dtype=np.float64)
+    assert blob.overwrite_diff()  # never made: nothing to add to
+    blob.diff[...] = 5.0
+    assert not blob.overwrite_diff()  # holds a gradient: add to it
+    blob.clear_diff()
+    assert blob.overwrite_diff()  # cleared: the taker writes every value
+    blob.diff[...] = 1.0
+    np.testing.assert_array_equal(blob.diff, 1.0)
+    blob.clear_diff()
+    np.testing.assert_array_equal(blob.diff, 0.0)  # read first: zeros, then added to
+    assert not blob.overwrite_diff()
+
+
 def test_weight_sharing_by_param_name():
     param = net_param("""
       layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
