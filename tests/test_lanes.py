@@ -309,3 +309,42 @@ def test_every_update_rule_gives_the_same_bits_with_1_and_2_lanes(monkeypatch, s
         assert np.array_equal(a, b), f"param {k} differs with 2 lanes"
     start = _lenet_weights(1, iterations=0)
     assert not np.array_equal(start[4], one[4])  # ip1's weights did move
+
+
+CHAIN_NET = """
+layer { name: "in" type: "Input" top: "x"
+        input_param { shape { dim: 24 dim: 3 dim: 12 dim: 12 } } }
+layer { name: "c1" type: "Convolution" bottom: "x" top: "c1"
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1
+                            weight_filler { type: "gaussian" } } }
+layer { name: "p1" type: "Pooling" bottom: "c1" top: "p1" top: "where"
+        pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "c2" type: "Convolution" bottom: "where" top: "c2"
+        convolution_param { num_output: 2 kernel_size: 3 weight_filler { type: "gaussian" } } }
+layer { name: "p2" type: "Pooling" bottom: "c2" top: "p2"
+        pooling_param { pool: AVE kernel_size: 2 } }
+layer { name: "c3" type: "Convolution" bottom: "p1" top: "c3"
+        convolution_param { num_output: 2 kernel_size: 1 weight_filler { type: "gaussian" } } }
+"""
+
+
+@pytest.mark.parametrize("lane_count", [1, 2, 3])
+def test_layers_run_together_by_images_give_what_they_give_one_by_one(monkeypatch, lane_count):
+    """Net.forward runs the convolutions and poolings as one split over images; each lane's
+    images go through all of them. Every top is what running the layers one by one gives,
+    the mask top too, which a layer of the same run reads (c2 reads p1's `where`)."""
+    monkeypatch.setattr(lanes, "GEMM_MIN_WORK", 1 << 10)  # small enough to cut this batch
+    monkeypatch.setattr(lanes, "POOL_GRAIN", 1)
+    param = parse_net_text(CHAIN_NET, "chain")
+    with compute_threads(lane_count):
+        together = Net(param, rng=np.random.default_rng(0))
+        together.blobs["x"].data[...] = np.random.default_rng(1).normal(size=(24, 3, 12, 12))
+        together.forward()
+        one_by_one = Net(param, rng=np.random.default_rng(0))
+        one_by_one.blobs["x"].data[...] = together.blobs["x"].data
+        for i in range(len(one_by_one.layers)):
+            one_by_one.forward_layer(i)
+    for name in ("c1", "p1", "where", "c2", "p2", "c3"):
+        assert one_by_one.blobs[name].data.any(), name
+        np.testing.assert_array_equal(together.blobs[name].data, one_by_one.blobs[name].data,
+                                      err_msg=name)

@@ -18,10 +18,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from pipeline_lib.core import glog
+from pipeline_lib.core import glog, lanes
 from pipeline_lib.core.backend import to_host
 from pipeline_lib.core.blob import Blob
-from pipeline_lib.engine.layers.base import Layer, LayerSetupError, layer_class
+from pipeline_lib.engine.layers.base import ImageWork, Layer, LayerSetupError, layer_class
 from pipeline_lib.proto import caffe_pb2
 from pipeline_lib.proto.blobproto import (
     BlobShapeError,
@@ -358,10 +358,52 @@ class Net:
 
     # -- running ------------------------------------------------------------------
     def forward(self) -> float:
-        """Run every layer; return the weighted sum of the loss tops."""
+        """Run every layer; return the weighted sum of the loss tops.
+
+        Consecutive layers whose forward can be cut by images (`Layer.forward_images`:
+        convolution, pooling) and see batches of one size run as one split over the
+        lanes, each lane taking its images through all of them: one hand-over instead of
+        one per layer, and a lane's images stay in its core's cache from layer to layer.
+        A value's operations are the same as layer by layer.
+        """
+        run: list[tuple[int, ImageWork]] = []
         for i in range(len(self.layers)):
-            self.forward_layer(i)
+            bottoms, tops = self.bottoms[i], self.tops[i]
+            parts = None
+            if bottoms and not self.debug_info:
+                try:
+                    self.layers[i].reshape(bottoms, tops)
+                    parts = self.layers[i].forward_images(bottoms, tops)
+                except MemoryError as e:
+                    raise _naming_layer(e, self.layers[i].param, "forward") from e
+            batch = bottoms[0].shape[0] if parts is not None else None
+            if run and batch != self.bottoms[run[0][0]][0].shape[0]:
+                self._forward_run(run)
+                run = []
+            if parts is not None:
+                run.append((i, parts))
+            else:
+                self.forward_layer(i)
+        if run:
+            self._forward_run(run)
         return self.loss()
+
+    def _forward_run(self, run: list[tuple[int, ImageWork]]) -> None:
+        """Layers prepared by forward_images, in order, in one split over their images."""
+        first = run[0][0]
+        works = [parts.work for _, parts in run]
+
+        def images(a: int, b: int) -> None:
+            for work in works:
+                work(a, b)
+
+        try:
+            lanes.split(self.xp, self.bottoms[first][0].shape[0], images,
+                        ImageWork.grain([parts for _, parts in run]))
+        except MemoryError as e:
+            raise _naming_layer(e, self.layers[first].param, "forward") from e
+        for _, parts in run:
+            parts.finish()
 
     def forward_layer(self, i: int) -> None:
         bottoms, tops = self.bottoms[i], self.tops[i]

@@ -10,7 +10,8 @@ Blobs (and their channels-last layout) are in pipeline_lib.core.blob.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -20,6 +21,25 @@ from pipeline_lib.proto import caffe_pb2
 
 class LayerSetupError(ValueError):
     """A layer's parameters or bottom shapes are not what it needs."""
+
+
+class ImageWork(NamedTuple):
+    """A forward cut by images: `work(a, b)` writes every top for images a..b (a later
+    layer of the same split reads them at once); `finish()` runs once after every part is
+    done and only sets the layer's own state. A part must hold at least `least` images
+    (fewer could change the bits: a GEMM's rows); alone, the layer cuts only parts of
+    `worth` images or more (smaller ones would not pay for a lane's wake-up)."""
+
+    work: Callable[[int, int], None]
+    least: int
+    worth: int
+    finish: Callable[[], None]
+
+    @staticmethod
+    def grain(run: list[ImageWork]) -> int:
+        """Least images per lane for a run of layers in one split: every layer's `least`,
+        and parts worth a wake-up for at least one of them."""
+        return max(max(w.least for w in run), min(w.worth for w in run))
 
 
 class Layer:
@@ -59,6 +79,12 @@ class Layer:
 
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
         """Default: a layer with nothing to propagate."""
+
+    def forward_images(self, bottom: list[Blob], top: list[Blob]) -> ImageWork | None:
+        """This forward as work over ranges of the batch's images, so that the net can run
+        it with its neighbours in one split (fewer hand-overs to the lanes): every array the
+        work writes is made before returning. None (the default): call `forward`."""
+        return None
 
     # -- resumable state (data position, ...) ---------------------------------
     def get_state(self) -> dict:

@@ -23,7 +23,7 @@ import numpy as np
 from pipeline_lib.core import lanes
 from pipeline_lib.core.blob import Blob, nhwc
 from pipeline_lib.engine import kernels
-from pipeline_lib.engine.layers.base import Layer, register
+from pipeline_lib.engine.layers.base import ImageWork, Layer, register
 from pipeline_lib.engine.layers.conv_utils import (
     Buffers,
     Window2D,
@@ -262,39 +262,53 @@ class ConvolutionLayer(Layer):
 
     # -- forward / backward ---------------------------------------------------------
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
-        xp = self.xp
-        g, og, _, _ = self._dims()
-        oh, ow = self.out_hw
         wmt = self._weight_matrix().transpose(0, 2, 1)
         self._cols_ready.clear()
         for idx, (b, t) in enumerate(zip(bottom, top)):
             n = b.shape[0]
             for n0, n1 in self._chunks(n):
-                x, y = b.data[n0:n1], t.data[n0:n1]
-                col = self._column_buffer(str(idx), n1 - n0, x.dtype)
-                padded, source = self._padded(x, str(idx))
-                into_top = g == 1 and nhwc(y).flags.c_contiguous
-                res = None if into_top else self.buffers.take(
-                    "res", (g, (n1 - n0) * oh * ow, og), wmt.dtype, g * og * self.chunk * oh * ow)
-
-                def images(a: int, c: int, x=x, y=y, col=col, padded=padded, source=source,
-                           res=res) -> None:
-                    """Images a..c: their patches, then their rows of the GEMM."""
-                    self._pad_images(padded, source, a, c)
-                    self._fill_columns(padded, col, a, c)
-                    cols = self._columns_of(col, a, c)
-                    dest = nhwc(y[a:c])
-                    m = (c - a) * oh * ow
-                    if res is None:  # straight into a channels-last top
-                        xp.matmul(cols, wmt, out=dest.reshape(1, m, og))
-                        return
-                    part = res[:, a * oh * ow:c * oh * ow]
-                    xp.matmul(cols, wmt, out=part)
-                    dest[...] = part.transpose(1, 0, 2).reshape(dest.shape)
-
-                lanes.split(xp, n1 - n0, images, self._image_grain())
+                lanes.split(self.xp, n1 - n0, self._forward_work(idx, b, t, n0, n1, wmt),
+                            self._image_grain())
             if self.chunk >= n:
                 self._cols_ready.add(idx)
+
+    def forward_images(self, bottom: list[Blob], top: list[Blob]) -> ImageWork | None:
+        n = bottom[0].shape[0]
+        if len(bottom) != 1 or self.chunk < n:
+            return None
+        self._cols_ready.clear()
+        work = self._forward_work(0, bottom[0], top[0], 0, n,
+                                  self._weight_matrix().transpose(0, 2, 1))
+        grain = self._image_grain()
+        return ImageWork(work, grain, grain, lambda: self._cols_ready.add(0))
+
+    def _forward_work(self, idx: int, b: Blob, t: Blob, n0: int, n1: int, wmt):
+        """work(a, c) for images n0+a..n0+c of bottom idx: their patches, then their rows of
+        the GEMM (the memory it writes is made here)."""
+        xp = self.xp
+        g, og, _, _ = self._dims()
+        oh, ow = self.out_hw
+        x, y = b.data[n0:n1], t.data[n0:n1]
+        col = self._column_buffer(str(idx), n1 - n0, x.dtype)
+        padded, source = self._padded(x, str(idx))
+        into_top = g == 1 and nhwc(y).flags.c_contiguous
+        res = None if into_top else self.buffers.take(
+            "res", (g, (n1 - n0) * oh * ow, og), wmt.dtype, g * og * self.chunk * oh * ow)
+
+        def images(a: int, c: int) -> None:
+            self._pad_images(padded, source, a, c)
+            self._fill_columns(padded, col, a, c)
+            cols = self._columns_of(col, a, c)
+            dest = nhwc(y[a:c])
+            m = (c - a) * oh * ow
+            if res is None:  # straight into a channels-last top
+                xp.matmul(cols, wmt, out=dest.reshape(1, m, og))
+                return
+            part = res[:, a * oh * ow:c * oh * ow]
+            xp.matmul(cols, wmt, out=part)
+            dest[...] = part.transpose(1, 0, 2).reshape(dest.shape)
+
+        return images
 
     def _top_diff(self, dy, m: int):
         """A top diff slice as (M, O), a view when it is channels-last."""

@@ -27,7 +27,7 @@ import numpy as np
 from pipeline_lib.core import lanes
 from pipeline_lib.core.blob import Blob, nhwc
 from pipeline_lib.engine import kernels
-from pipeline_lib.engine.layers.base import Layer, register
+from pipeline_lib.engine.layers.base import ImageWork, Layer, register
 from pipeline_lib.engine.layers.conv_utils import Buffers, pool_out_size
 from pipeline_lib.proto import caffe_pb2
 
@@ -163,11 +163,26 @@ class PoolingLayer(Layer):
 
     # -- forward -------------------------------------------------------------------
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
+        parts = self.forward_images(bottom, top)
+        if parts is not None:
+            lanes.split(self.xp, bottom[0].shape[0], parts.work, ImageWork.grain([parts]))
+            parts.finish()
+            return
+        # global MAX without padding: one reduction over each channel
         x, y = bottom[0].data, top[0].data
-        n, c, oh, ow = y.shape
+        n, c = y.shape[:2]
+        idx = self._argmax_buffer(y.shape)
+        flat = x.reshape(n, c, -1)
+        y[...] = self.xp.max(flat, axis=2).reshape(y.shape)
+        idx[...] = self.xp.argmax(flat, axis=2).reshape(n, 1, 1, c)
+        self.argmax = idx.transpose(0, 3, 1, 2)
+        if len(top) > 1:
+            top[1].data[...] = self._mask_indices(self.argmax)
+
+    def forward_images(self, bottom: list[Blob], top: list[Blob]) -> ImageWork | None:
+        xs, ys = nhwc(bottom[0].data), nhwc(top[0].data)
         fast = kernels.compiled(self.xp)
         window = self.kernel + self.stride
-        xs, ys = nhwc(x), nhwc(y)
         if self.method == P.AVE:
             src = self._source(xs, 0.0)
 
@@ -178,29 +193,34 @@ class PoolingLayer(Layer):
                 else:
                     self._forward_ave(src[a:b], ys[a:b])
 
-            lanes.split(self.xp, n, images, self._image_grain())
-            return
-        idx_dtype = np.uint8 if self.kernel[0] * self.kernel[1] <= 255 else np.int32
-        idx = self.buffers.get("argmax", (n, oh, ow, c), idx_dtype)
+            return ImageWork(images, 1, self._image_grain(), lambda: None)
         if self.global_pooling and not self.needs_pad:
-            flat = x.reshape(n, c, -1)
-            y[...] = self.xp.max(flat, axis=2).reshape(y.shape)
-            idx[...] = self.xp.argmax(flat, axis=2).reshape(n, 1, 1, c)
-        else:
-            src = self._source(xs, MAX_FILL)
-            scratch = None if fast else self._max_scratch(ys.shape)
+            return None
+        idx = self._argmax_buffer(top[0].shape)
+        src = self._source(xs, MAX_FILL)
+        scratch = None if fast else self._max_scratch(ys.shape)
 
-            def images(a: int, b: int) -> None:
-                self._pad_images(src, xs, a, b)
-                if fast:
-                    fast.max_pool_forward(src[a:b], ys[a:b], idx[a:b], *window)
-                else:
-                    self._forward_max(src[a:b], ys[a:b], idx[a:b], *(s[a:b] for s in scratch))
+        mask = top[1].data if len(top) > 1 else None
 
-            lanes.split(self.xp, n, images, self._image_grain())
-        self.argmax = idx.transpose(0, 3, 1, 2)
-        if len(top) > 1:
-            top[1].data[...] = self._mask_indices(self.argmax)
+        def images(a: int, b: int) -> None:
+            self._pad_images(src, xs, a, b)
+            if fast:
+                fast.max_pool_forward(src[a:b], ys[a:b], idx[a:b], *window)
+            else:
+                self._forward_max(src[a:b], ys[a:b], idx[a:b], *(s[a:b] for s in scratch))
+            if mask is not None:  # here, not in finish: a next layer of the run may read it
+                mask[a:b] = self._mask_indices(idx[a:b].transpose(0, 3, 1, 2))
+
+        def finish() -> None:
+            self.argmax = idx.transpose(0, 3, 1, 2)
+
+        return ImageWork(images, 1, self._image_grain(), finish)
+
+    def _argmax_buffer(self, shape):
+        """The winning taps (N, oh, ow, C), the smallest integers that hold a tap number."""
+        n, c, oh, ow = shape
+        idx_dtype = np.uint8 if self.kernel[0] * self.kernel[1] <= 255 else np.int32
+        return self.buffers.get("argmax", (n, oh, ow, c), idx_dtype)
 
     def _image_grain(self) -> int:
         """Least images per lane: enough bottom values to pay for a lane's wake-up."""
