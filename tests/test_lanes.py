@@ -348,3 +348,61 @@ def test_layers_run_together_by_images_give_what_they_give_one_by_one(monkeypatc
         assert one_by_one.blobs[name].data.any(), name
         np.testing.assert_array_equal(together.blobs[name].data, one_by_one.blobs[name].data,
                                       err_msg=name)
+
+
+BACKWARD_CHAIN_NET = """
+force_backward: true
+layer { name: "in" type: "Input" top: "x" top: "t"
+        input_param { shape { dim: 24 dim: 3 dim: 12 dim: 12 } shape { dim: 24 dim: 2 dim: 2
+                                                                         dim: 2 } } }
+layer { name: "c1" type: "Convolution" bottom: "x" top: "c1"
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1
+                            weight_filler { type: "gaussian" } bias_filler { type: "gaussian" } } }
+layer { name: "p1" type: "Pooling" bottom: "c1" top: "p1"
+        pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "c2" type: "Convolution" bottom: "p1" top: "c2"
+        convolution_param { num_output: 3 kernel_size: 3 group: 1
+                            weight_filler { type: "gaussian" } } }
+layer { name: "p2" type: "Pooling" bottom: "c2" top: "p2" pooling_param { pool: AVE kernel_size: 2
+                                                                           stride: 2 } }
+layer { name: "c3" type: "Convolution" bottom: "p2" top: "c3"
+        convolution_param { num_output: 2 kernel_size: 1 weight_filler { type: "gaussian" } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "c3" bottom: "t" top: "loss" }
+"""
+
+
+@pytest.mark.parametrize("lane_count", [1, 2, 3])
+def test_backward_run_together_by_images_gives_what_layer_by_layer_gives(monkeypatch,
+                                                                         lane_count):
+    """Net.backward runs the poolings and convolutions as one split over images, each lane
+    summing the weight gradients' blocks inside its images: every gradient, of the params
+    and of each blob, is what running the layers' backward one by one gives."""
+    monkeypatch.setattr(lanes, "GEMM_MIN_WORK", 1 << 10)
+    monkeypatch.setattr(lanes, "POOL_GRAIN", 1)
+    param = parse_net_text(BACKWARD_CHAIN_NET, "chain")
+    rng = np.random.default_rng(2)
+    inputs = {"x": rng.normal(size=(24, 3, 12, 12)), "t": rng.normal(size=(24, 2, 2, 2))}
+    nets = []
+    with compute_threads(lane_count):
+        for together in (True, False):
+            net = Net(param, rng=np.random.default_rng(0))
+            for name, value in inputs.items():
+                net.blobs[name].data[...] = value
+            if together:
+                net.forward()
+                net.backward()
+            else:
+                for i in range(len(net.layers)):
+                    net.forward_layer(i)
+                net.seed_loss_diffs()
+                for i in range(len(net.layers) - 1, -1, -1):
+                    net.backward_layer(i)
+            nets.append(net)
+    together, one_by_one = nets
+    for a, b in zip(together.learnable_params, one_by_one.learnable_params):
+        assert b.diff.any()
+        np.testing.assert_array_equal(a.diff, b.diff)
+    for name in ("x", "c1", "p1", "c2", "p2", "c3"):
+        assert one_by_one.blobs[name].diff.any(), name
+        np.testing.assert_array_equal(together.blobs[name].diff, one_by_one.blobs[name].diff,
+                                      err_msg=name)

@@ -239,6 +239,8 @@ REDUCE_BLOCKS = 4
 
 def reduction_blocks(rows: int, work_per_row: int) -> tuple[tuple[int, int], ...]:
     """Fixed blocks of `rows` for a sum split over lanes: as many as REDUCE_BLOCKS allows
-    with each at least GEMM_MIN_WORK multiply-adds."""
-    blocks = min(REDUCE_BLOCKS, rows, rows * work_per_row // GEMM_MIN_WORK)
-    return bounds(rows, max(blocks, 1))
+    with each at least GEMM_MIN_WORK multiply-adds, all but the last of one size (so that
+    cuts at its multiples fall between blocks: `split(..., align=blocks[0][1])`)."""
+    blocks = max(min(REDUCE_BLOCKS, rows, rows * work_per_row // GEMM_MIN_WORK), 1)
+    size = max(-(-rows // blocks), 1)
+    return tuple((a, min(a + size, rows)) for a in range(0, rows, size))

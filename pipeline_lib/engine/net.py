@@ -14,7 +14,7 @@ them in a set: its log lines, `caffe test` and pycaffe's `outputs` list them so.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -366,44 +366,61 @@ class Net:
         one per layer, and a lane's images stay in its core's cache from layer to layer.
         A value's operations are the same as layer by layer.
         """
-        run: list[tuple[int, ImageWork]] = []
-        for i in range(len(self.layers)):
+        def prepare(i: int) -> ImageWork | None:
             bottoms, tops = self.bottoms[i], self.tops[i]
-            parts = None
-            if bottoms and not self.debug_info:
-                try:
-                    self.layers[i].reshape(bottoms, tops)
-                    parts = self.layers[i].forward_images(bottoms, tops)
-                except MemoryError as e:
-                    raise _naming_layer(e, self.layers[i].param, "forward") from e
-            batch = bottoms[0].shape[0] if parts is not None else None
-            if run and batch != self.bottoms[run[0][0]][0].shape[0]:
-                self._forward_run(run)
-                run = []
-            if parts is not None:
-                run.append((i, parts))
-            else:
-                self.forward_layer(i)
-        if run:
-            self._forward_run(run)
+            if not bottoms or self.debug_info:
+                return None
+            self.layers[i].reshape(bottoms, tops)
+            return self.layers[i].forward_images(bottoms, tops)
+
+        self._in_runs(range(len(self.layers)), prepare, self.forward_layer, "forward")
         return self.loss()
 
-    def _forward_run(self, run: list[tuple[int, ImageWork]]) -> None:
-        """Layers prepared by forward_images, in order, in one split over their images."""
+    def _in_runs(self, order, prepare: Callable[[int], ImageWork | None],
+                 alone: Callable[[int], None], stage: str) -> None:
+        """Each layer of `order` in turn: its image work (`prepare`) joins the run of
+        those before it, or, when it has none, the run is done and `alone` runs it."""
+        run: list[tuple[int, ImageWork]] = []
+        for i in order:
+            try:
+                parts = prepare(i)
+            except MemoryError as e:
+                raise _naming_layer(e, self.layers[i].param, stage) from e
+            self._extend_run(run, i, parts, stage)
+            if parts is None:
+                alone(i)
+        self._finish_run(run, stage)
+
+    def _extend_run(self, run: list[tuple[int, ImageWork]], i: int, parts: ImageWork | None,
+                    stage: str) -> None:
+        """Add layer i's image work to the run, running the run first when layer i cannot
+        join it (no image work, or another batch size)."""
+        if run and (parts is None
+                    or self.bottoms[i][0].shape[0] != self.bottoms[run[0][0]][0].shape[0]):
+            self._finish_run(run, stage)
+        if parts is not None:
+            run.append((i, parts))
+
+    def _finish_run(self, run: list[tuple[int, ImageWork]], stage: str) -> None:
+        """The prepared layers of a run, in order, in one split over their images; the run
+        is emptied."""
+        if not run:
+            return
         first = run[0][0]
-        works = [parts.work for _, parts in run]
+        works = [parts for _, parts in run]
 
         def images(a: int, b: int) -> None:
-            for work in works:
-                work(a, b)
+            for parts in works:
+                parts.work(a, b)
 
         try:
             lanes.split(self.xp, self.bottoms[first][0].shape[0], images,
-                        ImageWork.grain([parts for _, parts in run]))
+                        ImageWork.grain(works), ImageWork.aligned(works))
         except MemoryError as e:
-            raise _naming_layer(e, self.layers[first].param, "forward") from e
-        for _, parts in run:
+            raise _naming_layer(e, self.layers[first].param, stage) from e
+        for parts in works:
             parts.finish()
+        run.clear()
 
     def forward_layer(self, i: int) -> None:
         bottoms, tops = self.bottoms[i], self.tops[i]
@@ -422,9 +439,18 @@ class Net:
         return total
 
     def backward(self) -> None:
+        """Every layer's backward, last to first; runs of layers that offer
+        `Layer.backward_images` share one split, as in `forward`."""
         self.seed_loss_diffs()
-        for i in range(len(self.layers) - 1, -1, -1):
-            self.backward_layer(i)
+
+        def prepare(i: int) -> ImageWork | None:
+            if not self.bottoms[i] or self.debug_info or self._weights_after_readers[i]:
+                return None
+            return self.layers[i].backward_images(self.tops[i], self._propagate_down[i],
+                                                  self.bottoms[i])
+
+        order = [i for i in range(len(self.layers) - 1, -1, -1) if self._layer_needs_backward[i]]
+        self._in_runs(order, prepare, self.backward_layer, "backward")
         if self.debug_info:
             self._params_norm_info()
 

@@ -10,6 +10,7 @@ Blobs (and their channels-last layout) are in pipeline_lib.core.blob.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import ClassVar, NamedTuple
 
@@ -34,6 +35,13 @@ class ImageWork(NamedTuple):
     least: int
     worth: int
     finish: Callable[[], None]
+    #: cuts between parts fall on multiples of this (fixed blocks of a weight gradient)
+    align: int = 1
+
+    @staticmethod
+    def aligned(run: list[ImageWork]) -> int:
+        """A multiple of every `align` of a run."""
+        return math.lcm(*(w.align for w in run))
 
     @staticmethod
     def grain(run: list[ImageWork]) -> int:
@@ -79,6 +87,12 @@ class Layer:
 
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
         """Default: a layer with nothing to propagate."""
+
+    def backward_images(self, top: list[Blob], propagate_down: list[bool],
+                        bottom: list[Blob]) -> ImageWork | None:
+        """This backward as work over ranges of images, as `forward_images`. None (the
+        default): call `backward`."""
+        return None
 
     def forward_images(self, bottom: list[Blob], top: list[Blob]) -> ImageWork | None:
         """This forward as work over ranges of the batch's images, so that the net can run

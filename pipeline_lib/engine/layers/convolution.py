@@ -8,12 +8,15 @@ Inside, the patches of the whole batch form one matrix (M = N*Ho*Wo pixels by
 K = kh*kw*C/group values, plus a column of ones that carries the bias; layout
 "rows" or "taps", see conv_utils) and each group is one GEMM whose (M, O)
 result is the top seen channels-last: written in place when the top is a
-channels-last blob. Backward: the weight and bias gradients are one GEMM
-against the same patch matrix (kept from forward); the input gradient is one
-GEMM per group giving the patch gradients (wide: K columns, not a GEMM per
-tap), in the spent patch matrix's memory, added back tap by tap (col2im). Large patch
-matrices are made a slice of the batch at a time so that their memory stays
-bounded (a smaller bound in the TEST phase, which keeps nothing for backward).
+channels-last blob. Backward: the weight and bias gradients are GEMMs
+against the same patch matrix (kept from forward), over fixed blocks of images
+added in order; the input gradient is one GEMM per group giving the patch
+gradients (wide: K columns, not a GEMM per tap), in the spent patch rows'
+memory, added back tap by tap (col2im). Both go by ranges of images, so the
+net may run them in one split with the layers beside (forward_images,
+backward_images). Large patch matrices are made a slice of the batch at a time
+so that their memory stays bounded (a smaller bound in the TEST phase, which
+keeps nothing for backward).
 """
 
 from __future__ import annotations
@@ -224,18 +227,6 @@ class ConvolutionLayer(Layer):
         if self.bias_term:
             part[:, kg] = 1
 
-    def _make_columns(self, x, key: str):
-        """The patch matrix memory of a bottom slice, filled lane by lane (images split)."""
-        col = self._column_buffer(key, x.shape[0], x.dtype)
-        padded, source = self._padded(x, key)
-
-        def images(a: int, b: int) -> None:
-            self._pad_images(padded, source, a, b)
-            self._fill_columns(padded, col, a, b)
-
-        lanes.split(self.xp, x.shape[0], images, self._image_grain())
-        return col
-
     def _image_grain(self) -> int:
         """Least images per lane: enough GEMM rows for lanes.GEMM_MIN_WORK. Cuts between
         images fall anywhere in a GEMM's tiles; above that work a row's bits do not depend
@@ -310,113 +301,93 @@ class ConvolutionLayer(Layer):
 
         return images
 
-    def _top_diff(self, dy, m: int):
-        """A top diff slice as (M, O), a view when it is channels-last."""
-        d = nhwc(dy)
-        if d.flags.c_contiguous:
-            return d.reshape(m, -1)
-        buf = self.buffers.take("dy", d.shape, d.dtype, self.chunk * self.out_hw[0] *
-                                self.out_hw[1] * self.num_output)
-        buf[...] = d
-        return buf.reshape(m, -1)
-
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
-        g, og, cg, kg = self._dims()
-        kh, kw = self.win.kernel_h, self.win.kernel_w
-        oh, ow = self.out_hw
         fresh = [blob.overwrite_diff() for blob in self.blobs]  # first write: no adding
-        dw_view = self.blobs[0].diff.reshape(g, og, cg, kh, kw)
         for idx, (t, b) in enumerate(zip(top, bottom)):
-            key = str(idx)
+            down = idx < len(propagate_down) and propagate_down[idx]
             for n0, n1 in self._chunks(t.shape[0]):
-                m = (n1 - n0) * oh * ow
-                x = b.data[n0:n1]
-                if idx in self._cols_ready:
-                    col = self._column_buffer(key, n1 - n0, x.dtype)
-                else:
-                    col = self._make_columns(x, key)
-                cols = self._columns_of(col, 0, n1 - n0)
-                dyg = self._top_diff(t.diff[n0:n1], m).reshape(m, g, og).transpose(1, 0, 2)
-                dwm = self._weight_gradient(col, cols, dyg, n1 - n0)
-                dw = dwm[:, :, :kg].reshape(g, og, kh, kw, cg).transpose(0, 1, 4, 2, 3)
-                db = dwm[:, :, kg].reshape(-1) if self.bias_term else None
-                for k, part in enumerate((dw, db)[:len(self.blobs)]):
-                    target = dw_view if k == 0 else self.blobs[1].diff
-                    if fresh[k]:
-                        target[...] = part
-                        fresh[k] = False
-                    else:
-                        target += part
-                if idx < len(propagate_down) and propagate_down[idx]:
-                    # the patch matrix is spent: its memory takes the patch gradients
-                    self._cols_ready.discard(idx)
-                    self._input_gradient(dyg, b, n0, n1, key, self.buffers.flat(f"col{key}"))
+                parts = self._backward_work(idx, t, b, n0, n1, down, fresh)
+                lanes.split(self.xp, n1 - n0, parts.work, ImageWork.grain([parts]), parts.align)
+                parts.finish()
         for blob, unwritten in zip(self.blobs, fresh):  # no images: a gradient of zeros
             if unwritten:
                 blob.diff[...] = 0
 
-    def _weight_gradient(self, col, cols, dyg, n: int):
-        """The weights' (and bias's) gradient (G, O/G, K') of a slice of n images.
+    def backward_images(self, top: list[Blob], propagate_down: list[bool],
+                        bottom: list[Blob]) -> ImageWork | None:
+        n = top[0].shape[0]
+        if len(bottom) != 1 or self.chunk < n or n == 0:
+            return None
+        fresh = [blob.overwrite_diff() for blob in self.blobs]
+        return self._backward_work(0, top[0], bottom[0], 0, n, propagate_down[0], fresh)
 
-        A sum over the slice's M rows, taken in fixed blocks of images (the same
-        whatever the lane count), a block per lane, then the blocks added in order.
-        With "taps" the patch matrix is stored K'-major, and (K' x M) @ (M x O/G) is
-        the faster product; "rows" takes (O/G x M) @ (M x K').
-        """
-        xp = self.xp
-        g, og, _, kg = self._dims()
-        kb = kg + self.bias_term
-        ohw = self.out_hw[0] * self.out_hw[1]
-        blocks = lanes.reduction_blocks(n, ohw * og * kb)
-        taps = self.layout == "taps"
-        shape = (g, kb, og) if taps else (g, og, kb)
-        parts = self.buffers.get("dw_parts", (len(blocks),) + shape, dyg.dtype)
-        dyt = dyg.transpose(0, 2, 1)
+    def _backward_work(self, idx: int, t: Blob, b: Blob, n0: int, n1: int, down: bool,
+                       fresh: list[bool]) -> ImageWork:
+        """The gradients of images n0..n1 of bottom idx as work over ranges of them.
 
-        def block(j0: int, j1: int) -> None:
-            for j in range(j0, j1):
-                r0, r1 = blocks[j][0] * ohw, blocks[j][1] * ohw
-                if taps:
-                    xp.matmul(col[:, :, r0:r1], dyg[:, r0:r1], out=parts[j])
-                else:
-                    xp.matmul(dyt[:, :, r0:r1], cols[:, r0:r1], out=parts[j])
-
-        lanes.split(xp, len(blocks), block)
-        total = parts[0]
-        for j in range(1, len(blocks)):
-            xp.add(total, parts[j], out=total)
-        return total.transpose(0, 2, 1) if taps else total
-
-    def _input_gradient(self, dyg, b: Blob, n0: int, n1: int, key: str, scratch) -> None:
-        """Bottom diff of images n0..n1 from their top diff given as (G, M, O/G).
-
-        Per lane, a run of images: one GEMM per group gives their patch gradients
-        (rows of (M, K/G), K ordered (kh, kw, C/G) as the patch matrix) in
-        `scratch` (flat, at least M*K values); adding them back (col2im) goes tap
-        by tap, a run of C/G values per output pixel.
+        A range's work: its patch matrix rows (unless kept from forward), the weight
+        gradient's fixed blocks of images inside it (ranges are cut between blocks, so
+        each block is summed whole, whatever the lane count), then, when `down`, its
+        bottom diff: one GEMM per group gives its patch gradients, in the memory of its
+        own patch rows (spent by then; with "taps" a scratch of their own), and col2im
+        adds them back tap by tap, a run of C/G values per output pixel. `finish` adds
+        the blocks in order into the param diffs (written when `fresh`).
         """
         xp = self.xp
         win = self.win
-        g, _, cg, kg = self._dims()
-        taps = win.kernel_h * win.kernel_w
+        g, og, cg, kg = self._dims()
+        kb = kg + self.bias_term
         oh, ow = self.out_hw
-        ohw = oh * ow
-        nc = n1 - n0
-        m = nc * ohw
-        _, c, h, w = b.shape
-        ph, pw = win.pad_h, win.pad_w
-        dcol = scratch[:g * m * kg].reshape(g, m, kg)
-        wm = self._weight_matrix()[:, :, :kg]
-        dx = nhwc(b.diff[n0:n1])
-        direct = ph == 0 and pw == 0 and dx.flags.c_contiguous
-        padded = dx if direct else self.buffers.get(
-            f"dxpad{key}", (self.chunk, h + 2 * ph, w + 2 * pw, c), dyg.dtype)[:nc]
-        fast = kernels.compiled(xp)
+        ohw, n, key = oh * ow, n1 - n0, str(idx)
+        taps = self.layout == "taps"
+        x = b.data[n0:n1]
+        ready = idx in self._cols_ready
+        col = self._column_buffer(key, n, x.dtype)
+        padded_x, source = (None, None) if ready else self._padded(x, key)
+        cols = self._columns_of(col, 0, n)
+        dy = nhwc(t.diff[n0:n1])
+        copy_dy = not dy.flags.c_contiguous  # an NCHW top diff: rows copied range by range
+        dy_rows = self.buffers.take("dy", (n * ohw, self.num_output), dy.dtype, self.chunk *
+                                    ohw * self.num_output) if copy_dy else dy.reshape(n * ohw, -1)
+        dyg = dy_rows.reshape(-1, g, og).transpose(1, 0, 2)
+        dyt = dyg.transpose(0, 2, 1)
+        blocks = lanes.reduction_blocks(n, ohw * og * kb)
+        dw_parts = self.buffers.get("dw_parts", (len(blocks),) + ((g, kb, og) if taps else
+                                                                  (g, og, kb)), dy.dtype)
+        if down:
+            wm = self._weight_matrix()[:, :, :kg]
+            scratch = (self.buffers.get(f"dcol{key}", (self.chunk * ohw * g * kg,), dy.dtype)
+                       if taps else self.buffers.flat(f"col{key}"))
+            per_image = ohw * g * (kg if taps else kb)  # where an image's patch rows start
+            _, c, h, w = b.shape
+            ph, pw = win.pad_h, win.pad_w
+            dx = nhwc(b.diff[n0:n1])
+            direct = ph == 0 and pw == 0 and dx.flags.c_contiguous
+            padded = dx if direct else self.buffers.get(
+                f"dxpad{key}", (self.chunk, h + 2 * ph, w + 2 * pw, c), dy.dtype)[:n]
+            fast = kernels.compiled(xp)
 
-        def images(a: int, z: int) -> None:
-            part = dcol[:, a * ohw:z * ohw]
-            xp.matmul(dyg[:, a * ohw:z * ohw], wm, out=part)
-            per_tap = part.reshape(g, z - a, oh, ow, taps, cg).transpose(0, 4, 1, 2, 3, 5)
+        def work(a: int, z: int) -> None:
+            r0, r1 = a * ohw, z * ohw
+            if copy_dy:
+                dy_rows[r0:r1] = dy[a:z].reshape(r1 - r0, -1)
+            if not ready:
+                self._pad_images(padded_x, source, a, z)
+                self._fill_columns(padded_x, col, a, z)
+            for j, (b0, b1) in enumerate(blocks):
+                if a <= b0 and b1 <= z:
+                    q0, q1 = b0 * ohw, b1 * ohw
+                    if taps:
+                        xp.matmul(col[:, :, q0:q1], dyg[:, q0:q1], out=dw_parts[j])
+                    else:
+                        xp.matmul(dyt[:, :, q0:q1], cols[:, q0:q1], out=dw_parts[j])
+            if not down:
+                return
+            part = scratch[a * per_image:a * per_image + g * (r1 - r0) * kg].reshape(
+                g, r1 - r0, kg)
+            xp.matmul(dyg[:, r0:r1], wm, out=part)
+            per_tap = part.reshape(g, z - a, oh, ow, win.kernel_h * win.kernel_w,
+                                   cg).transpose(0, 4, 1, 2, 3, 5)
             dest = padded[a:z]
             dest[...] = 0
             if fast:
@@ -426,4 +397,24 @@ class ConvolutionLayer(Layer):
             if not direct:
                 dx[a:z] = dest[:, ph:ph + h, pw:pw + w]
 
-        lanes.split(xp, nc, images, self._image_grain())
+        def finish() -> None:
+            total = dw_parts[0]
+            for j in range(1, len(blocks)):
+                xp.add(total, dw_parts[j], out=total)
+            dwm = total.transpose(0, 2, 1) if taps else total
+            dw = dwm[:, :, :kg].reshape(g, og, win.kernel_h, win.kernel_w, cg)
+            targets = [(self.blobs[0].diff.reshape(g, og, cg, win.kernel_h, win.kernel_w),
+                        dw.transpose(0, 1, 4, 2, 3))]
+            if self.bias_term:
+                targets.append((self.blobs[1].diff, dwm[:, :, kg].reshape(-1)))
+            for k, (target, value) in enumerate(targets):
+                if fresh[k]:
+                    target[...] = value
+                    fresh[k] = False
+                else:
+                    target += value
+            if down:  # the patch rows now hold patch gradients
+                self._cols_ready.discard(idx)
+
+        grain = self._image_grain()
+        return ImageWork(work, grain if down else 1, grain, finish, blocks[0][1])

@@ -274,9 +274,15 @@ class PoolingLayer(Layer):
 
     # -- backward ------------------------------------------------------------------
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
+        parts = self.backward_images(top, propagate_down, bottom)
+        if parts is not None:
+            lanes.split(self.xp, bottom[0].shape[0], parts.work, ImageWork.grain([parts]))
+
+    def backward_images(self, top: list[Blob], propagate_down: list[bool],
+                        bottom: list[Blob]) -> ImageWork | None:
         """Bottom diff, on NHWC views (padded when the windows reach outside the bottom)."""
         if not propagate_down[0]:
-            return
+            return None
         dy = nhwc(top[0].diff)
         b = bottom[0]
         n, c = b.shape[:2]
@@ -302,7 +308,7 @@ class PoolingLayer(Layer):
                 h, w = self.in_hw
                 bottom_diff[a:z] = dx[a:z, ph:ph + h, pw:pw + w]
 
-        lanes.split(self.xp, n, images, self._image_grain())
+        return ImageWork(images, 1, self._image_grain(), lambda: None)
 
     def _backward_images(self, dy, winner, dx, eq, grad) -> None:
         """dx (padded NHWC) of some images from their dy (and MAX's winning taps);
