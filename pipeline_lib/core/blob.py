@@ -31,7 +31,7 @@ class Blob:
         self.name = name
         self.channels_last = False  # wanted layout, applied by reshape
         self._allocated_channels_last = False
-        self.data = xp.zeros(tuple(int(d) for d in shape), self.dtype)
+        self.data = xp.zeros(tuple(map(int, shape)), self.dtype)
         self._diff = None
         self._zeros_pending = False
 
@@ -100,7 +100,7 @@ class Blob:
         The shape is one sequence, `reshape((2, 3))`, or the dimensions, `reshape(2, 3)`."""
         if len(shape) == 1 and not isinstance(shape[0], int | np.integer):
             shape = shape[0]
-        shape = tuple(int(d) for d in shape)
+        shape = tuple(map(int, shape))
         last = self.channels_last and len(shape) == 4
         if shape != self.shape or last != self._allocated_channels_last:
             self.data = self._zeros(shape, last)

@@ -84,7 +84,7 @@ class Buffers:
         `fill` is only applied on allocation: callers that rely on it (padding
         borders) must never write there.
         """
-        shape = tuple(int(d) for d in shape)
+        shape = tuple(map(int, shape))
         dtype = np.dtype(dtype)
         array = self._arrays.get(name)
         if array is None or array.shape != shape or array.dtype != dtype:
@@ -100,7 +100,7 @@ class Buffers:
 
         For scratch whose size varies below a known maximum (a smaller last slice).
         """
-        shape = tuple(int(d) for d in shape)
+        shape = tuple(map(int, shape))
         size = math.prod(shape)
         if size > capacity:
             raise ValueError(f"scratch {name!r}: shape {shape} exceeds capacity {capacity}")

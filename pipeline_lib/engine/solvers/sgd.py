@@ -56,11 +56,13 @@ class SGD(UpdateRule):
         t = p.data.dtype.type
         if not self._fused[i]:
             fast = kernels.compiled(p.xp)
-            arrays = (p.data, p.diff, self.history[i])
-            if fast is None or self.l1 or not all(a.flags.c_contiguous for a in arrays):
+            w, g, v = p.data, p.diff, self.history[i]
+            if (fast is None or self.l1 or not w.flags.c_contiguous or not g.flags.c_contiguous
+                    or not v.flags.c_contiguous):
                 return False
-            fast.sgd_update(*(self.part(a).reshape(-1) for a in arrays), t(local_rate),
-                            t(self.momentum), t(decay))
+            part = self.part
+            fast.sgd_update(part(w).reshape(-1), part(g).reshape(-1), part(v).reshape(-1),
+                            t(local_rate), t(self.momentum), t(decay))
             return True
         _fused_kernel(p.xp)(t(local_rate), t(self.momentum), t(decay), self.l1,
                             p.data, p.diff, self.history[i])
