@@ -25,11 +25,12 @@ class LayerSetupError(ValueError):
 
 
 class ImageWork(NamedTuple):
-    """A forward cut by images: `work(a, b)` writes every top for images a..b (a later
-    layer of the same split reads them at once); `finish()` runs once after every part is
-    done and only sets the layer's own state. A part must hold at least `least` images
-    (fewer could change the bits: a GEMM's rows); alone, the layer cuts only parts of
-    `worth` images or more (smaller ones would not pay for a lane's wake-up)."""
+    """A forward or backward cut by images: `work(a, b)` writes what images a..b give (tops,
+    or bottom diffs; a later layer of the same split reads them at once); `finish()` runs
+    once after every part is done and writes nothing another layer of the split reads.
+    A part must hold at least `least` images (fewer could change the bits: a GEMM's
+    rows); alone, the layer cuts only parts of `worth` images or more (smaller ones
+    would not pay for a lane's wake-up)."""
 
     work: Callable[[int, int], None]
     least: int
