@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from pipeline_lib.core import glog, lanes
+from pipeline_lib.core import glog
 from pipeline_lib.core.backend import to_host
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.engine.layers.base import ImageWork, Layer, LayerSetupError, layer_class
@@ -367,11 +367,12 @@ class Net:
         A value's operations are the same as layer by layer.
         """
         def prepare(i: int) -> ImageWork | None:
-            bottoms, tops = self.bottoms[i], self.tops[i]
-            if not bottoms or self.debug_info:
-                return None
-            self.layers[i].reshape(bottoms, tops)
-            return self.layers[i].forward_images(bottoms, tops)
+            bottoms, tops, layer = self.bottoms[i], self.tops[i], self.layers[i]
+            if (not bottoms or self.debug_info
+                    or type(layer).forward_images is Layer.forward_images):
+                return None  # forward_layer reshapes and runs it
+            layer.reshape(bottoms, tops)
+            return layer.forward_images(bottoms, tops)
 
         self._in_runs(range(len(self.layers)), prepare, self.forward_layer, "forward")
         return self.loss()
@@ -402,24 +403,14 @@ class Net:
             run.append((i, parts))
 
     def _finish_run(self, run: list[tuple[int, ImageWork]], stage: str) -> None:
-        """The prepared layers of a run, in order, in one split over their images; the run
-        is emptied."""
+        """The prepared layers of a run in one split over their images; the run is emptied."""
         if not run:
             return
         first = run[0][0]
-        works = [parts for _, parts in run]
-
-        def images(a: int, b: int) -> None:
-            for parts in works:
-                parts.work(a, b)
-
         try:
-            lanes.split(self.xp, self.bottoms[first][0].shape[0], images,
-                        ImageWork.grain(works), ImageWork.aligned(works))
+            ImageWork.run(self.xp, self.bottoms[first][0].shape[0], [w for _, w in run])
         except MemoryError as e:
             raise _naming_layer(e, self.layers[first].param, stage) from e
-        for parts in works:
-            parts.finish()
         run.clear()
 
     def forward_layer(self, i: int) -> None:

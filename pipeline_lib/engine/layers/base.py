@@ -16,6 +16,7 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
+from pipeline_lib.core import lanes
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.proto import caffe_pb2
 
@@ -40,15 +41,18 @@ class ImageWork(NamedTuple):
     align: int = 1
 
     @staticmethod
-    def aligned(run: list[ImageWork]) -> int:
-        """A multiple of every `align` of a run."""
-        return math.lcm(*(w.align for w in run))
+    def run(xp, n: int, works: list[ImageWork]) -> None:
+        """Works over the same n images as one split: each lane takes its images through
+        every work in order (parts of at least every `least` images, cut at a multiple of
+        every `align`, worth a wake-up for at least one of them), then each `finish`."""
+        def images(a: int, b: int) -> None:
+            for w in works:
+                w.work(a, b)
 
-    @staticmethod
-    def grain(run: list[ImageWork]) -> int:
-        """Least images per lane for a run of layers in one split: every layer's `least`,
-        and parts worth a wake-up for at least one of them."""
-        return max(max(w.least for w in run), min(w.worth for w in run))
+        grain = max(max(w.least for w in works), min(w.worth for w in works))
+        lanes.split(xp, n, images, grain, math.lcm(*(w.align for w in works)))
+        for w in works:
+            w.finish()
 
 
 class Layer:

@@ -306,9 +306,8 @@ class ConvolutionLayer(Layer):
         for idx, (t, b) in enumerate(zip(top, bottom)):
             down = idx < len(propagate_down) and propagate_down[idx]
             for n0, n1 in self._chunks(t.shape[0]):
-                parts = self._backward_work(idx, t, b, n0, n1, down, fresh)
-                lanes.split(self.xp, n1 - n0, parts.work, ImageWork.grain([parts]), parts.align)
-                parts.finish()
+                ImageWork.run(self.xp, n1 - n0, [self._backward_work(idx, t, b, n0, n1, down,
+                                                                     fresh)])
         for blob, unwritten in zip(self.blobs, fresh):  # no images: a gradient of zeros
             if unwritten:
                 blob.diff[...] = 0

@@ -165,8 +165,7 @@ class PoolingLayer(Layer):
     def forward(self, bottom: list[Blob], top: list[Blob]) -> None:
         parts = self.forward_images(bottom, top)
         if parts is not None:
-            lanes.split(self.xp, bottom[0].shape[0], parts.work, ImageWork.grain([parts]))
-            parts.finish()
+            ImageWork.run(self.xp, bottom[0].shape[0], [parts])
             return
         # global MAX without padding: one reduction over each channel
         x, y = bottom[0].data, top[0].data
@@ -276,7 +275,7 @@ class PoolingLayer(Layer):
     def backward(self, top: list[Blob], propagate_down: list[bool], bottom: list[Blob]) -> None:
         parts = self.backward_images(top, propagate_down, bottom)
         if parts is not None:
-            lanes.split(self.xp, bottom[0].shape[0], parts.work, ImageWork.grain([parts]))
+            ImageWork.run(self.xp, bottom[0].shape[0], [parts])
 
     def backward_images(self, top: list[Blob], propagate_down: list[bool],
                         bottom: list[Blob]) -> ImageWork | None:
