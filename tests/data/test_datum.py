@@ -17,6 +17,7 @@ from pipeline_lib.proto.datum import (
     datum_to_array,
     encoded_datum,
     parse_datum,
+    plain_batch,
     read_datum,
 )
 
@@ -129,3 +130,59 @@ def test_corrupt_record_names_database_and_key(tmp_path):
         assert read_datum(reader, 0).label == 1
         with pytest.raises(DatumError, match=r"db key 00000001: corrupt record, not a serialized"):
             read_datum(reader, 1)
+
+
+def _serialized(images, labels):
+    return [array_to_datum(image, int(label)).SerializeToString()
+            for image, label in zip(images, labels)]
+
+
+def _one_by_one(values):
+    datums = [parse_datum(v) for v in values]
+    return (np.stack([datum_to_array(d) for d in datums]),
+            np.array([d.label for d in datums]))
+
+
+def test_plain_batch_equals_parsing_each_record():
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (9, 3, 5, 4), dtype=np.uint8)
+    labels = [0, 127, 5, 0, 1, 2, 3, 4, 99]
+    values = _serialized(images, labels)
+    pixels, got_labels = plain_batch(values)
+    want_pixels, want_labels = _one_by_one(values)
+    assert pixels.dtype == np.uint8 and np.array_equal(pixels, want_pixels)
+    assert np.array_equal(got_labels, want_labels)
+    # no label field at all (a writer that never set one): labels are 0, as parsed
+    bare = [caffe_pb2.Datum(channels=3, height=5, width=4, data=image.tobytes())
+            .SerializeToString() for image in images]
+    pixels, got_labels = plain_batch(bare)
+    assert np.array_equal(pixels, images) and not got_labels.any()
+
+
+def _variants(images):
+    """Batches plain_batch must leave to the record-by-record parse, by what differs."""
+    ok = _serialized(images, [1] * len(images))
+    flipped = array_to_datum(images[1].reshape(1, 8, 3), 1).SerializeToString()
+    with_float = caffe_pb2.Datum.FromString(ok[1])
+    with_float.float_data.append(1.0)
+    explicit = caffe_pb2.Datum.FromString(ok[1])
+    explicit.encoded = False
+    return {
+        "a label of 128 and more takes two bytes": _serialized(images, [1, 128, 1]),
+        "a negative label": _serialized(images, [-1, 1, 1]),
+        "another shape of the same size": [ok[0], flipped, ok[2]],
+        "another field besides": [ok[0], with_float.SerializeToString(), ok[2]],
+        "encoded written out as false": [ok[0], explicit.SerializeToString(), ok[2]],
+        "a longer record": [ok[0], ok[1] + b"\x28\x01", ok[2]],
+        "a label cut short (corrupt)": [ok[0], ok[1][:-1] + b"\x85", ok[2]],
+        "an encoded image": [encoded_datum(b"PNG", 1).SerializeToString()] * 3,
+        "float pixels": [array_to_datum(images[0].astype(np.float32), 1)
+                         .SerializeToString()] * 3,
+        "not a Datum": [b"\xff\xff\xff"] * 3,
+    }
+
+
+@pytest.mark.parametrize("case", list(_variants(np.zeros((3, 1, 4, 6), np.uint8))))
+def test_plain_batch_leaves_any_other_layout_to_the_parse(case):
+    images = np.arange(3 * 24, dtype=np.uint8).reshape(3, 1, 4, 6)
+    assert plain_batch(_variants(images)[case]) is None

@@ -56,6 +56,11 @@ def test_cursor_reads_in_key_order_and_wraps_around(tmp_path, backend):
         assert cursor.index == 2 and cursor.key == b"00000002"
         cursor.skip(6)  # 2 + 6 = 8, wrapped to 1
         assert cursor.index == 1 and cursor.peek() == records[1]
+        assert cursor.read(16) == records[1:] + records + records[:3]  # wraps twice
+        assert cursor.index == 3 and cursor.key == b"00000003"
+        assert cursor.read(4) == records[3:]  # ends on the last record: the first is next
+        assert cursor.index == 0 and cursor.peek() == records[0]
+        assert cursor.read(7) == records and cursor.index == 0
         cursor.close()
 
 

@@ -356,14 +356,15 @@ class RecordCursor(ABC):
     def read(self, count: int) -> list[tuple[bytes, bytes]]:
         """The next `count` records as (key, value), wrapping to the first after the last."""
         self._check_not_empty()
-        records = []
-        item, to_next = self._it.item, self._to_next
+        records: list[tuple[bytes, bytes]] = []
         try:
-            for _ in range(count):
-                records.append(item())
-                if to_next():
+            while len(records) < count:
+                wanted = count - len(records)
+                got = self._run(records, wanted)
+                self.index += got - 1  # the cursor is on the run's last record
+                if got == wanted and self._to_next():
                     self.index += 1
-                else:
+                else:  # the run or its last record ended the database
                     self._first()
         except self._errors as exc:
             if records:
@@ -407,6 +408,19 @@ class RecordCursor(ABC):
         except self._errors as exc:
             raise self._failed(exc) from None
         self.index = index
+
+    def _run(self, records: list[tuple[bytes, bytes]], count: int) -> int:
+        """Append up to `count` records from the current one to `records` (one by one, so
+        that an error leaves those read); fewer only where the database ends. Returns how
+        many. The cursor is left on the last one (when the database ended first, the
+        caller goes back to the first record)."""
+        item, to_next = self._it.item, self._to_next
+        records.append(item())
+        got = 1
+        while got < count and to_next():
+            records.append(item())
+            got += 1
+        return got
 
     def _first(self) -> None:
         self.index = 0

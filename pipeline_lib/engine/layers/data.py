@@ -42,7 +42,7 @@ from pipeline_lib.data.transform import DataTransformer, TransformError
 from pipeline_lib.engine.layers.base import register
 from pipeline_lib.engine.layers.data_layer import Batch, PrefetchingDataLayer
 from pipeline_lib.proto import caffe_pb2
-from pipeline_lib.proto.datum import datum_to_array
+from pipeline_lib.proto.datum import datum_to_array, plain_batch
 
 _BACKEND_NAMES = {caffe_pb2.DataParameter.LEVELDB: "leveldb", caffe_pb2.DataParameter.LMDB: "lmdb"}
 _BACKEND_WORDS = {"leveldb": "LEVELDB", "lmdb": "LMDB"}
@@ -137,6 +137,9 @@ class _BatchSource:
         return Batch(data, labels, self.state())
 
     def _decode_batch(self, records: list[tuple[bytes, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+        plain = plain_batch([value for _, value in records])
+        if plain is not None:  # Caffe's plain records, all alike: no parse per record
+            return plain[0], plain[1].astype(self.dtype)
         labels = np.empty(len(records), self.dtype)
         pixels = []
         first = None
