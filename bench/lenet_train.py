@@ -1,15 +1,22 @@
 """LeNet training speed: our engine against PyTorch, side by side in one run.
 
     python bench/lenet_train.py [--iterations 300] [--warmup 30] [--threads N] [--gpu]
-                                [--no-torch] [--synthetic]
+                                [--no-torch] [--data lmdb|memory]
 
 Trains the tutorial's LeNet (models/lenet, batch 64, SGD momentum 0.9, weight decay
-5e-4, inv policy) on MNIST from data/mnist/mnist_train_lmdb when it exists, else on
-random digits of the same shape, and prints ms per iteration (median and mean over the
-timed iterations), images/s, peak RSS, and our time divided by PyTorch's. The two
-take turns every 25 iterations, so a shared machine's changing speed affects both
-alike. PyTorch is a benchmark-only dependency (`pip install torch==2.13.0`, CPU
-build); it runs the same net and update rule with `ceil_mode=True` pooling, as Caffe's.
+5e-4, inv policy) and prints ms per iteration (median and mean over the timed
+iterations), images/s, peak RSS, and our time divided by PyTorch's. The two take turns
+every 25 iterations, so a shared machine's changing speed affects both alike.
+
+Data (`--data`): PyTorch always trains on one batch held in memory. With `lmdb` (the
+default, when data/mnist/mnist_train_lmdb exists) ours reads MNIST from the LMDB through
+its Data layer and prefetch thread, as a pipeline run does: the data path is part of our
+step and not of PyTorch's. With `memory` ours also trains on one batch held in memory
+(an Input layer set once), the like-for-like comparison of the two engines' step. The
+batch is the LMDB's first 64 records when it exists, else random digits.
+
+PyTorch is a benchmark-only dependency (`pip install torch==2.13.0`, CPU build); it runs
+the same net and update rule with `ceil_mode=True` pooling, as Caffe's.
 Both use `--threads` threads (default: every CPU): ours as lanes (core.threads), PyTorch's
 through torch.set_num_threads. Our compiled kernels (extra [fast]) are used when numba is
 installed; PIPELINE_LIB_NUMBA=0 runs the NumPy code instead, for a before/after.
@@ -26,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from pipeline_lib.core.backend import Device
 from pipeline_lib.core.threads import compute_threads
 from pipeline_lib.engine import kernels
@@ -40,6 +49,8 @@ TRAIN_DB = ROOT / "data/mnist/mnist_train_lmdb"
 
 
 def lenet_solver(iterations: int, use_db: bool):
+    """The tutorial's solver for training only: its Data layer reads TRAIN_DB, or (without
+    `use_db`) is an Input layer whose tops the caller sets."""
     sp = read_solver(SOLVER)
     net = read_net(ROOT / sp.net)
     sp.ClearField("net")
@@ -57,24 +68,42 @@ def lenet_solver(iterations: int, use_db: bool):
             if use_db:
                 lp.data_param.source = str(TRAIN_DB)
             else:
-                tops = list(lp.top)
+                assert list(lp.top) == ["data", "label"]
                 lp.ClearField("data_param")
                 lp.ClearField("transform_param")
-                lp.type = "DummyData"
-                lp.dummy_data_param.shape.add().dim.extend([64, 1, 28, 28])
-                lp.dummy_data_param.data_filler.add(type="uniform", min=0, max=1)
-                lp.dummy_data_param.shape.add().dim.extend([64])
-                lp.dummy_data_param.data_filler.add(type="constant", value=3)
-                assert tops == ["data", "label"]
+                lp.ClearField("include")
+                lp.type = "Input"
+                lp.input_param.shape.add().dim.extend([64, 1, 28, 28])
+                lp.input_param.shape.add().dim.extend([64])
     sp.net_param.CopyFrom(net)
     return sp
 
 
+def fixed_batch() -> tuple[np.ndarray, np.ndarray]:
+    """64 MNIST images (scaled as the tutorial's Data layer does) and labels: the first
+    records of TRAIN_DB, or random digits without it."""
+    if TRAIN_DB.is_dir():
+        from pipeline_lib.data.db import open_db
+        from pipeline_lib.proto.datum import plain_batch
+
+        with open_db(TRAIN_DB, "r") as reader:
+            images, labels = plain_batch([value for _, value in reader.cursor().read(64)])
+        return (images * np.float32(0.00390625)).astype(np.float32), labels.astype(np.float32)
+    rng = np.random.default_rng(0)
+    return (rng.random((64, 1, 28, 28), np.float32),
+            rng.integers(0, 10, 64).astype(np.float32))
+
+
 def ours_step(gpu: bool, use_db: bool):
-    """One LeNet training iteration of our engine per call; and a function that stops it."""
+    """One LeNet training iteration of our engine per call (on TRAIN_DB, or on
+    `fixed_batch` without `use_db`); and a function that stops it."""
     xp = (Device.GPU if gpu else Device.CPU).xp
     solver = Solver(lenet_solver(10**8, use_db), xp=xp, metrics=MetricsTable(),
                     log=_quiet_logger())
+    if not use_db:
+        for blob, values in zip((solver.net.blobs["data"], solver.net.blobs["label"]),
+                                fixed_batch()):
+            blob.data[...] = xp.asarray(values)
 
     def step() -> None:
         solver.step(1)
@@ -110,8 +139,9 @@ def torch_step(gpu: bool, threads: int):
                "lr_mult": 2.0}]
     velocity = {p: torch.zeros_like(p) for g in groups for p in g["params"]}
     loss_fn = nn.CrossEntropyLoss()
-    x = torch.rand(64, 1, 28, 28, device=device)
-    y = torch.randint(0, 10, (64,), device=device)
+    images, labels = fixed_batch()
+    x = torch.from_numpy(images).to(device)
+    y = torch.from_numpy(labels.astype(np.int64)).to(device)
     it = 0
 
     def step() -> None:
@@ -182,18 +212,21 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--no-torch", action="store_true")
-    parser.add_argument("--synthetic", action="store_true", help="random data, no LMDB")
+    parser.add_argument("--data", choices=["lmdb", "memory"], default="lmdb",
+                        help="where our batches come from (see the module; PyTorch's are "
+                             "always one batch in memory)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="BLAS and PyTorch threads (default: every CPU)")
     args = parser.parse_args()
-    use_db = TRAIN_DB.is_dir() and not args.synthetic
+    use_db = TRAIN_DB.is_dir() and args.data == "lmdb"
     with compute_threads(args.threads):
         ours, theirs, rss_ours = measure(args.iterations, args.warmup, args.gpu, use_db,
                                          not args.no_torch, args.threads)
     fast = "on" if kernels.compiled(Device.CPU.xp) else "off"
     print(f"CPU: {host_info()['cpu_model']}; {args.threads} threads; compiled kernels {fast}")
     print(f"LeNet training, batch 64, {'GPU' if args.gpu else 'CPU'}, {os.cpu_count()} cores, "
-          f"data: {'MNIST LMDB' if use_db else 'synthetic'}, {args.iterations} timed iterations"
+          f"data of ours: {'MNIST LMDB' if use_db else 'one batch in memory'} (PyTorch: one "
+          f"batch in memory), {args.iterations} timed iterations"
           + (", ours and PyTorch taking turns every 25" if theirs else ""))
     print(f"{'':<22}{'median ms':>10}{'mean ms':>10}{'images/s':>12}")
     print(summary("pipeline_lib", ours))

@@ -1,7 +1,7 @@
 """One speed table for the engine: training against PyTorch, per layer, data tools, memory.
 
     python bench/run_all.py [--iterations 200] [--warmup 20] [--records 20000] [--gpu]
-                            [--no-torch] [--synthetic]
+                            [--no-torch] [--data lmdb|memory]
 
 Prints, in one run so that the ratios are taken under the same load:
 - LeNet training (models/lenet, batch 64) ms per iteration and images/s, ours
@@ -50,11 +50,12 @@ def p20(times: list[float]) -> float:
 
 
 def training_rows(args) -> list[str]:
-    use_db = lenet_train.TRAIN_DB.is_dir() and not args.synthetic
+    use_db = lenet_train.TRAIN_DB.is_dir() and args.data == "lmdb"
     ours, theirs, rss = lenet_train.measure(args.iterations, args.warmup, args.gpu, use_db,
                                             not args.no_torch, args.threads)
-    rows = [f"LeNet training, batch 64, {'GPU' if args.gpu else 'CPU'}, data: "
-            f"{'MNIST LMDB' if use_db else 'synthetic'}, {args.iterations} timed iterations"
+    rows = [f"LeNet training, batch 64, {'GPU' if args.gpu else 'CPU'}, data of ours: "
+            f"{'MNIST LMDB' if use_db else 'one batch in memory'}, "
+            f"{args.iterations} timed iterations"
             + (", ours and PyTorch taking turns every 25" if theirs else ""),
             f"{'':<16}{'median ms':>10}{'p20 ms':>9}{'images/s':>10}{'vs Caffe':>10}"]
     for name, times in (("pipeline_lib", ours), ("PyTorch", theirs)):
@@ -110,7 +111,8 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--no-torch", action="store_true")
-    parser.add_argument("--synthetic", action="store_true", help="random data, no LMDB")
+    parser.add_argument("--data", choices=["lmdb", "memory"], default="lmdb",
+                        help="where our LeNet batches come from (see lenet_train)")
     parser.add_argument("--threads", type=int, default=usable_cpus(),
                         help="our lanes and PyTorch's threads (default: every usable CPU)")
     args = parser.parse_args()
