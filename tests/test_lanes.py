@@ -406,3 +406,33 @@ def test_backward_run_together_by_images_gives_what_layer_by_layer_gives(monkeyp
         assert one_by_one.blobs[name].diff.any(), name
         np.testing.assert_array_equal(together.blobs[name].diff, one_by_one.blobs[name].diff,
                                       err_msg=name)
+
+
+@pytest.mark.parametrize("lane_count", [1, 2, 3])
+def test_test_phase_slices_give_the_bits_of_the_whole_batch(monkeypatch, lane_count):
+    """In the TEST phase a convolution whose patch matrix is over its budget still runs with
+    the layers beside it: each lane takes its images a slice at a time through scratch of
+    its own. The tops equal those of the whole batch at once (every slice holds a grain of
+    images or more), and the slices did happen (a small budget, several lanes' scratch)."""
+    monkeypatch.setattr(lanes, "GEMM_MIN_WORK", 1 << 10)
+    monkeypatch.setattr(lanes, "POOL_GRAIN", 1)
+    param = parse_net_text(CHAIN_NET, "chain")
+    x = np.random.default_rng(1).normal(size=(24, 3, 12, 12))
+
+    def tops(budget: int) -> tuple[Net, dict[str, np.ndarray]]:
+        monkeypatch.setattr(convolution, "MAX_COLUMN_BYTES_TEST", budget)
+        with compute_threads(lane_count):
+            net = Net(param, caffe_pb2.TEST, rng=np.random.default_rng(0))
+            net.blobs["x"].data[...] = x
+            net.forward()
+        return net, {name: net.blobs[name].data.copy() for name in ("c1", "p1", "c2", "c3")}
+
+    _, whole = tops(1 << 30)
+    sliced_net, sliced = tops(1)
+    c1 = sliced_net.layers[sliced_net.layer_names.index("c1")]
+    assert c1.chunk < 24  # sliced
+    lane_scratch = [k for k in c1.buffers._arrays if k.startswith("col0/")]
+    assert len(lane_scratch) == lane_count - 1
+    for name, values in whole.items():
+        assert values.any(), name
+        np.testing.assert_array_equal(sliced[name], values, err_msg=name)

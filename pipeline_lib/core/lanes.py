@@ -35,7 +35,8 @@ class _Worker:
     """A thread that runs one part at a time, handed over through two locks (a few
     microseconds a hand-over, where a pool's futures take tens)."""
 
-    def __init__(self) -> None:
+    def __init__(self, index: int) -> None:
+        self.index = index  # the lane it is: the part of a split it takes
         self._go, self._done = threading.Lock(), threading.Lock()
         self._go.acquire()
         self._done.acquire()
@@ -45,6 +46,7 @@ class _Worker:
 
     def _run(self) -> None:
         _inside.busy = True
+        _inside.lane = self.index
         while True:
             self._go.acquire()
             if self._task is None:
@@ -76,6 +78,12 @@ def count() -> int:
     return _count
 
 
+def lane() -> int:
+    """Which lane the calling thread is, 0 to count() - 1 (0 outside the lane threads):
+    for work that keeps scratch of its own per lane."""
+    return getattr(_inside, "lane", 0)
+
+
 @contextlib.contextmanager
 def lanes(number: int) -> Iterator[None]:
     """Split work over `number` lanes inside the block."""
@@ -85,7 +93,7 @@ def lanes(number: int) -> Iterator[None]:
     before, before_workers = _count, _workers
     alive = _live_workers()
     if number - 1 > len(alive):
-        _workers = alive + [_Worker() for _ in range(number - 1 - len(alive))]
+        _workers = alive + [_Worker(k) for k in range(len(alive) + 1, number)]
     _count = number
     try:
         yield

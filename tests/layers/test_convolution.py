@@ -7,6 +7,7 @@ from compute_util import backward, forward, host, make, to_blob
 from gradient_check import check_gradient
 
 import pipeline_lib.engine.layers.convolution as convolution
+from pipeline_lib.core import lanes
 from pipeline_lib.core.blob import Blob
 from pipeline_lib.engine.layers import reference
 from pipeline_lib.engine.layers.base import LayerSetupError
@@ -317,6 +318,7 @@ def test_test_phase_keeps_a_smaller_patch_matrix(monkeypatch):
     from pipeline_lib.proto import caffe_pb2
 
     monkeypatch.setattr(convolution, "MAX_COLUMN_BYTES_TEST", 3 * 6 * 6 * 36 * 8)
+    monkeypatch.setattr(lanes, "GEMM_MIN_WORK", 1 << 10)  # slices of an image are worth it
     x = np.random.default_rng(8).standard_normal((7, 4, 6, 6))
     outputs = []
     for phase in (caffe_pb2.TRAIN, caffe_pb2.TEST):

@@ -16,7 +16,8 @@ memory, added back tap by tap (col2im). Both go by ranges of images, so the
 net may run them in one split with the layers beside (forward_images,
 backward_images). Large patch matrices are made a slice of the batch at a time
 so that their memory stays bounded (a smaller bound in the TEST phase, which
-keeps nothing for backward).
+keeps nothing for backward: there each lane takes its images slice by slice
+through scratch of its own, so the layer still runs with those beside it).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from pipeline_lib.proto import caffe_pb2
 
 #: Above this many bytes of patch matrix, the batch is processed in slices.
 MAX_COLUMN_BYTES = 64 * 2**20
-#: The same in the TEST phase: forward only, so the matrix is not kept for a backward.
+#: The same in the TEST phase, for all lanes together: forward only, so the matrix is not
+#: kept for a backward.
 MAX_COLUMN_BYTES_TEST = 6 * 2**20
 #: Patch-matrix layout, "rows" or "taps"; None picks per layer (tests pin it).
 LAYOUT: str | None = None
@@ -154,9 +156,17 @@ class ConvolutionLayer(Layer):
         else:
             self.layout = "taps" if ow > rows_run else "rows"
         per_image = oh * ow * self.channels * self.win.kernel_h * self.win.kernel_w
-        budget = MAX_COLUMN_BYTES_TEST if self.phase == caffe_pb2.TEST else MAX_COLUMN_BYTES
-        self.chunk = max(1, min(n, budget // (per_image * self.dtype.itemsize)))
+        if self.phase == caffe_pb2.TEST:  # the lanes share it, a slice each at a time
+            most = MAX_COLUMN_BYTES_TEST // self._lanes() // (per_image * self.dtype.itemsize)
+            # two grains at least, so that a lane's images cut into slices of a grain or more
+            self.chunk = max(1, min(n, max(most, 2 * self._image_grain())))
+        else:
+            self.chunk = max(1, min(n, MAX_COLUMN_BYTES // (per_image * self.dtype.itemsize)))
         self._cols_ready.clear()
+
+    def _lanes(self) -> int:
+        """Lanes a split of this layer's work may use (CuPy's work runs whole)."""
+        return lanes.count() if self.xp is np else 1
 
     # -- patch matrices -------------------------------------------------------------
     def _chunks(self, n: int) -> list[tuple[int, int]]:
@@ -265,26 +275,43 @@ class ConvolutionLayer(Layer):
 
     def forward_images(self, bottom: list[Blob], top: list[Blob]) -> ImageWork | None:
         n = bottom[0].shape[0]
-        if len(bottom) != 1 or self.chunk < n:
+        sliced = self.chunk < n
+        if len(bottom) != 1 or (sliced and self.phase != caffe_pb2.TEST):
             return None
         self._cols_ready.clear()
-        work = self._forward_work(0, bottom[0], top[0], 0, n,
-                                  self._weight_matrix().transpose(0, 2, 1))
+        b, t, wmt = bottom[0], top[0], self._weight_matrix().transpose(0, 2, 1)
         grain = self._image_grain()
-        return ImageWork(work, grain, grain, lambda: self._cols_ready.add(0))
+        if not sliced:
+            return ImageWork(self._forward_work(0, b, t, 0, n, wmt), grain, grain,
+                             lambda: self._cols_ready.add(0))
+        for lane in range(min(self._lanes(), n // grain or 1)):  # scratch for each lane
+            self._forward_work(0, b, t, 0, self.chunk, wmt, lane)     # that can get a part
 
-    def _forward_work(self, idx: int, b: Blob, t: Blob, n0: int, n1: int, wmt):
+        def images(a: int, c: int) -> None:
+            """A lane's images, slice by slice through its own scratch (the TEST phase keeps
+            nothing for a backward). Every slice holds a grain of images or more, so the
+            bits do not depend on where the lanes' parts or the slices begin."""
+            lane = lanes.lane()
+            for s0, s1 in lanes.bounds(c - a, -(-(c - a) // self.chunk)):
+                self._forward_work(0, b, t, a + s0, a + s1, wmt, lane)(0, s1 - s0)
+
+        return ImageWork(images, grain, grain, lambda: None)
+
+    def _forward_work(self, idx: int, b: Blob, t: Blob, n0: int, n1: int, wmt, lane: int = 0):
         """work(a, c) for images n0+a..n0+c of bottom idx: their patches, then their rows of
-        the GEMM (the memory it writes is made here)."""
+        the GEMM (the memory it writes is made here; a lane above 0 gets scratch of its
+        own, for the TEST phase's slices)."""
         xp = self.xp
         g, og, _, _ = self._dims()
         oh, ow = self.out_hw
         x, y = b.data[n0:n1], t.data[n0:n1]
-        col = self._column_buffer(str(idx), n1 - n0, x.dtype)
-        padded, source = self._padded(x, str(idx))
+        key = f"{idx}/{lane}" if lane else str(idx)
+        col = self._column_buffer(key, n1 - n0, x.dtype)
+        padded, source = self._padded(x, key)
         into_top = g == 1 and nhwc(y).flags.c_contiguous
         res = None if into_top else self.buffers.take(
-            "res", (g, (n1 - n0) * oh * ow, og), wmt.dtype, g * og * self.chunk * oh * ow)
+            f"res{key}" if lane else "res", (g, (n1 - n0) * oh * ow, og), wmt.dtype,
+            g * og * self.chunk * oh * ow)
 
         def images(a: int, c: int) -> None:
             self._pad_images(padded, source, a, c)
