@@ -82,16 +82,19 @@ def lenet_solver(iterations: int, use_db: bool):
 
 @functools.cache
 def fixed_batch() -> tuple[np.ndarray, np.ndarray]:
-    """64 MNIST images (scaled as the tutorial's Data layer does) and labels: the first
+    """64 MNIST images (scaled by the tutorial's transform_param) and labels: the first
     records of TRAIN_DB, or random digits without it. Read once, before our Data layer
     opens the LMDB (the library opens a database once per process)."""
     if TRAIN_DB.is_dir():
         from pipeline_lib.data.db import open_db
         from pipeline_lib.proto.datum import plain_batch
 
+        (data,) = [lp for lp in read_net(ROOT / read_solver(SOLVER).net).layer
+                   if lp.type == "Data" and not any(r.phase == 1 for r in lp.include)]
         with open_db(TRAIN_DB, "r") as reader:
             images, labels = plain_batch([value for _, value in reader.cursor().read(64)])
-        return (images * np.float32(0.00390625)).astype(np.float32), labels.astype(np.float32)
+        scale = np.float32(data.transform_param.scale)
+        return (images * scale).astype(np.float32), labels.astype(np.float32)
     rng = np.random.default_rng(0)
     return (rng.random((64, 1, 28, 28), np.float32),
             rng.integers(0, 10, 64).astype(np.float32))
@@ -191,7 +194,8 @@ def measure(iterations: int, warmup: int, gpu: bool, use_db: bool, with_torch: b
             threads: int) -> tuple[list[float], list[float] | None, float]:
     """ms per iteration of ours and of PyTorch (None without torch), timed taking turns,
     and our peak RSS in MB after the warm-up, before PyTorch is loaded."""
-    fixed_batch()
+    if with_torch or not use_db:
+        fixed_batch()  # before our Data layer holds the LMDB
     ours, close = ours_step(gpu, use_db)
     timed(ours, warmup)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
